@@ -1,0 +1,169 @@
+"""The command line: parse flags, call the library, print errors as one line.
+
+Every ``train`` flag is a field of ``TrainConfig`` (its help text lives there);
+every command is a public function first: ``train``, ``resume``, ``generate``.
+"""
+
+import argparse
+import dataclasses
+import logging
+import sys
+import types
+import typing
+
+from ganforge import __version__
+from ganforge.config import TrainConfig, flag
+from ganforge.errors import GanforgeError
+
+log = logging.getLogger("ganforge")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit code 2)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def field_type(hint) -> type:
+    """int | None -> int."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return hint
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field. Unset flags stay absent, so a resume sees what was given."""
+    hints = typing.get_type_hints(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        kind, meta = field_type(hints[field.name]), field.metadata
+        default = meta["default_help"] or field.default
+        help_text = f"{meta['help']} (default: {default})"
+        if kind is bool:
+            parser.add_argument(
+                f"--{flag(field.name)}",
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+        else:
+            parser.add_argument(
+                f"--{flag(field.name)}",
+                type=kind,
+                choices=meta["choices"],
+                metavar=None if meta["choices"] else field.name.upper(),
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="ganforge", description="Train, sample and evaluate GANs with PyTorch.")
+    parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show full tracebacks instead of one-line errors (default: off)",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    train = commands.add_parser(
+        "train",
+        parents=[debug],
+        help="train a GAN (default: DCGAN on MNIST)",
+        description="Train a GAN. Every flag is a field of ganforge.TrainConfig.",
+    )
+    train.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue the run in RUN_DIR from its latest checkpoint; only the length, device "
+        "and logging flags may change (default: start a new run)",
+    )
+    add_config_flags(train)
+    train.set_defaults(func=run_train)
+
+    generate = commands.add_parser(
+        "generate",
+        parents=[debug],
+        help="sample images from a trained generator",
+        description="Sample images from a run directory or checkpoint.",
+    )
+    generate.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or a .pt checkpoint")
+    generate.add_argument("--n", type=int, default=64, help="number of images (default: 64)")
+    generate.add_argument(
+        "--out",
+        default="samples.png",
+        help="a .png/.jpg grid, an .npz array (images: N,C,H,W uint8), or a folder "
+        "ending in '/' for one PNG per image (default: samples.png)",
+    )
+    generate.add_argument(
+        "--seed", type=int, default=0, help="noise seed; the same seed gives the same images (default: 0)"
+    )
+    generate.add_argument(
+        "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device to sample on (default: auto)"
+    )
+    generate.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+    generate.set_defaults(func=run_generate)
+    return parser
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ganforge.training import resume, train
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    if args.resume:
+        resume(args.resume, **given)
+    else:
+        train(TrainConfig(**given))
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from ganforge.sampling import generate
+
+    images = generate(
+        args.source, n=args.n, seed=args.seed, out=args.out, device=args.device, batch_size=args.batch_size
+    )
+    print(f"wrote {len(images)} images {tuple(images.shape[1:])} to {args.out}")
+    return 0
+
+
+def configure_logging() -> None:
+    """ganforge's messages go to stderr as 'ganforge: message' lines."""
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("ganforge: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 runtime error, 2 usage error)."""
+    args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
+    configure_logging()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    try:
+        with logging_redirect_tqdm(loggers=[log]):
+            return args.func(args)
+    except GanforgeError as error:
+        if debug:
+            raise
+        print(f"ganforge: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("ganforge: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if debug:
+            raise
+        print(
+            f"ganforge: error: {type(error).__name__}: {error} (rerun with --debug for the traceback)", file=sys.stderr
+        )
+        return 1

@@ -1,0 +1,176 @@
+"""TrainConfig: every setting of a training run, saved as YAML beside the run.
+
+The command line maps its flags one-to-one onto these fields (the help text
+of each flag is the field's ``help``), and ``config.yaml`` in a run directory
+holds the resolved config: every ``None`` ("use the model's or the data's
+default") replaced by the value the run actually used.
+"""
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ganforge.errors import GanforgeError, UsageError
+from ganforge.losses import LOSSES
+from ganforge.models import MODELS
+
+BUILTIN_DATASETS = ("mnist", "fashion-mnist", "cifar10")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("32", "bf16")
+DEFAULT_EPOCHS = 5  # when none of epochs, steps and minutes is given
+
+
+def _field(default, help: str, choices=None, default_help: str | None = None):
+    metadata = {"help": help, "choices": choices, "default_help": default_help}
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run. ``None`` means: the model's or the data's default."""
+
+    # What to train.
+    model: str = _field("dcgan", "architecture", choices=tuple(MODELS))
+    loss: str = _field("nonsaturating", "adversarial loss; minimax is the saturating original", choices=tuple(LOSSES))
+    z_dim: int = _field(100, "length of the generator's noise vector")
+    width: int | None = _field(
+        None, "capacity: hidden units (mlp) or base channels (dcgan)", default_help="mlp 128, dcgan 64"
+    )
+    # The data.
+    data: str = _field(
+        "mnist", f"dataset: {', '.join(BUILTIN_DATASETS)}, or a folder of images (subfolders become labels)"
+    )
+    data_root: str | None = _field(
+        None,
+        "torchvision data root holding the dataset; nothing is downloaded when it is there",
+        default_help="$GANFORGE_DATA_ROOT, else ~/.cache/ganforge/data",
+    )
+    download: bool = _field(True, "download a missing built-in dataset into the data root")
+    image_size: int | None = _field(
+        None,
+        "image height and width in pixels; data are resized and center-cropped",
+        default_help="the dataset's own: 28 for MNIST, 32 for CIFAR-10, 64 for folders",
+    )
+    channels: int | None = _field(
+        None, "1 (grayscale) or 3 (RGB); data are converted", default_help="the dataset's own"
+    )
+    # How long: the first limit reached ends the run.
+    epochs: int | None = _field(
+        None, "passes over the data", default_help=f"{DEFAULT_EPOCHS} when neither --steps nor --minutes is given"
+    )
+    steps: int | None = _field(
+        None, "total training steps of the run (one step = one D and one G update)", default_help="none"
+    )
+    minutes: float | None = _field(
+        None, "stop cleanly after this many minutes of wall time of this invocation", default_help="none"
+    )
+    # Optimisation.
+    batch_size: int = _field(128, "images per step")
+    lr: float | None = _field(None, "Adam learning rate of both networks", default_help="mlp 1e-3, dcgan 2e-4")
+    beta1: float | None = _field(None, "Adam beta1", default_help="mlp 0.9, dcgan 0.5")
+    beta2: float | None = _field(None, "Adam beta2", default_help="0.999")
+    precision: str = _field(
+        "32", "float32, or bfloat16 autocast (fast on CPUs with AMX and on recent GPUs)", choices=PRECISIONS
+    )
+    seed: int = _field(0, "random seed: the same seed on the same machine and device gives the same checkpoint")
+    device: str = _field("auto", "auto picks cuda, then mps, then cpu", choices=DEVICES)
+    # Output.
+    out: str | None = _field(None, "run directory", default_help="runs/MODEL-DATA-TIMESTAMP")
+    log_every: int = _field(50, "steps between progress updates and metrics.jsonl lines")
+    sample_every: int = _field(500, "steps between fixed-noise sample grids in samples/ (0: only at the end)")
+    checkpoint_every: str = _field(
+        "1m", "how often checkpoints/latest.pt is rewritten: wall time ('30s', '5m', '1h') or steps ('1000')"
+    )
+    snapshot_every: int = _field(5000, "steps between kept checkpoints/step_NNNNNNN.pt (0: none)")
+    tensorboard: bool = _field(True, "write TensorBoard logs to tensorboard/ when tensorboard is installed")
+    progress: bool = _field(True, "show a progress bar")
+
+    def validate(self) -> None:
+        """Raise UsageError naming the first setting that cannot work."""
+        for name in ("z_dim", "width", "image_size", "epochs", "steps", "batch_size", "log_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"--{flag(name)} must be at least 1, got {value}")
+        for name in ("sample_every", "snapshot_every"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{flag(name)} must be 0 or more, got {getattr(self, name)}")
+        for name in ("minutes", "lr"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UsageError(f"--{flag(name)} must be positive, got {value}")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise UsageError(f"--{flag(name)} must be in [0, 1), got {value}")
+        if self.channels not in (None, 1, 3):
+            raise UsageError(f"--channels must be 1 or 3, got {self.channels}")
+        for name, allowed in (("model", MODELS), ("loss", LOSSES), ("device", DEVICES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise UsageError(f"unknown --{name} {getattr(self, name)!r}; choose from {', '.join(allowed)}")
+        if self.data not in BUILTIN_DATASETS and not Path(self.data).is_dir():
+            raise UsageError(
+                f"--data {self.data!r} is neither a known dataset ({', '.join(BUILTIN_DATASETS)}) nor an existing folder"
+            )
+        parse_interval(self.checkpoint_every)
+
+    def with_model_defaults(self) -> "TrainConfig":
+        """A copy with the model's recipe filled in where the user gave nothing."""
+        spec = MODELS[self.model]
+        return dataclasses.replace(
+            self,
+            width=self.width if self.width is not None else spec.width,
+            lr=self.lr if self.lr is not None else spec.lr,
+            beta1=self.beta1 if self.beta1 is not None else spec.betas[0],
+            beta2=self.beta2 if self.beta2 is not None else spec.betas[1],
+        )
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a config field: batch_size -> batch-size."""
+    return name.replace("_", "-")
+
+
+def parse_interval(text: str) -> tuple[str, float]:
+    """'90s' -> ('seconds', 90), '5m' -> ('seconds', 300), '1000' -> ('steps', 1000)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|)\s*", str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise UsageError(
+            f"--checkpoint-every must be a positive duration like '30s', '5m', '1h' or a step count; got {text!r}"
+        )
+    value, unit = float(match.group(1)), match.group(2)
+    if unit == "":
+        return "steps", value
+    return "seconds", value * {"s": 1, "m": 60, "h": 3600}[unit]
+
+
+def config_to_dict(config: TrainConfig) -> dict:
+    """Plain data (str, int, float, bool, None) for YAML and checkpoints."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """The inverse of ``config_to_dict``; unknown keys are an error."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise GanforgeError(f"unknown config keys: {', '.join(unknown)}")
+    return TrainConfig(**values)
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    """Write the config as YAML, one field per line in declaration order."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Read a config written by ``save_config`` (safe YAML loader only)."""
+    try:
+        values = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise GanforgeError(f"cannot read config {path}: {error}") from None
+    if not isinstance(values, dict):
+        raise GanforgeError(f"{path} does not hold a ganforge config")
+    return config_from_dict(values)

@@ -1,0 +1,277 @@
+"""The data pipeline: decode a dataset once into a uint8 tensor, batch from memory.
+
+Built-in torchvision datasets (MNIST, Fashion-MNIST, CIFAR-10) and folders of
+images are decoded once into one ``(N, C, H, W)`` uint8 tensor; training then
+indexes batches from it and scales them on the training device, with no
+per-image Python in the loop. MNIST falls back to a 10,000-image subset that
+ships inside the package when the full set is neither on disk nor downloadable.
+"""
+
+import logging
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ganforge.errors import GanforgeError
+
+log = logging.getLogger("ganforge")
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+FOLDER_IMAGE_SIZE = 64  # default --image-size for folders of images
+GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")
+MEMORY_FRACTION = 0.5  # refuse to decode a folder needing more than this share of RAM
+
+
+@dataclass
+class ImageDataset:
+    """A whole dataset in memory."""
+
+    images: torch.Tensor  # (N, C, H, W) uint8
+    labels: torch.Tensor | None  # (N,) int64, or None for unlabelled folders
+    classes: list[str]  # class names, index = label
+    description: str  # where the images came from, for the log
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def default_data_root() -> Path:
+    """$GANFORGE_DATA_ROOT, else ganforge's folder in the user's cache."""
+    if os.environ.get("GANFORGE_DATA_ROOT"):
+        return Path(os.environ["GANFORGE_DATA_ROOT"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "ganforge" / "data"
+
+
+def load_dataset(
+    data: str,
+    root: str | Path | None = None,
+    image_size: int | None = None,
+    channels: int | None = None,
+    download: bool = True,
+) -> ImageDataset:
+    """Load ``data`` (a built-in dataset name or a folder) into memory.
+
+    ``root`` is the torchvision data root (default ``default_data_root()``);
+    an explicitly given root must exist. ``image_size`` and ``channels``
+    default to the dataset's own; otherwise the images are resized,
+    center-cropped and converted once, here.
+    """
+    if data in TORCHVISION_DATASETS:
+        explicit = root is not None or bool(os.environ.get("GANFORGE_DATA_ROOT"))
+        root = Path(root) if root is not None else default_data_root()
+        if explicit and not root.is_dir():
+            raise GanforgeError(f"data root {root} does not exist")
+        dataset = load_torchvision_dataset(data, root, download)
+    elif Path(data).is_dir():
+        dataset = load_image_folder(Path(data), image_size or FOLDER_IMAGE_SIZE, channels)
+    else:
+        raise GanforgeError(f"{data!r} is neither a known dataset ({', '.join(TORCHVISION_DATASETS)}) nor a folder")
+    dataset.images = conform_images(dataset.images, image_size, channels)
+    return dataset
+
+
+# ---------------------------------------------------------------- torchvision
+
+TORCHVISION_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+
+
+def load_torchvision_dataset(name: str, root: Path, download: bool) -> ImageDataset:
+    """The training split of a torchvision dataset; MNIST falls back to the embedded subset."""
+    import torchvision
+
+    dataset_class = getattr(torchvision.datasets, TORCHVISION_DATASETS[name])
+    dataset, reason = None, "downloading is off"
+    try:
+        dataset = dataset_class(str(root), train=True, download=False)
+    except RuntimeError:  # torchvision: "Dataset not found"
+        if download:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                dataset = dataset_class(str(root), train=True, download=True)
+            except Exception as error:  # network failures come in many types
+                reason = f"could not be downloaded ({type(error).__name__}: {first_line(error)})"
+    if dataset is None:
+        if name == "mnist":
+            log.warning(f"MNIST is not in {root} and {reason}: training on the embedded 10,000-image subset")
+            return load_embedded_mnist()
+        raise GanforgeError(f"{name} is not in data root {root} and {reason}; pass --data-root DIR")
+    images = torch.as_tensor(np.asarray(dataset.data))
+    if images.ndim == 3:  # (N, H, W) grayscale
+        images = images[:, None]
+    else:  # (N, H, W, C)
+        images = images.permute(0, 3, 1, 2)
+    labels = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.int64)
+    description = f"{TORCHVISION_DATASETS[name]} training set, {len(labels):,} images, from {root}"
+    return ImageDataset(images.contiguous(), labels, list(dataset.classes), description)
+
+
+def first_line(error: Exception) -> str:
+    """The first line of an exception's message."""
+    return (str(error).splitlines() or [""])[0]
+
+
+def load_embedded_mnist() -> ImageDataset:
+    """The 10,000-image MNIST subset shipped with ganforge (see assets/MNIST-NOTICE.md)."""
+    with resources.files("ganforge.assets").joinpath("mnist_subset.npz").open("rb") as file:
+        arrays = np.load(file)
+        images, labels = arrays["images"], arrays["labels"]
+    classes = [f"{digit} - {word}" for digit, word in enumerate(DIGIT_NAMES)]
+    return ImageDataset(
+        torch.from_numpy(images)[:, None].contiguous(),
+        torch.from_numpy(labels.astype(np.int64)),
+        classes,
+        f"embedded MNIST subset, {len(labels):,} images",
+    )
+
+
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+# ---------------------------------------------------------------- image folders
+
+
+def find_images(root: Path) -> tuple[list[Path], list[int] | None, list[str]]:
+    """Image files under ``root``; each top-level subfolder is a class, as in ImageFolder.
+
+    Returns (files, labels, classes); labels is None when ``root`` has no class
+    subfolders and its images lie directly inside it.
+    """
+    is_image = lambda path: path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()  # noqa: E731
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    files, labels, classes = [], [], []
+    for class_dir in class_dirs:
+        class_files = sorted(p for p in class_dir.rglob("*") if is_image(p))
+        if class_files:
+            labels += [len(classes)] * len(class_files)
+            classes.append(class_dir.name)
+            files += class_files
+    loose = sorted(p for p in root.iterdir() if is_image(p))
+    if classes:
+        if loose:
+            log.warning(
+                f"ignoring {len(loose)} images directly in {root}: with class subfolders, images belong in them"
+            )
+        return files, labels, classes
+    return loose, None, []
+
+
+def load_image_folder(root: Path, image_size: int, channels: int | None) -> ImageDataset:
+    """Decode every image under ``root``, resized (shorter side) and center-cropped to ``image_size``.
+
+    Unreadable files are skipped with a warning naming each one. ``channels``
+    None takes the mode of the first image (grayscale -> 1, otherwise 3).
+    """
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    files, labels, classes = find_images(root)
+    if not files:
+        raise GanforgeError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {root}")
+    if channels is None:
+        channels = infer_channels(files)
+    check_fits_in_memory(len(files), channels, image_size, root)
+    mode = "L" if channels == 1 else "RGB"
+    images = torch.empty(len(files), channels, image_size, image_size, dtype=torch.uint8)
+    kept = []
+    for index, path in enumerate(files):
+        try:
+            with Image.open(path) as image:
+                image = image.convert(mode)
+                image = TF.resize(image, image_size, InterpolationMode.BICUBIC, antialias=True)
+                images[len(kept)] = TF.pil_to_tensor(TF.center_crop(image, image_size))
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            log.warning(f"skipping unreadable image {path}: {error}")
+            continue
+        kept.append(index)
+    if not kept:
+        raise GanforgeError(f"none of the {len(files)} image files in {root} could be read")
+    label_tensor = torch.tensor([labels[i] for i in kept], dtype=torch.int64) if labels else None
+    description = f"image folder {root}, {len(kept):,} images, {len(classes) or 'no'} classes"
+    return ImageDataset(images[: len(kept)].clone(), label_tensor, classes, description)
+
+
+def infer_channels(files: list[Path]) -> int:
+    """1 if the first readable image is grayscale, else 3."""
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                return 1 if image.mode in GRAYSCALE_MODES else 3
+        except (OSError, ValueError):
+            continue
+    return 3
+
+
+def check_fits_in_memory(count: int, channels: int, image_size: int, root: Path) -> None:
+    """Refuse, before decoding, a folder whose uint8 tensor would crowd out the machine's memory."""
+    needed = count * channels * image_size * image_size
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > MEMORY_FRACTION * total:
+        raise GanforgeError(
+            f"{root}: {count:,} images at {channels}x{image_size}x{image_size} need {needed / 2**30:.1f} GiB "
+            f"in memory, more than half of this machine's {total / 2**30:.1f} GiB; "
+            "use a smaller --image-size or a subset of the folder"
+        )
+
+
+# ---------------------------------------------------------------- shaping and batching
+
+
+def conform_images(images: torch.Tensor, image_size: int | None, channels: int | None) -> torch.Tensor:
+    """Convert (N, C, H, W) uint8 images to ``channels`` and a square ``image_size`` (None: keep)."""
+    if channels is not None and channels != images.shape[1]:
+        if channels == 3:
+            images = images.expand(-1, 3, -1, -1).contiguous()
+        else:  # ITU-R 601 luma, as PIL's convert("L")
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images.float() * weights).sum(1, keepdim=True).round().to(torch.uint8)
+    if image_size is not None and images.shape[-2:] != (image_size, image_size):
+        images = torch.cat([resize_square(chunk, image_size) for chunk in images.split(4096)])
+    return images
+
+
+def resize_square(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Resize the shorter side to ``image_size`` (antialiased bilinear) and center-crop."""
+    height, width = images.shape[-2:]
+    scale = image_size / min(height, width)
+    size = (max(image_size, round(height * scale)), max(image_size, round(width * scale)))
+    resized = F.interpolate(images.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+    top, left = (size[0] - image_size) // 2, (size[1] - image_size) // 2
+    cropped = resized[..., top : top + image_size, left : left + image_size]
+    return cropped.round().clamp(0, 255).to(torch.uint8)
+
+
+def scale_images(images: torch.Tensor, output_range: tuple[float, float]) -> torch.Tensor:
+    """uint8 images -> float in the generator's output range ([0, 1] or [-1, 1])."""
+    low, high = output_range
+    return images.float() * ((high - low) / 255.0) + low
+
+
+class EpochSampler:
+    """Batch indices as a pure function of the step.
+
+    Each epoch is a fresh permutation drawn from (seed, epoch); the last partial
+    batch is dropped. A run resumed at step k therefore sees exactly the
+    batches an uninterrupted run would.
+    """
+
+    def __init__(self, num_images: int, batch_size: int, seed: int):
+        if num_images < batch_size:
+            raise GanforgeError(f"the dataset has {num_images} images, fewer than --batch-size {batch_size}")
+        self.num_images, self.batch_size, self.seed = num_images, batch_size, seed
+        self.steps_per_epoch = num_images // batch_size
+        self._epoch, self._order = -1, None
+
+    def indices(self, step: int) -> torch.Tensor:
+        epoch, position = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._order = epoch, torch.randperm(self.num_images, generator=generator)
+        start = position * self.batch_size
+        return self._order[start : start + self.batch_size]

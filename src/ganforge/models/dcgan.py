@@ -1,0 +1,100 @@
+"""DCGAN (Radford, Metz & Chintala, 2016), sized for the data.
+
+Strided transposed convolutions with BatchNorm and ReLU up to a tanh output in
+the generator; strided convolutions with LeakyReLU(0.2) (BatchNorm after the
+first layer) down to one logit in the discriminator; weights drawn from
+N(0, 0.02). The stack starts from a small base resolution: 7x7 for the native
+28x28 of MNIST-like data, 4x4 for 32 and 64 pixels, and doubles it until the
+image size is reached, so MNIST is trained at 28x28 rather than upscaled to 64.
+"""
+
+import torch
+from torch import nn
+
+
+def base_resolution(image_size: int) -> tuple[int, int]:
+    """Split image_size into (base, doublings): 28 -> (7, 2), 32 -> (4, 3), 64 -> (4, 4)."""
+    base, doublings = image_size, 0
+    while base > 7 and base % 2 == 0:
+        base, doublings = base // 2, doublings + 1
+    if doublings == 0:
+        raise ValueError(
+            f"dcgan needs an image size that halves to 7 pixels or fewer (e.g. 28, 32, 64); got {image_size}"
+        )
+    return base, doublings
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """The paper's initialisation: conv weights ~ N(0, 0.02), BatchNorm scale ~ N(1, 0.02)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class DCGANGenerator(nn.Module):
+    """Noise (B, z_dim) -> images (B, C, H, W) in [-1, 1]."""
+
+    output_range = (-1.0, 1.0)  # tanh output: data are scaled to [-1, 1]
+
+    def __init__(
+        self,
+        z_dim: int = 100,  # length of the noise vector
+        width: int = 64,  # channels of the last hidden layer; doubled at each lower resolution
+        channels: int = 1,  # image channels: 1 grayscale, 3 RGB
+        image_size: int = 28,  # height and width in pixels: 28, 32, 64, ...
+    ):
+        super().__init__()
+        self.z_dim = z_dim
+        base, doublings = base_resolution(image_size)
+        hidden = width * 2 ** (doublings - 1)
+        # Project the noise to a (hidden, base, base) map.
+        layers = [
+            nn.ConvTranspose2d(z_dim, hidden, base, 1, 0, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(True),
+        ]
+        for _ in range(doublings - 1):
+            layers += [
+                nn.ConvTranspose2d(hidden, hidden // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(hidden // 2),
+                nn.ReLU(True),
+            ]
+            hidden //= 2
+        layers += [nn.ConvTranspose2d(hidden, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.apply(init_dcgan_weights)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z[:, :, None, None])  # (B, z_dim, 1, 1) -> (B, C, H, W)
+
+
+class DCGANDiscriminator(nn.Module):
+    """Images (B, C, H, W) -> real/fake logits (B,)."""
+
+    def __init__(
+        self,
+        width: int = 64,  # channels of the first layer; doubled at each halving
+        channels: int = 1,  # image channels: 1 grayscale, 3 RGB
+        image_size: int = 28,  # height and width in pixels: 28, 32, 64, ...
+    ):
+        super().__init__()
+        base, doublings = base_resolution(image_size)
+        # No BatchNorm on the input layer, as in the paper.
+        layers = [nn.Conv2d(channels, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        hidden = width
+        for _ in range(doublings - 1):
+            layers += [
+                nn.Conv2d(hidden, hidden * 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(hidden * 2),
+                nn.LeakyReLU(0.2, True),
+            ]
+            hidden *= 2
+        # A (hidden, base, base) map -> one logit.
+        layers += [nn.Conv2d(hidden, 1, base, 1, 0, bias=False)]
+        self.net = nn.Sequential(*layers)
+        self.apply(init_dcgan_weights)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images).flatten()  # (B,)

@@ -1,0 +1,128 @@
+"""Watching a run: progress bar, metrics.jsonl, TensorBoard, and stop signals."""
+
+import json
+import logging
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+log = logging.getLogger("ganforge")
+
+
+class RunMonitor:
+    """Sums per-step statistics on the device and reports them every ``log_every`` steps.
+
+    Reading a tensor's value waits for the device, so values are read only at
+    report time: the step itself never synchronises.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        total_steps: int | None,
+        start_step: int,
+        batch_size: int,
+        steps_per_epoch: int,
+        log_every: int,
+        tensorboard: bool,
+        progress: bool,
+    ):
+        self.metrics_file = open(run_dir / "metrics.jsonl", "a")
+        self.batch_size, self.steps_per_epoch, self.log_every = batch_size, steps_per_epoch, log_every
+        self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, disable=not progress)
+        self.writer = open_tensorboard(run_dir / "tensorboard") if tensorboard else None
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+        self.started = self.last_time = time.monotonic()
+        self.last_step = start_step
+        self.last: dict = {}  # the latest report
+
+    def step(self, step: int, stats: dict[str, torch.Tensor]) -> None:
+        """Add one step's statistics; report when ``step`` is a multiple of ``log_every``."""
+        for name, value in stats.items():
+            self.sums[name] = self.sums[name] + value if name in self.sums else value.clone()
+        self.count += 1
+        if step % self.log_every == 0:
+            self.report(step)
+
+    def report(self, step: int) -> None:
+        """Write the averages since the last report to every sink."""
+        if self.count == 0:
+            return
+        now = time.monotonic()
+        record = {"step": step, "epoch": round(step / self.steps_per_epoch, 3), "time": round(now - self.started, 2)}
+        record.update({name: round(value.item() / self.count, 5) for name, value in self.sums.items()})
+        record["images_per_sec"] = round((step - self.last_step) * self.batch_size / max(now - self.last_time, 1e-9), 1)
+        self.sums, self.count, self.last_step, self.last_time, self.last = {}, 0, step, now, record
+        self.metrics_file.write(json.dumps(record) + "\n")
+        self.metrics_file.flush()
+        if self.writer is not None:
+            for name, value in record.items():
+                if name not in ("step", "time"):
+                    self.writer.add_scalar(name, value, step)
+        self.bar.set_postfix_str(
+            f"d_loss={record['d_loss']:.3f} g_loss={record['g_loss']:.3f} D(x)={record['d_real']:.2f} "
+            f"D(G(z))={record['d_fake']:.2f} {record['images_per_sec']:,.0f} img/s",
+            refresh=False,
+        )
+        self.bar.update(step - self.bar.n)
+
+    def nonfinite(self) -> list[str]:
+        """Names of the last report's statistics that are NaN or infinite."""
+        return [name for name, value in self.last.items() if isinstance(value, float) and not math.isfinite(value)]
+
+    def add_grid(self, grid: torch.Tensor, step: int) -> None:
+        """Log a (C, H, W) uint8 sample grid to TensorBoard."""
+        if self.writer is not None:
+            self.writer.add_image("samples", grid, step)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.metrics_file.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def open_tensorboard(log_dir: Path):
+    """A TensorBoard SummaryWriter, or None when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.info("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+        return None
+    return SummaryWriter(str(log_dir))
+
+
+class StopSignal:
+    """Turns the first SIGINT/SIGTERM into a request to stop after the current step.
+
+    A second signal raises KeyboardInterrupt at once. Outside the main thread
+    (where Python allows no handlers) it does nothing.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        name = signal.Signals(signum).name
+        log.warning(f"{name} received: stopping after this step and saving a checkpoint (again to quit at once)")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        return False

@@ -1,0 +1,379 @@
+"""The training loop: alternating discriminator and generator updates on in-memory data.
+
+Read ``training_step`` first: it is the algorithm box of Goodfellow et al.
+(2014) with the non-saturating generator loss, one generator forward shared by
+both updates as in the DCGAN reference code. ``train`` only orchestrates:
+data, models, optimisers, then steps, with reports, sample grids and
+checkpoints on their cadences.
+"""
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.utils import make_grid
+
+from ganforge import __version__
+from ganforge.checkpoint import FORMAT, FORMAT_VERSION, LATEST, load_checkpoint, load_state, save_checkpoint
+from ganforge.config import (
+    BUILTIN_DATASETS,
+    DEFAULT_EPOCHS,
+    TrainConfig,
+    flag,
+    load_config,
+    parse_interval,
+    save_config,
+)
+from ganforge.data import EpochSampler, ImageDataset, load_dataset, scale_images
+from ganforge.device import autocast, resolve_device
+from ganforge.errors import GanforgeError, UsageError
+from ganforge.losses import LOSSES, GANLoss
+from ganforge.models import build_discriminator, build_generator
+from ganforge.monitor import RunMonitor, StopSignal
+from ganforge.sampling import generate_images, sample_noise, save_grid
+
+log = logging.getLogger("ganforge")
+
+GRID_SIZE = 64  # images in each fixed-noise sample grid
+ON_DEVICE_LIMIT = 2**30  # bytes of uint8 data kept on an accelerator rather than in host memory
+# Settings a resumed run may change; the rest would make it a different run.
+RESUMABLE = (
+    "epochs",
+    "steps",
+    "minutes",
+    "device",
+    "log_every",
+    "sample_every",
+    "checkpoint_every",
+    "snapshot_every",
+    "tensorboard",
+    "progress",
+)
+
+
+# ---------------------------------------------------------------- the step
+
+
+def discriminator_step(discriminator, optimizer, loss: GANLoss, real, fake, amp) -> tuple:
+    """Push D(x) up and D(G(z)) down. The fakes are detached: no gradient reaches G."""
+    with amp:
+        real_logits = discriminator(real)  # (B,)
+        fake_logits = discriminator(fake.detach())  # (B,)
+    d_loss = loss.discriminator(real_logits.float(), fake_logits.float())
+    optimizer.zero_grad(set_to_none=True)
+    d_loss.backward()
+    optimizer.step()
+    return d_loss, real_logits, fake_logits
+
+
+def generator_step(discriminator, optimizer, loss: GANLoss, fake, amp) -> torch.Tensor:
+    """Push the updated discriminator's D(G(z)) up. D's weights are frozen for this pass."""
+    discriminator.requires_grad_(False)
+    with amp:
+        fake_logits = discriminator(fake)  # (B,)
+    g_loss = loss.generator(fake_logits.float())
+    optimizer.zero_grad(set_to_none=True)
+    g_loss.backward()
+    optimizer.step()
+    discriminator.requires_grad_(True)
+    return g_loss
+
+
+def training_step(generator, discriminator, g_optimizer, d_optimizer, loss: GANLoss, real, z, amp) -> dict:
+    """One discriminator update, then one generator update, on the same fakes.
+
+    Returns detached scalar tensors: d_loss, g_loss, d_real = mean D(x) and
+    d_fake = mean D(G(z)) (both as probabilities, before D's update).
+    """
+    with amp:
+        fake = generator(z)  # (B, C, H, W)
+    d_loss, real_logits, fake_logits = discriminator_step(discriminator, d_optimizer, loss, real, fake, amp)
+    g_loss = generator_step(discriminator, g_optimizer, loss, fake, amp)
+    return {
+        "d_loss": d_loss.detach(),
+        "g_loss": g_loss.detach(),
+        "d_real": torch.sigmoid(real_logits.detach().float()).mean(),
+        "d_fake": torch.sigmoid(fake_logits.detach().float()).mean(),
+    }
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` leaves behind."""
+
+    run_dir: Path
+    step: int  # steps trained in total, over every invocation
+    generator: nn.Module
+    discriminator: nn.Module
+    stopped_early: bool  # by a signal or --minutes, before the run's total steps
+
+
+@dataclass
+class Models:
+    """The networks and optimisers of a run, with the arguments that rebuild them."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    g_optimizer: torch.optim.Optimizer
+    d_optimizer: torch.optim.Optimizer
+    generator_args: dict
+    discriminator_args: dict
+
+
+def build_models(config: TrainConfig, device: torch.device) -> Models:
+    """Both networks (initialised from ``config.seed``) and their Adam optimisers."""
+    generator_args = dict(
+        z_dim=config.z_dim, width=config.width, channels=config.channels, image_size=config.image_size
+    )
+    discriminator_args = dict(width=config.width, channels=config.channels, image_size=config.image_size)
+    torch.manual_seed(config.seed)
+    try:
+        generator = build_generator(config.model, generator_args).to(device)
+        discriminator = build_discriminator(config.model, discriminator_args).to(device)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    betas = (config.beta1, config.beta2)
+    return Models(
+        generator,
+        discriminator,
+        torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas),
+        torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas),
+        generator_args,
+        discriminator_args,
+    )
+
+
+def make_checkpoint(models: Models, config: TrainConfig, step: int, noise_rng: torch.Generator) -> dict:
+    """Everything needed to rebuild the models and continue the run, as plain data and tensors."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "ganforge_version": __version__,
+        "model": config.model,
+        "generator_args": models.generator_args,
+        "discriminator_args": models.discriminator_args,
+        "generator": models.generator.state_dict(),
+        "discriminator": models.discriminator.state_dict(),
+        "g_optimizer": models.g_optimizer.state_dict(),
+        "d_optimizer": models.d_optimizer.state_dict(),
+        "step": step,
+        "config": dataclasses.asdict(config),
+        "noise_rng": noise_rng.get_state(),
+    }
+
+
+def restore_checkpoint(models: Models, config: TrainConfig, path: Path, noise_rng: torch.Generator) -> int:
+    """Load a run's checkpoint into ``models`` and ``noise_rng``; returns its step."""
+    checkpoint = load_checkpoint(path)
+    if checkpoint["model"] != config.model:
+        raise GanforgeError(f"{path} holds a {checkpoint['model']!r} model, not {config.model!r}")
+    for name in ("generator", "discriminator", "g_optimizer", "d_optimizer"):
+        load_state(getattr(models, name), checkpoint[name], name, path)
+    noise_rng.set_state(checkpoint["noise_rng"])
+    return checkpoint["step"]
+
+
+def total_steps(config: TrainConfig, steps_per_epoch: int) -> int | None:
+    """The run's length in steps: the smaller of --steps and --epochs; None if only --minutes bounds it."""
+    limits = [config.steps] if config.steps else []
+    if config.epochs:
+        limits.append(config.epochs * steps_per_epoch)
+    return min(limits) if limits else None
+
+
+def prepare_run_dir(config: TrainConfig, resuming: bool) -> Path:
+    """Create the run directory and its subfolders; refuse to train over another run."""
+    run_dir = Path(config.out)
+    if not resuming and (run_dir / "checkpoints" / LATEST).exists():
+        raise UsageError(f"{run_dir} already holds a run: resume it with --resume {run_dir}, or choose another --out")
+    try:
+        for sub in ("checkpoints", "samples"):
+            (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise GanforgeError(f"cannot create run directory {run_dir}: {error.strerror or error}") from None
+    return run_dir
+
+
+def resolve_config(config: TrainConfig, data: ImageDataset) -> TrainConfig:
+    """Fill every None with what the run uses, so config.yaml says exactly what ran."""
+    config = config.with_model_defaults()
+    _, channels, height, _ = data.images.shape
+    data_name = config.data if config.data in BUILTIN_DATASETS else Path(config.data).name
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return dataclasses.replace(
+        config,
+        image_size=height,
+        channels=channels,
+        epochs=config.epochs if (config.epochs or config.steps or config.minutes) else DEFAULT_EPOCHS,
+        out=config.out or str(Path("runs") / f"{config.model}-{data_name}-{stamp}"),
+    )
+
+
+def train(config: TrainConfig, resume_from: str | Path | None = None) -> TrainResult:
+    """Train a GAN as ``config`` says; with ``resume_from`` (a checkpoint), continue that run.
+
+    Writes the run directory (config.yaml, metrics.jsonl, samples/, checkpoints/)
+    and returns the trained models. SIGINT/SIGTERM stop it cleanly after the
+    current step, with a checkpoint.
+    """
+    started = time.monotonic()
+    config.validate()
+    device = resolve_device(config.device)
+    data = load_dataset(config.data, config.data_root, config.image_size, config.channels, config.download)
+    log.info(f"data: {data.description}, {tuple(data.images.shape[1:])} uint8, {data.images.numel() / 2**20:.0f} MiB")
+    config = resolve_config(config, data)
+    run_dir = prepare_run_dir(config, resuming=resume_from is not None)
+    save_config(config, run_dir / "config.yaml")
+
+    models = build_models(config, device)
+    noise_rng = torch.Generator().manual_seed(config.seed + 1)
+    step = restore_checkpoint(models, config, Path(resume_from), noise_rng) if resume_from else 0
+    sampler = EpochSampler(len(data), config.batch_size, config.seed)
+    total = total_steps(config, sampler.steps_per_epoch)
+    deadline = started + config.minutes * 60 if config.minutes else float("inf")
+    log.info(
+        f"run: {run_dir}; {config.model} on {device}, {f'{total:,} steps' if total else 'until --minutes'}"
+        + (f", resuming at step {step:,}" if step else "")
+    )
+
+    loop = TrainingLoop(config, models, data, sampler, run_dir, device, noise_rng)
+    step, stopped = loop.run(step, total, deadline)
+    return TrainResult(run_dir, step, models.generator, models.discriminator, stopped)
+
+
+class TrainingLoop:
+    """Steps with reports, sample grids and checkpoints on their cadences."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        models: Models,
+        data: ImageDataset,
+        sampler: EpochSampler,
+        run_dir: Path,
+        device: torch.device,
+        noise_rng: torch.Generator,
+    ):
+        self.config, self.models, self.sampler, self.run_dir = config, models, sampler, run_dir
+        self.device, self.noise_rng = device, noise_rng
+        on_device = device.type != "cpu" and data.images.numel() <= ON_DEVICE_LIMIT
+        self.images = data.images.to(device) if on_device else data.images  # (N, C, H, W) uint8
+        self.loss = LOSSES[config.loss]
+        self.amp = autocast(device, config.precision)
+        self.fixed_noise = sample_noise(GRID_SIZE, config.z_dim, config.seed + 2)
+        self.checkpoint_unit, self.checkpoint_interval = parse_interval(config.checkpoint_every)
+
+    def next_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(real, z): the step's real images scaled to the generator's range, and fresh noise."""
+        indices = self.sampler.indices(step)
+        real = self.images[indices.to(self.images.device)].to(self.device, non_blocking=True)
+        real = scale_images(real, self.models.generator.output_range)  # (B, C, H, W) float
+        z = torch.randn(self.config.batch_size, self.config.z_dim, generator=self.noise_rng).to(self.device)
+        return real, z
+
+    def run(self, step: int, total: int | None, deadline: float) -> tuple[int, bool]:
+        """Train from ``step`` until ``total``, the deadline or a stop signal; returns (step, stopped early)."""
+        m, config = self.models, self.config
+        monitor = RunMonitor(
+            self.run_dir,
+            total,
+            step,
+            config.batch_size,
+            self.sampler.steps_per_epoch,
+            config.log_every,
+            config.tensorboard,
+            config.progress,
+        )
+        last_save = time.monotonic()
+        try:
+            with StopSignal() as stop:
+                while (total is None or step < total) and not stop.requested and time.monotonic() < deadline:
+                    real, z = self.next_batch(step)
+                    stats = training_step(
+                        m.generator, m.discriminator, m.g_optimizer, m.d_optimizer, self.loss, real, z, self.amp
+                    )
+                    step += 1
+                    monitor.step(step, stats)
+                    self.check_finite(monitor, step)
+                    if config.sample_every and step % config.sample_every == 0:
+                        self.save_samples(step, monitor)
+                    if self.checkpoint_due(step, last_save):
+                        self.save(step)
+                        last_save = time.monotonic()
+                monitor.report(step)
+                self.check_finite(monitor, step)
+                self.save_samples(step, monitor)
+                self.save(step)
+        finally:
+            monitor.close()
+        stopped = stop.requested or (total is not None and step < total)
+        where = self.run_dir / "checkpoints" / LATEST
+        if stopped:
+            log.info(
+                f"stopped at step {step:,}; checkpoint {where}; continue with: ganforge train --resume {self.run_dir}"
+            )
+        else:
+            log.info(f"done: {step:,} steps; checkpoint {where}; samples in {self.run_dir / 'samples'}")
+        return step, stopped
+
+    def check_finite(self, monitor: RunMonitor, step: int) -> None:
+        """Stop the run, without saving, once a reported statistic is NaN or infinite."""
+        bad = monitor.nonfinite()
+        if bad:
+            raise GanforgeError(
+                f"{', '.join(bad)} became non-finite by step {step}; nothing was saved after the last good "
+                f"checkpoint in {self.run_dir / 'checkpoints'}; try a lower --lr"
+            )
+
+    def checkpoint_due(self, step: int, last_save: float) -> bool:
+        if self.config.snapshot_every and step % self.config.snapshot_every == 0:
+            return True
+        if self.checkpoint_unit == "steps":
+            return step % int(self.checkpoint_interval) == 0
+        return time.monotonic() - last_save >= self.checkpoint_interval
+
+    def save(self, step: int) -> None:
+        """Rewrite checkpoints/latest.pt, and keep a copy at snapshot steps."""
+        checkpoint = make_checkpoint(self.models, self.config, step, self.noise_rng)
+        folder = self.run_dir / "checkpoints"
+        save_checkpoint(checkpoint, folder / LATEST)
+        if self.config.snapshot_every and step % self.config.snapshot_every == 0:
+            save_checkpoint(checkpoint, folder / f"step_{step:07d}.pt")
+
+    def save_samples(self, step: int, monitor: RunMonitor) -> None:
+        """The fixed noise through the current generator, as samples/step_NNNNNNN.png."""
+        images = generate_images(self.models.generator, self.fixed_noise)  # (64, C, H, W) uint8
+        save_grid(images, self.run_dir / "samples" / f"step_{step:07d}.png")
+        monitor.add_grid(make_grid(images, nrow=8, padding=2), step)
+
+
+def resume(run_dir: str | Path, **overrides) -> TrainResult:
+    """Continue the run in ``run_dir`` from its latest checkpoint.
+
+    ``overrides`` may change only how long and where it runs (``RESUMABLE``,
+    e.g. ``steps=20000`` or ``minutes=10``); anything else would make it a
+    different run and is refused.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise GanforgeError(f"{run_dir} is not a ganforge run directory (no config.yaml)")
+    config = load_config(run_dir / "config.yaml")
+    # A new length replaces the old one rather than competing with it.
+    if "steps" in overrides or "epochs" in overrides:
+        overrides = {"steps": None, "epochs": None, **overrides}
+    for name, value in overrides.items():
+        if name not in RESUMABLE and value != getattr(config, name):
+            raise UsageError(
+                f"--{flag(name)} cannot change when resuming (the run used {getattr(config, name)!r}); "
+                f"only {', '.join('--' + flag(n) for n in RESUMABLE)} can"
+            )
+    config = dataclasses.replace(config, **overrides, out=str(run_dir))
+    return train(config, resume_from=run_dir / "checkpoints" / LATEST)

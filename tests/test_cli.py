@@ -1,0 +1,148 @@
+import dataclasses
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ganforge.cli import main
+from ganforge.config import TrainConfig, flag
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit:
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny mlp run on the embedded MNIST subset (no data root needed)."""
+    run = tmp_path_factory.mktemp("cli") / "run"
+    empty_root = tmp_path_factory.mktemp("empty-root")
+    code = main(
+        [
+            "train",
+            "--model",
+            "mlp",
+            "--steps",
+            "20",
+            "--batch-size",
+            "16",
+            "--out",
+            str(run),
+            "--data-root",
+            str(empty_root),
+            "--no-download",
+            "--no-progress",
+            "--no-tensorboard",
+        ]
+    )
+    assert code == 0
+    return run
+
+
+def test_help_lists_every_config_flag_with_its_default(capsys):
+    code, out, _ = run_cli(capsys, "train", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    for field in dataclasses.fields(TrainConfig):
+        assert f"--{flag(field.name)}" in text
+    assert text.count("(default:") >= len(dataclasses.fields(TrainConfig))
+    code, out, _ = run_cli(capsys, "generate", "--help")
+    assert code == 0 and "--seed" in out and "(default: 64)" in out
+
+
+def test_train_without_data_uses_the_embedded_subset_and_fills_the_run_dir(trained_run):
+    assert (trained_run / "config.yaml").read_text().count("model: mlp") == 1
+    assert (trained_run / "checkpoints" / "latest.pt").is_file()
+    assert any((trained_run / "samples").iterdir())
+
+
+def test_generate_writes_each_output_format(capsys, trained_run, tmp_path):
+    code, out, _ = run_cli(capsys, "generate", trained_run, "--n", "9", "--out", tmp_path / "grid.png")
+    assert code == 0 and "wrote 9 images" in out and (tmp_path / "grid.png").is_file()
+
+    assert run_cli(capsys, "generate", trained_run, "--n", "5", "--seed", "3", "--out", tmp_path / "a.npz")[0] == 0
+    assert run_cli(capsys, "generate", trained_run, "--n", "5", "--seed", "3", "--out", tmp_path / "b.npz")[0] == 0
+    a, b = np.load(tmp_path / "a.npz")["images"], np.load(tmp_path / "b.npz")["images"]
+    assert a.shape == (5, 1, 28, 28) and a.dtype == np.uint8 and np.array_equal(a, b)
+
+    assert run_cli(capsys, "generate", trained_run, "--n", "3", "--out", f"{tmp_path}/pngs/")[0] == 0
+    assert len(list((tmp_path / "pngs").glob("*.png"))) == 3
+
+
+@pytest.mark.parametrize(
+    "args,code,message",
+    [
+        (["train", "--model", "stylegan9"], 2, "invalid choice: 'stylegan9'"),
+        (["train", "--data", "imagenet-42"], 2, "neither a known dataset"),
+        (["train", "--batch-size", "zero"], 2, "invalid int value"),
+        (["train", "--steps", "0"], 2, "--steps must be at least 1"),
+        (["train", "--data-root", "/no/such/root", "--steps", "1"], 1, "data root /no/such/root does not exist"),
+        (["generate", "/no/such/run"], 1, "no such run directory or checkpoint"),
+    ],
+)
+def test_bad_input_is_one_clear_line(capsys, args, code, message):
+    exit_code, _, err = run_cli(capsys, *args)
+    assert exit_code == code
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_empty_folder_and_foreign_checkpoint_are_one_line_errors(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(capsys, "train", "--data", tmp_path / "empty", "--out", tmp_path / "run", "--no-progress")
+    assert code == 1 and "no images" in err and "Traceback" not in err
+
+    torch.save({"state_dict": torch.zeros(2)}, tmp_path / "foreign.pt")
+    code, _, err = run_cli(capsys, "generate", tmp_path / "foreign.pt")
+    assert code == 1 and err.strip() == f"ganforge: error: {tmp_path / 'foreign.pt'} is not a ganforge checkpoint"
+
+
+def test_resume_with_a_different_model_is_refused(capsys, trained_run):
+    code, _, err = run_cli(capsys, "train", "--resume", trained_run, "--model", "dcgan")
+    assert code == 2 and "--model cannot change when resuming" in err
+
+
+def test_unwritable_outputs_are_one_line_errors(capsys, trained_run, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    code, _, err = run_cli(capsys, "generate", trained_run, "--out", blocker / "grid.png")
+    assert code == 1 and "cannot write" in err
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--model",
+        "mlp",
+        "--out",
+        blocker / "run",
+        "--data-root",
+        tmp_path,
+        "--no-download",
+        "--no-progress",
+    )
+    assert code == 1 and "cannot create run directory" in err
+
+
+def test_python_dash_m_runs_without_a_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "ganforge", "generate", str(tmp_path / "nothing.pt")],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHONWARNINGS": "ignore"},
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("ganforge: error: no such run directory")
+    debug = subprocess.run(
+        [sys.executable, "-m", "ganforge", "generate", "--debug", str(tmp_path / "nothing.pt")],
+        capture_output=True,
+        text=True,
+    )
+    assert "Traceback" in debug.stderr

@@ -1,0 +1,81 @@
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ganforge.config import TrainConfig, load_config, parse_interval, save_config
+from ganforge.errors import GanforgeError, UsageError
+
+configs = st.builds(
+    TrainConfig,
+    model=st.sampled_from(["mlp", "dcgan"]),
+    loss=st.sampled_from(["nonsaturating", "minimax"]),
+    z_dim=st.integers(1, 512),
+    width=st.none() | st.integers(1, 1024),
+    image_size=st.none() | st.integers(8, 256),
+    epochs=st.none() | st.integers(1, 1000),
+    steps=st.none() | st.integers(1, 10**7),
+    minutes=st.none() | st.floats(0.01, 1e4),
+    lr=st.none() | st.floats(1e-6, 1.0),
+    seed=st.integers(0, 2**31),
+    out=st.none() | st.text(st.characters(blacklist_categories=["Cs", "Cc"]), min_size=1, max_size=30),
+    checkpoint_every=st.sampled_from(["1m", "30s", "1000", "0.5h"]),
+    tensorboard=st.booleans(),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(configs)
+def test_config_round_trips_through_yaml(tmp_path_factory, config):
+    path = tmp_path_factory.mktemp("config") / "config.yaml"
+    save_config(config, path)
+    assert load_config(path) == config
+
+
+def test_default_config_is_valid_and_resolves_the_model_recipe():
+    config = TrainConfig()
+    config.validate()
+    resolved = dataclasses.replace(config, model="mlp").with_model_defaults()
+    assert (resolved.lr, resolved.beta1, resolved.width) == (1e-3, 0.9, 128)
+    assert TrainConfig(lr=5e-4).with_model_defaults().lr == 5e-4
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        (dict(model="stylegan9"), "unknown --model"),
+        (dict(data="no-such-dataset"), "neither a known dataset"),
+        (dict(batch_size=0), "--batch-size must be at least 1"),
+        (dict(lr=-1.0), "--lr must be positive"),
+        (dict(beta1=1.5), "--beta1"),
+        (dict(channels=2), "--channels must be 1 or 3"),
+        (dict(checkpoint_every="often"), "--checkpoint-every"),
+    ],
+)
+def test_validation_names_the_bad_setting(changes, message):
+    with pytest.raises(UsageError, match=message):
+        dataclasses.replace(TrainConfig(), **changes).validate()
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [("30s", ("seconds", 30)), ("5m", ("seconds", 300)), ("1h", ("seconds", 3600)), ("1000", ("steps", 1000))],
+)
+def test_parse_interval(text, expected):
+    assert parse_interval(text) == expected
+
+
+def test_unknown_keys_in_config_yaml_are_an_error(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("model: mlp\nlearning_rate: 3\n")
+    with pytest.raises(GanforgeError, match="learning_rate"):
+        load_config(path)
+
+
+def test_config_yaml_is_read_with_a_safe_loader(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("!!python/object/apply:os.system ['touch pwned']\n")
+    with pytest.raises(GanforgeError, match="cannot read config"):
+        load_config(path)
+    assert not (tmp_path / "pwned").exists()

@@ -1,0 +1,140 @@
+import logging
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from ganforge.data import EpochSampler, conform_images, load_dataset, load_embedded_mnist, scale_images
+from ganforge.errors import GanforgeError
+
+
+def make_folder(root, classes=("cats", "dogs"), per_class=3, size=(40, 30), mode="RGB"):
+    """Write small random images under root/CLASS/ (one level deeper for the second image)."""
+    rng = np.random.default_rng(0)
+    for name in classes:
+        for index in range(per_class):
+            folder = root / name / ("nested" if index == 1 else "")
+            folder.mkdir(parents=True, exist_ok=True)
+            shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(folder / f"{index}.png")
+    return root
+
+
+def test_mnist_loads_from_the_data_root_into_one_uint8_tensor(mnist_root):
+    data = load_dataset("mnist", mnist_root, download=False)
+    assert data.images.shape == (60000, 1, 28, 28) and data.images.dtype == torch.uint8
+    assert data.labels.shape == (60000,) and set(data.labels.unique().tolist()) == set(range(10))
+    assert 30 < data.images.float().mean() < 40  # MNIST's mean intensity is about 33
+
+
+def test_mnist_can_be_resized_and_made_rgb(mnist_root):
+    data = load_dataset("mnist", mnist_root, image_size=32, channels=3, download=False)
+    assert data.images.shape == (60000, 3, 32, 32)
+    assert torch.equal(data.images[:, 0], data.images[:, 2])
+
+
+def test_embedded_subset_is_balanced_mnist():
+    data = load_embedded_mnist()
+    assert data.images.shape == (10000, 1, 28, 28) and data.images.dtype == torch.uint8
+    assert torch.bincount(data.labels).tolist() == [1000] * 10
+
+
+def test_mnist_missing_from_the_root_falls_back_to_the_embedded_subset(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="ganforge"):
+        data = load_dataset("mnist", tmp_path, download=False)
+    assert len(data) == 10000
+    assert "embedded 10,000-image subset" in caplog.text
+
+
+def test_other_datasets_missing_from_the_root_are_an_error(tmp_path):
+    with pytest.raises(GanforgeError, match="cifar10 is not in data root"):
+        load_dataset("cifar10", tmp_path, download=False)
+
+
+def test_a_data_root_that_does_not_exist_is_an_error(tmp_path):
+    with pytest.raises(GanforgeError, match="does not exist"):
+        load_dataset("mnist", tmp_path / "nope", download=False)
+
+
+def test_image_folder_subfolders_become_labels(tmp_path):
+    data = load_dataset(str(make_folder(tmp_path)), image_size=16)
+    assert data.images.shape == (6, 3, 16, 16) and data.images.dtype == torch.uint8
+    assert data.classes == ["cats", "dogs"]
+    assert data.labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_grayscale_folder_without_classes_is_unlabelled(tmp_path):
+    for index in range(4):
+        Image.fromarray(np.full((20, 20), index * 60, dtype=np.uint8), "L").save(tmp_path / f"{index}.png")
+    data = load_dataset(str(tmp_path), image_size=8)
+    assert data.images.shape == (4, 1, 8, 8) and data.labels is None
+    assert sorted(data.images[:, 0, 4, 4].tolist()) == [0, 60, 120, 180]
+
+
+def test_folder_images_are_resized_then_center_cropped(tmp_path):
+    # 40x20: left half black, right half white; the center crop of the 2:1 image keeps both halves
+    array = np.zeros((20, 40, 3), dtype=np.uint8)
+    array[:, 20:] = 255
+    (tmp_path / "a").mkdir()
+    Image.fromarray(array).save(tmp_path / "a" / "img.png")
+    data = load_dataset(str(tmp_path), image_size=10, channels=3)
+    assert data.images.shape == (1, 3, 10, 10)
+    row = data.images[0, 0, 5]
+    assert row[0] == 0 and row[-1] == 255
+
+
+def test_corrupt_images_are_skipped_with_a_warning_naming_them(tmp_path, caplog):
+    make_folder(tmp_path)
+    (tmp_path / "cats" / "broken.png").write_bytes(b"\x89PNG this is not really a png")
+    with caplog.at_level(logging.WARNING, logger="ganforge"):
+        data = load_dataset(str(tmp_path), image_size=16)
+    assert len(data) == 6
+    assert "broken.png" in caplog.text
+
+
+def test_folder_without_images_is_an_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(GanforgeError, match="no images"):
+        load_dataset(str(tmp_path))
+
+
+def test_folder_too_big_for_memory_is_refused_before_decoding(tmp_path, monkeypatch):
+    import ganforge.data
+
+    make_folder(tmp_path)
+    monkeypatch.setattr(ganforge.data, "MEMORY_FRACTION", 1e-12)
+    with pytest.raises(GanforgeError, match="smaller --image-size"):
+        load_dataset(str(tmp_path), image_size=64)
+
+
+def test_conform_converts_rgb_to_luma():
+    rgb = torch.tensor([255, 0, 0], dtype=torch.uint8).view(1, 3, 1, 1).expand(1, 3, 4, 4)
+    gray = conform_images(rgb, None, 1)
+    assert gray.shape == (1, 1, 4, 4) and gray.unique().tolist() == [76]  # 0.299 * 255
+
+
+@pytest.mark.parametrize("output_range", [(0.0, 1.0), (-1.0, 1.0)])
+def test_scale_images_maps_uint8_onto_the_generator_range(output_range):
+    scaled = scale_images(torch.tensor([0, 255], dtype=torch.uint8), output_range)
+    assert scaled.tolist() == list(output_range)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 64), st.integers(0, 5))
+def test_each_epoch_visits_every_full_batch_once(num_images, batch_size, seed):
+    if num_images < batch_size:
+        with pytest.raises(GanforgeError):
+            EpochSampler(num_images, batch_size, seed)
+        return
+    sampler = EpochSampler(num_images, batch_size, seed)
+    for epoch in range(2):
+        steps = range(epoch * sampler.steps_per_epoch, (epoch + 1) * sampler.steps_per_epoch)
+        seen = torch.cat([sampler.indices(step) for step in steps])
+        assert len(seen) == sampler.steps_per_epoch * batch_size
+        assert len(seen.unique()) == len(seen)  # no image twice in an epoch
+    # a fresh sampler (a resumed run) gives the same batch for the same step
+    step = sampler.steps_per_epoch + 1
+    assert torch.equal(EpochSampler(num_images, batch_size, seed).indices(step), sampler.indices(step))

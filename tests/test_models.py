@@ -1,0 +1,70 @@
+import pytest
+import torch
+from torch import nn
+
+from ganforge.models import MODELS, DCGANGenerator, MLPDiscriminator, MLPGenerator, build_discriminator, build_generator
+from ganforge.models.dcgan import base_resolution
+
+SHAPES = [(1, 28), (3, 32), (3, 64), (1, 64)]
+
+
+def linear_sizes(module: nn.Module) -> list[tuple[int, int]]:
+    return [(m.in_features, m.out_features) for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+def test_classic_mlp_is_exactly_the_seed_network():
+    generator, discriminator = MLPGenerator(), MLPDiscriminator()
+    assert linear_sizes(generator) == [(100, 128), (128, 784)]
+    assert [type(m) for m in generator.net] == [nn.Linear, nn.ReLU, nn.Linear, nn.Sigmoid]
+    assert linear_sizes(discriminator) == [(784, 128), (128, 1)]
+    assert [type(m) for m in discriminator.net] == [nn.Linear, nn.ReLU, nn.Linear]  # logit: no sigmoid
+    images = generator(torch.randn(5, 100))
+    assert images.shape == (5, 1, 28, 28)
+    assert images.min() >= 0 and images.max() <= 1
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("channels,image_size", SHAPES)
+def test_every_model_maps_noise_to_images_to_logits(model, channels, image_size):
+    generator = build_generator(model, dict(z_dim=16, width=8, channels=channels, image_size=image_size))
+    discriminator = build_discriminator(model, dict(width=8, channels=channels, image_size=image_size))
+    images = generator(torch.randn(3, 16))
+    assert images.shape == (3, channels, image_size, image_size)
+    low, high = generator.output_range
+    assert images.min() >= low and images.max() <= high
+    logits = discriminator(images)
+    assert logits.shape == (3,)
+    assert logits.dtype == torch.float32
+
+
+@pytest.mark.parametrize("size,expected", [(28, (7, 2)), (32, (4, 3)), (64, (4, 4)), (48, (6, 3))])
+def test_dcgan_starts_from_a_small_base_resolution(size, expected):
+    assert base_resolution(size) == expected
+
+
+@pytest.mark.parametrize("size", [7, 27, 5])
+def test_dcgan_rejects_sizes_it_cannot_reach(size):
+    with pytest.raises(ValueError, match="image size"):
+        base_resolution(size)
+
+
+def test_dcgan_mnist_generator_works_at_native_28_pixels():
+    generator = DCGANGenerator()
+    first, last = generator.net[0], [m for m in generator.net if isinstance(m, nn.ConvTranspose2d)][-1]
+    assert first.kernel_size == (7, 7) and first.out_channels == 128
+    assert last.out_channels == 1
+    assert isinstance(generator.net[-1], nn.Tanh)
+
+
+def test_dcgan_weights_follow_the_paper_initialisation():
+    torch.manual_seed(0)
+    generator = DCGANGenerator(width=64, channels=3, image_size=64)
+    convs = torch.cat([m.weight.flatten() for m in generator.modules() if isinstance(m, nn.ConvTranspose2d)])
+    scales = torch.cat([m.weight for m in generator.modules() if isinstance(m, nn.BatchNorm2d)])
+    assert abs(convs.std().item() - 0.02) < 0.001 and abs(convs.mean().item()) < 0.001
+    assert abs(scales.mean().item() - 1.0) < 0.01
+
+
+def test_models_have_their_published_recipes():
+    assert MODELS["mlp"].lr == 1e-3 and MODELS["mlp"].betas == (0.9, 0.999)
+    assert MODELS["dcgan"].lr == 2e-4 and MODELS["dcgan"].betas == (0.5, 0.999)

@@ -1,0 +1,199 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from ganforge import TrainConfig, load_checkpoint, load_dataset, load_generator, resume, train
+from ganforge.data import scale_images
+from ganforge.errors import UsageError
+from ganforge.models import build_generator
+from ganforge.sampling import generate_images, sample_noise
+
+QUIET = dict(progress=False, tensorboard=False, download=False)
+
+
+def tensors_of(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """Every tensor in a checkpoint, by its path."""
+    found = {}
+
+    def walk(value, path):
+        if isinstance(value, torch.Tensor):
+            found[path] = value
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}/{key}")
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                walk(item, f"{path}/{index}")
+
+    walk(checkpoint, "")
+    return found
+
+
+def assert_same_tensors(a: dict, b: dict):
+    tensors_a, tensors_b = tensors_of(a), tensors_of(b)
+    assert tensors_a.keys() == tensors_b.keys()
+    different = [path for path in tensors_a if not torch.equal(tensors_a[path], tensors_b[path])]
+    assert not different, f"tensors differ: {different[:5]}"
+
+
+@pytest.mark.slow
+def test_dcgan_learns_mnist_in_a_few_hundred_steps(tmp_path, mnist_root):
+    config = TrainConfig(
+        model="dcgan",
+        data_root=str(mnist_root),
+        steps=300,
+        batch_size=32,
+        sample_every=100,
+        log_every=25,
+        out=str(tmp_path / "run"),
+        **QUIET,
+    )
+    result = train(config)
+    run = result.run_dir
+    assert result.step == 300 and not result.stopped_early
+
+    # The run directory holds what the README promises.
+    assert (run / "config.yaml").is_file() and (run / "checkpoints" / "latest.pt").is_file()
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [f"step_{s:07d}.png" for s in (100, 200, 300)]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(25, 301, 25))
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "images_per_sec"} <= records[0].keys()
+
+    # The discriminator ranks real digits above noise images far better than chance (ROC AUC).
+    test_digits = load_dataset("mnist", mnist_root, download=False).images[-1000:]
+    real = scale_images(test_digits, (-1.0, 1.0))
+    noise_images = torch.rand_like(real) * 2 - 1
+    discriminator = result.discriminator.eval()
+    with torch.no_grad():
+        real_logits, noise_logits = discriminator(real), discriminator(noise_images)
+    auc = (real_logits[:, None] > noise_logits[None, :]).float().mean()
+    assert auc > 0.95
+
+    # The generator's samples moved toward the data: their mean image is much closer than at initialisation.
+    data_mean = test_digits.float().mean(0)
+    torch.manual_seed(config.seed)
+    untrained = build_generator("dcgan", dict(z_dim=100, width=64, channels=1, image_size=28))
+    noise = sample_noise(500, 100, seed=5)
+    distance = lambda g: (generate_images(g, noise).float().mean(0) - data_mean).pow(2).mean()  # noqa: E731
+    assert distance(result.generator) < 0.3 * distance(untrained)
+
+    # The checkpoint reproduces the in-memory generator's samples bit for bit.
+    assert torch.equal(generate_images(load_generator(run), noise), generate_images(result.generator, noise))
+
+
+@pytest.mark.slow
+def test_mlp_learns_the_data_range(tmp_path, mnist_root):
+    config = TrainConfig(model="mlp", data_root=str(mnist_root), steps=400, batch_size=64, out=str(tmp_path), **QUIET)
+    result = train(config)
+    images = generate_images(result.generator, sample_noise(256, 100, seed=0)).float() / 255
+    # MNIST is mostly black with bright strokes: samples should be too (an untrained MLP gives ~0.5 grey).
+    assert images.mean() < 0.3
+    assert (images > 0.5).float().mean() > 0.03
+
+
+def test_same_seed_gives_the_same_checkpoint_and_resume_is_exact(tmp_path):
+    """Stopped at step 7 (mid-epoch) and resumed to 19, a run matches one trained straight to 19."""
+    common = dict(
+        model="dcgan",
+        width=8,
+        batch_size=16,
+        data=str(make_digits_folder(tmp_path)),
+        image_size=28,
+        channels=1,
+        sample_every=5,
+        **QUIET,
+    )
+    straight = train(TrainConfig(steps=19, out=str(tmp_path / "straight"), **common))
+    again = train(TrainConfig(steps=19, out=str(tmp_path / "again"), **common))
+    assert_same_tensors(load_checkpoint(straight.run_dir)["generator"], load_checkpoint(again.run_dir)["generator"])
+
+    first = train(TrainConfig(steps=7, out=str(tmp_path / "resumed"), **common))
+    assert first.step == 7
+    resumed = resume(first.run_dir, steps=19)
+    assert resumed.step == 19
+    a, b = load_checkpoint(straight.run_dir), load_checkpoint(resumed.run_dir)
+    for part in ("generator", "discriminator", "g_optimizer", "d_optimizer", "noise_rng"):
+        assert_same_tensors({part: a[part]}, {part: b[part]})
+
+
+def make_digits_folder(root):
+    """40 small grayscale images in two classes (an epoch is 2.5 batches of 16)."""
+    import numpy as np
+    from PIL import Image
+
+    folder = root / "digits"
+    rng = np.random.default_rng(0)
+    for index in range(40):
+        (folder / str(index % 2)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8), "L").save(
+            folder / str(index % 2) / f"{index}.png"
+        )
+    return folder
+
+
+def test_resume_refuses_changes_that_would_make_another_run(tmp_path):
+    config = TrainConfig(
+        model="mlp", data=str(make_digits_folder(tmp_path)), steps=2, batch_size=8, out=str(tmp_path / "run"), **QUIET
+    )
+    train(config)
+    with pytest.raises(UsageError, match="--lr cannot change when resuming"):
+        resume(tmp_path / "run", lr=0.5)
+    with pytest.raises(UsageError, match="already holds a run"):
+        train(config)
+
+
+def test_minutes_stops_the_run_cleanly_with_a_checkpoint(tmp_path):
+    config = TrainConfig(
+        model="mlp",
+        data=str(make_digits_folder(tmp_path)),
+        batch_size=8,
+        steps=10**6,
+        minutes=0.02,
+        out=str(tmp_path / "run"),
+        **QUIET,
+    )
+    result = train(config)
+    assert result.stopped_early and result.step > 0
+    assert load_checkpoint(result.run_dir)["step"] == result.step
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    folder = make_digits_folder(tmp_path)
+    run = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "ganforge",
+        "train",
+        "--model",
+        "mlp",
+        "--data",
+        str(folder),
+        "--batch-size",
+        "8",
+        "--minutes",
+        "5",
+        "--checkpoint-every",
+        "1",
+        "--log-every",
+        "1",
+        "--out",
+        str(run),
+        "--no-progress",
+    ]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text():
+        assert time.monotonic() < deadline and process.poll() is None, "training did not start"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert f"ganforge train --resume {run}" in stderr
+    assert "Traceback" not in stderr
+    assert load_checkpoint(run)["step"] > 0

@@ -46,7 +46,7 @@ def test_a_failed_save_keeps_the_old_checkpoint(tmp_path):
     checkpoint, _ = fake_checkpoint("mlp")
     save_checkpoint(checkpoint, tmp_path / "latest.pt")
     before = (tmp_path / "latest.pt").read_bytes()
-    with pytest.raises(pickle.PicklingError):
+    with pytest.raises((pickle.PicklingError, AttributeError)):  # torch.save cannot pickle a lambda
         save_checkpoint({"not picklable": lambda: 0}, tmp_path / "latest.pt")
     assert (tmp_path / "latest.pt").read_bytes() == before
     assert os.listdir(tmp_path) == ["latest.pt"]

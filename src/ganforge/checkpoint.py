@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ganforge.device import to_fast_layout
 from ganforge.errors import GanforgeError
 from ganforge.models import MODELS, build_generator
 
@@ -94,4 +95,4 @@ def load_generator(source: str | Path, device: str | torch.device = "cpu") -> nn
     checkpoint = load_checkpoint(source)
     generator = build_generator(checkpoint["model"], checkpoint["generator_args"])
     load_state(generator, checkpoint["generator"], "generator", source)
-    return generator.to(device).eval()
+    return to_fast_layout(generator.to(device)).eval()

@@ -30,7 +30,7 @@ from ganforge.config import (
     save_config,
 )
 from ganforge.data import EpochSampler, ImageDataset, load_dataset, scale_images
-from ganforge.device import autocast, resolve_device
+from ganforge.device import autocast, resolve_device, to_fast_layout
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.losses import LOSSES, GANLoss
 from ganforge.models import build_discriminator, build_generator
@@ -136,8 +136,8 @@ def build_models(config: TrainConfig, device: torch.device) -> Models:
     discriminator_args = dict(width=config.width, channels=config.channels, image_size=config.image_size)
     torch.manual_seed(config.seed)
     try:
-        generator = build_generator(config.model, generator_args).to(device)
-        discriminator = build_discriminator(config.model, discriminator_args).to(device)
+        generator = to_fast_layout(build_generator(config.model, generator_args).to(device))
+        discriminator = to_fast_layout(build_discriminator(config.model, discriminator_args).to(device))
     except ValueError as error:
         raise UsageError(str(error)) from None
     betas = (config.beta1, config.beta2)
@@ -276,6 +276,7 @@ class TrainingLoop:
         indices = self.sampler.indices(step)
         real = self.images[indices.to(self.images.device)].to(self.device, non_blocking=True)
         real = scale_images(real, self.models.generator.output_range)  # (B, C, H, W) float
+        real = real.contiguous(memory_format=torch.channels_last)
         z = torch.randn(self.config.batch_size, self.config.z_dim, generator=self.noise_rng).to(self.device)
         return real, z
 

@@ -1,5 +1,4 @@
 import dataclasses
-import os
 import subprocess
 import sys
 
@@ -87,6 +86,8 @@ def test_generate_writes_each_output_format(capsys, trained_run, tmp_path):
         (["train", "--steps", "0"], 2, "--steps must be at least 1"),
         (["train", "--data-root", "/no/such/root", "--steps", "1"], 1, "data root /no/such/root does not exist"),
         (["generate", "/no/such/run"], 1, "no such run directory or checkpoint"),
+        (["generate", "/no/such/run", "--n", "0"], 2, "--n: must be at least 1"),
+        (["train", "--checkpoint-every", "0.5"], 2, "whole number of steps"),
     ],
 )
 def test_bad_input_is_one_clear_line(capsys, args, code, message):
@@ -104,6 +105,43 @@ def test_empty_folder_and_foreign_checkpoint_are_one_line_errors(capsys, tmp_pat
     torch.save({"state_dict": torch.zeros(2)}, tmp_path / "foreign.pt")
     code, _, err = run_cli(capsys, "generate", tmp_path / "foreign.pt")
     assert code == 1 and err.strip() == f"ganforge: error: {tmp_path / 'foreign.pt'} is not a ganforge checkpoint"
+
+
+def test_corrupt_image_is_skipped_with_a_warning_through_the_cli(capsys, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "images" / "only-class"
+    folder.mkdir(parents=True)
+    for index in range(8):
+        Image.fromarray(np.full((12, 12), index * 30, dtype=np.uint8), "L").save(folder / f"{index}.png")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--model",
+        "mlp",
+        "--data",
+        tmp_path / "images",
+        "--image-size",
+        "12",
+        "--batch-size",
+        "4",
+        "--steps",
+        "2",
+        "--out",
+        tmp_path / "run",
+        "--no-progress",
+    )
+    assert code == 0
+    assert f"skipping unreadable image {folder / 'corrupt.png'}" in err
+
+
+def test_checkpoint_of_another_architecture_is_a_one_line_error(capsys, trained_run, tmp_path):
+    checkpoint = torch.load(trained_run / "checkpoints" / "latest.pt", weights_only=True)
+    checkpoint["model"] = "dcgan"  # mlp weights under a DCGAN label
+    torch.save(checkpoint, tmp_path / "relabelled.pt")
+    code, _, err = run_cli(capsys, "generate", tmp_path / "relabelled.pt", "--out", tmp_path / "x.png")
+    assert code == 1 and "do not fit the architecture" in err and len(err.strip().splitlines()) == 1
 
 
 def test_resume_with_a_different_model_is_refused(capsys, trained_run):
@@ -133,10 +171,7 @@ def test_unwritable_outputs_are_one_line_errors(capsys, trained_run, tmp_path):
 
 def test_python_dash_m_runs_without_a_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "ganforge", "generate", str(tmp_path / "nothing.pt")],
-        capture_output=True,
-        text=True,
-        env=os.environ | {"PYTHONWARNINGS": "ignore"},
+        [sys.executable, "-m", "ganforge", "generate", str(tmp_path / "nothing.pt")], capture_output=True, text=True
     )
     assert result.returncode == 1
     assert result.stderr.strip().startswith("ganforge: error: no such run directory")

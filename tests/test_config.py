@@ -21,6 +21,7 @@ configs = st.builds(
     seed=st.integers(0, 2**31),
     out=st.none() | st.text(st.characters(blacklist_categories=["Cs", "Cc"]), min_size=1, max_size=30),
     checkpoint_every=st.sampled_from(["1m", "30s", "1000", "0.5h"]),
+    sample_every=st.sampled_from(["0", "500", "30s"]),
     tensorboard=st.booleans(),
 )
 
@@ -51,6 +52,9 @@ def test_default_config_is_valid_and_resolves_the_model_recipe():
         (dict(beta1=1.5), "--beta1"),
         (dict(channels=2), "--channels must be 1 or 3"),
         (dict(checkpoint_every="often"), "--checkpoint-every"),
+        (dict(checkpoint_every="0.5"), "whole number of steps"),
+        (dict(sample_every="-3"), "--sample-every"),
+        (dict(seed=-1), "--seed"),
     ],
 )
 def test_validation_names_the_bad_setting(changes, message):
@@ -71,6 +75,15 @@ def test_unknown_keys_in_config_yaml_are_an_error(tmp_path):
     path.write_text("model: mlp\nlearning_rate: 3\n")
     with pytest.raises(GanforgeError, match="learning_rate"):
         load_config(path)
+
+
+def test_config_yaml_values_must_have_the_fields_types(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("model: mlp\nlr: 1e-3\n")  # YAML 1.1 reads 1e-3 as a string
+    with pytest.raises(GanforgeError, match="config value lr"):
+        load_config(path)
+    path.write_text("model: mlp\nlr: 1\nsteps: 10\n")  # an int where a float is expected is fine
+    assert load_config(path).lr == 1
 
 
 def test_config_yaml_is_read_with_a_safe_loader(tmp_path):

@@ -95,6 +95,14 @@ def test_corrupt_images_are_skipped_with_a_warning_naming_them(tmp_path, caplog)
     assert "broken.png" in caplog.text
 
 
+def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    values = np.array([[0, 256 * 64, 256 * 128, 65535]], dtype=np.uint16).repeat(4, axis=0)  # (4, 4)
+    Image.fromarray(values).save(tmp_path / "wide.png")
+    data = load_dataset(str(tmp_path), image_size=4)
+    assert data.images.shape == (1, 1, 4, 4)
+    assert data.images[0, 0, 0].tolist() == [0, 64, 128, 255]
+
+
 def test_folder_without_images_is_an_error(tmp_path):
     (tmp_path / "notes.txt").write_text("no images here")
     with pytest.raises(GanforgeError, match="no images"):

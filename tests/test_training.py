@@ -9,7 +9,7 @@ import torch
 
 from ganforge import TrainConfig, load_checkpoint, load_dataset, load_generator, resume, train
 from ganforge.data import scale_images
-from ganforge.errors import UsageError
+from ganforge.errors import GanforgeError, UsageError
 from ganforge.models import build_generator
 from ganforge.sampling import generate_images, sample_noise
 
@@ -48,7 +48,7 @@ def test_dcgan_learns_mnist_in_a_few_hundred_steps(tmp_path, mnist_root):
         data_root=str(mnist_root),
         steps=300,
         batch_size=32,
-        sample_every=100,
+        sample_every="100",
         log_every=25,
         out=str(tmp_path / "run"),
         **QUIET,
@@ -105,7 +105,7 @@ def test_same_seed_gives_the_same_checkpoint_and_resume_is_exact(tmp_path):
         data=str(make_digits_folder(tmp_path)),
         image_size=28,
         channels=1,
-        sample_every=5,
+        sample_every="5",
         **QUIET,
     )
     straight = train(TrainConfig(steps=19, out=str(tmp_path / "straight"), **common))
@@ -160,6 +160,51 @@ def test_minutes_stops_the_run_cleanly_with_a_checkpoint(tmp_path):
     result = train(config)
     assert result.stopped_early and result.step > 0
     assert load_checkpoint(result.run_dir)["step"] == result.step
+
+
+def test_non_finite_weights_are_never_saved(tmp_path, monkeypatch):
+    import ganforge.training
+
+    original = ganforge.training.training_step
+    calls = []
+
+    def poisoned_step(generator, *args):
+        stats = original(generator, *args)
+        calls.append(1)
+        if len(calls) == 4:
+            with torch.no_grad():
+                next(generator.parameters())[0].fill_(float("nan"))
+        return stats
+
+    monkeypatch.setattr(ganforge.training, "training_step", poisoned_step)
+    config = TrainConfig(
+        model="mlp",
+        data=str(make_digits_folder(tmp_path)),
+        batch_size=8,
+        steps=10,
+        checkpoint_every="1",
+        log_every=100,
+        out=str(tmp_path / "run"),
+        **QUIET,
+    )
+    with pytest.raises(GanforgeError, match="non-finite by step 4"):
+        train(config)
+    checkpoint = load_checkpoint(tmp_path / "run")
+    assert checkpoint["step"] == 3
+    assert all(torch.isfinite(t).all() for t in tensors_of(checkpoint["generator"]).values())
+
+
+def test_resume_with_a_new_length_continues_to_it(tmp_path):
+    config = TrainConfig(
+        model="mlp", data=str(make_digits_folder(tmp_path)), batch_size=8, steps=3, out=str(tmp_path / "run"), **QUIET
+    )
+    train(config)
+    with pytest.raises(UsageError, match="--out cannot be given with --resume"):
+        resume(tmp_path / "run", out=str(tmp_path / "elsewhere"))
+    assert resume(tmp_path / "run", steps=8).step == 8
+    assert "steps: 8" in (tmp_path / "run" / "config.yaml").read_text()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [3, 8]  # appended, not overwritten
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):

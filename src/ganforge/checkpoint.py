@@ -37,11 +37,14 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # make the rename itself durable
-    finally:
-        os.close(directory)
+    try:  # make the rename itself durable, where the platform can
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError:
+        pass
 
 
 def resolve_checkpoint(source: str | Path) -> Path:
@@ -81,7 +84,7 @@ def load_state(module: nn.Module, state: dict, what: str, path: str | Path) -> N
     """``module.load_state_dict(state)`` with a one-line error when they do not match."""
     try:
         module.load_state_dict(state)
-    except (RuntimeError, KeyError, TypeError) as error:
+    except (RuntimeError, KeyError, TypeError, ValueError) as error:
         detail = str(error).strip().splitlines()[0]
         raise GanforgeError(f"{path}: the {what} weights do not fit the architecture ({detail[:200]})") from None
 
@@ -93,6 +96,9 @@ def load_generator(source: str | Path, device: str | torch.device = "cpu") -> nn
     >>> images = generator(torch.randn(16, generator.z_dim))  # (16, C, H, W)
     """
     checkpoint = load_checkpoint(source)
-    generator = build_generator(checkpoint["model"], checkpoint["generator_args"])
+    try:
+        generator = build_generator(checkpoint["model"], checkpoint["generator_args"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise GanforgeError(f"{source}: cannot rebuild the {checkpoint['model']} generator ({error})") from None
     load_state(generator, checkpoint["generator"], "generator", source)
     return to_fast_layout(generator.to(device)).eval()

@@ -57,7 +57,16 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             )
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ganforge parser: global flags and one subcommand per library entry point."""
     parser = Parser(prog="ganforge", description="Train, sample and evaluate GANs with PyTorch.")
     parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
     debug = argparse.ArgumentParser(add_help=False)
@@ -93,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sample images from a run directory or checkpoint.",
     )
     generate.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or a .pt checkpoint")
-    generate.add_argument("--n", type=int, default=64, help="number of images (default: 64)")
+    generate.add_argument("--n", type=positive_int, default=64, help="number of images (default: 64)")
     generate.add_argument(
         "--out",
         default="samples.png",
@@ -106,12 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device to sample on (default: auto)"
     )
-    generate.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+    generate.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass (default: 256)")
     generate.set_defaults(func=run_generate)
     return parser
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """ganforge train: a new run from the given flags, or --resume of an existing one."""
     from ganforge.training import resume, train
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
@@ -123,6 +133,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    """ganforge generate: sample images and write them where --out says."""
     from ganforge.sampling import generate
 
     images = generate(

@@ -8,6 +8,7 @@ default") replaced by the value the run actually used.
 
 import dataclasses
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,7 +81,10 @@ class TrainConfig:
     # Output.
     out: str | None = _field(None, "run directory", default_help="runs/MODEL-DATA-TIMESTAMP")
     log_every: int = _field(50, "steps between progress updates and metrics.jsonl lines")
-    sample_every: int = _field(500, "steps between fixed-noise sample grids in samples/ (0: only at the end)")
+    sample_every: str = _field(
+        "30s",
+        "how often a fixed-noise sample grid goes to samples/: wall time ('30s', '5m') or steps ('500'); 0: at the end",
+    )
     checkpoint_every: str = _field(
         "1m", "how often checkpoints/latest.pt is rewritten: wall time ('30s', '5m', '1h') or steps ('1000')"
     )
@@ -94,9 +98,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{flag(name)} must be at least 1, got {value}")
-        for name in ("sample_every", "snapshot_every"):
-            if getattr(self, name) < 0:
-                raise UsageError(f"--{flag(name)} must be 0 or more, got {getattr(self, name)}")
+        if self.snapshot_every < 0:
+            raise UsageError(f"--snapshot-every must be 0 or more, got {self.snapshot_every}")
+        if not 0 <= self.seed < 2**31:
+            raise UsageError(f"--seed must be in [0, 2**31), got {self.seed}")
         for name in ("minutes", "lr"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -114,7 +119,9 @@ class TrainConfig:
             raise UsageError(
                 f"--data {self.data!r} is neither a known dataset ({', '.join(BUILTIN_DATASETS)}) nor an existing folder"
             )
-        parse_interval(self.checkpoint_every)
+        parse_interval(self.checkpoint_every, "checkpoint-every")
+        if self.sample_every != "0":
+            parse_interval(self.sample_every, "sample-every")
 
     def with_model_defaults(self) -> "TrainConfig":
         """A copy with the model's recipe filled in where the user gave nothing."""
@@ -133,17 +140,14 @@ def flag(name: str) -> str:
     return name.replace("_", "-")
 
 
-def parse_interval(text: str) -> tuple[str, float]:
+def parse_interval(text: str, name: str = "checkpoint-every") -> tuple[str, float]:
     """'90s' -> ('seconds', 90), '5m' -> ('seconds', 300), '1000' -> ('steps', 1000)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|)\s*", str(text))
-    if not match or float(match.group(1)) <= 0:
-        raise UsageError(
-            f"--checkpoint-every must be a positive duration like '30s', '5m', '1h' or a step count; got {text!r}"
-        )
-    value, unit = float(match.group(1)), match.group(2)
-    if unit == "":
-        return "steps", value
-    return "seconds", value * {"s": 1, "m": 60, "h": 3600}[unit]
+    match = re.fullmatch(r"\s*(?:(\d+)|(\d+(?:\.\d+)?)\s*([smh]))\s*", str(text))
+    if not match or float(match.group(1) or match.group(2)) <= 0:
+        raise UsageError(f"--{name} must be a duration like '30s', '5m', '1h' or a whole number of steps; got {text!r}")
+    if match.group(1):
+        return "steps", int(match.group(1))
+    return "seconds", float(match.group(2)) * {"s": 1, "m": 60, "h": 3600}[match.group(3)]
 
 
 def config_to_dict(config: TrainConfig) -> dict:
@@ -157,6 +161,12 @@ def config_from_dict(values: dict) -> TrainConfig:
     unknown = sorted(set(values) - known)
     if unknown:
         raise GanforgeError(f"unknown config keys: {', '.join(unknown)}")
+    hints = typing.get_type_hints(TrainConfig)
+    for name, value in values.items():
+        allowed = typing.get_args(hints[name]) or (hints[name],)
+        allowed += (int,) if float in allowed else ()  # a user may write 1 for 1.0
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise GanforgeError(f"config value {name}: {value!r} is not of type {hints[name]}")
     return TrainConfig(**values)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ganforge.errors import GanforgeError
 
@@ -24,7 +24,8 @@ log = logging.getLogger("ganforge")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 FOLDER_IMAGE_SIZE = 64  # default --image-size for folders of images
-GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")
+GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L")  # 16-bit grayscale PNGs open as one of these
 MEMORY_FRACTION = 0.5  # refuse to decode a folder needing more than this share of RAM
 
 
@@ -183,7 +184,7 @@ def load_image_folder(root: Path, image_size: int, channels: int | None) -> Imag
     for index, path in enumerate(files):
         try:
             with Image.open(path) as image:
-                image = image.convert(mode)
+                image = to_mode(ImageOps.exif_transpose(image), mode)
                 image = TF.resize(image, image_size, InterpolationMode.BICUBIC, antialias=True)
                 images[len(kept)] = TF.pil_to_tensor(TF.center_crop(image, image_size))
         except (OSError, ValueError, Image.DecompressionBombError) as error:
@@ -194,7 +195,15 @@ def load_image_folder(root: Path, image_size: int, channels: int | None) -> Imag
         raise GanforgeError(f"none of the {len(files)} image files in {root} could be read")
     label_tensor = torch.tensor([labels[i] for i in kept], dtype=torch.int64) if labels else None
     description = f"image folder {root}, {len(kept):,} images, {len(classes) or 'no'} classes"
-    return ImageDataset(images[: len(kept)].clone(), label_tensor, classes, description)
+    images = images if len(kept) == len(files) else images[: len(kept)].clone()
+    return ImageDataset(images, label_tensor, classes, description)
+
+
+def to_mode(image: Image.Image, mode: str) -> Image.Image:
+    """Convert to 'L' or 'RGB', scaling 16-bit grayscale down to 8 bits rather than clipping it."""
+    if image.mode in WIDE_MODES:
+        image = Image.fromarray((np.asarray(image).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8), "L")
+    return image.convert(mode)
 
 
 def infer_channels(files: list[Path]) -> int:
@@ -211,7 +220,10 @@ def infer_channels(files: list[Path]) -> int:
 def check_fits_in_memory(count: int, channels: int, image_size: int, root: Path) -> None:
     """Refuse, before decoding, a folder whose uint8 tensor would crowd out the machine's memory."""
     needed = count * channels * image_size * image_size
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): nothing to check against
+        return
     if needed > MEMORY_FRACTION * total:
         raise GanforgeError(
             f"{root}: {count:,} images at {channels}x{image_size}x{image_size} need {needed / 2**30:.1f} GiB "

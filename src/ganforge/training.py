@@ -43,6 +43,8 @@ GRID_SIZE = 64  # images in each fixed-noise sample grid
 ON_DEVICE_LIMIT = 2**30  # bytes of uint8 data kept on an accelerator rather than in host memory
 # Settings a resumed run may change; the rest would make it a different run.
 RESUMABLE = (
+    "data_root",
+    "download",
     "epochs",
     "steps",
     "minutes",
@@ -151,7 +153,9 @@ def build_models(config: TrainConfig, device: torch.device) -> Models:
     )
 
 
-def make_checkpoint(models: Models, config: TrainConfig, step: int, noise_rng: torch.Generator) -> dict:
+def make_checkpoint(
+    models: Models, config: TrainConfig, step: int, noise_rng: torch.Generator, num_images: int
+) -> dict:
     """Everything needed to rebuild the models and continue the run, as plain data and tensors."""
     return {
         "format": FORMAT,
@@ -167,14 +171,22 @@ def make_checkpoint(models: Models, config: TrainConfig, step: int, noise_rng: t
         "step": step,
         "config": dataclasses.asdict(config),
         "noise_rng": noise_rng.get_state(),
+        "num_images": num_images,  # the data order depends on it: a resume must see the same dataset
     }
 
 
-def restore_checkpoint(models: Models, config: TrainConfig, path: Path, noise_rng: torch.Generator) -> int:
+def restore_checkpoint(
+    models: Models, config: TrainConfig, path: Path, noise_rng: torch.Generator, num_images: int
+) -> int:
     """Load a run's checkpoint into ``models`` and ``noise_rng``; returns its step."""
     checkpoint = load_checkpoint(path)
     if checkpoint["model"] != config.model:
         raise GanforgeError(f"{path} holds a {checkpoint['model']!r} model, not {config.model!r}")
+    if checkpoint.get("num_images", num_images) != num_images:
+        raise GanforgeError(
+            f"{path} was trained on {checkpoint['num_images']:,} images, but the data now hold {num_images:,}: "
+            "point --data-root at the same dataset to resume"
+        )
     for name in ("generator", "discriminator", "g_optimizer", "d_optimizer"):
         load_state(getattr(models, name), checkpoint[name], name, path)
     noise_rng.set_state(checkpoint["noise_rng"])
@@ -189,11 +201,17 @@ def total_steps(config: TrainConfig, steps_per_epoch: int) -> int | None:
     return min(limits) if limits else None
 
 
+def refuse_existing_run(run_dir: Path) -> None:
+    """A new run never writes over another one."""
+    if (run_dir / "checkpoints" / LATEST).exists():
+        raise UsageError(f"{run_dir} already holds a run: resume it with --resume {run_dir}, or choose another --out")
+
+
 def prepare_run_dir(config: TrainConfig, resuming: bool) -> Path:
     """Create the run directory and its subfolders; refuse to train over another run."""
     run_dir = Path(config.out)
-    if not resuming and (run_dir / "checkpoints" / LATEST).exists():
-        raise UsageError(f"{run_dir} already holds a run: resume it with --resume {run_dir}, or choose another --out")
+    if not resuming:
+        refuse_existing_run(run_dir)
     try:
         for sub in ("checkpoints", "samples"):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -210,6 +228,9 @@ def resolve_config(config: TrainConfig, data: ImageDataset) -> TrainConfig:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return dataclasses.replace(
         config,
+        # Absolute paths, so the run can be resumed from any working directory.
+        data=config.data if config.data in BUILTIN_DATASETS else str(Path(config.data).resolve()),
+        data_root=str(Path(config.data_root).resolve()) if config.data_root else None,
         image_size=height,
         channels=channels,
         epochs=config.epochs if (config.epochs or config.steps or config.minutes) else DEFAULT_EPOCHS,
@@ -226,17 +247,20 @@ def train(config: TrainConfig, resume_from: str | Path | None = None) -> TrainRe
     """
     started = time.monotonic()
     config.validate()
+    resuming = resume_from is not None
+    if config.out and not resuming:
+        refuse_existing_run(Path(config.out))  # before a possibly long decode of the data
     device = resolve_device(config.device)
     data = load_dataset(config.data, config.data_root, config.image_size, config.channels, config.download)
     log.info(f"data: {data.description}, {tuple(data.images.shape[1:])} uint8, {data.images.numel() / 2**20:.0f} MiB")
     config = resolve_config(config, data)
-    run_dir = prepare_run_dir(config, resuming=resume_from is not None)
-    save_config(config, run_dir / "config.yaml")
 
     models = build_models(config, device)
-    noise_rng = torch.Generator().manual_seed(config.seed + 1)
-    step = restore_checkpoint(models, config, Path(resume_from), noise_rng) if resume_from else 0
     sampler = EpochSampler(len(data), config.batch_size, config.seed)
+    noise_rng = torch.Generator().manual_seed(config.seed + 1)
+    step = restore_checkpoint(models, config, Path(resume_from), noise_rng, len(data)) if resuming else 0
+    run_dir = prepare_run_dir(config, resuming)
+    save_config(config, run_dir / "config.yaml")
     total = total_steps(config, sampler.steps_per_epoch)
     deadline = started + config.minutes * 60 if config.minutes else float("inf")
     log.info(
@@ -247,6 +271,25 @@ def train(config: TrainConfig, resume_from: str | Path | None = None) -> TrainRe
     loop = TrainingLoop(config, models, data, sampler, run_dir, device, noise_rng)
     step, stopped = loop.run(step, total, deadline)
     return TrainResult(run_dir, step, models.generator, models.discriminator, stopped)
+
+
+class Cadence:
+    """When something periodic is due: every N steps ('500') or every T of wall time ('30s', '5m').
+
+    '0' means never (the loop still does it once at the end).
+    """
+
+    def __init__(self, interval: str, name: str):
+        self.unit, self.every = ("never", 0) if interval == "0" else parse_interval(interval, name)
+        self.last = time.monotonic()
+
+    def due(self, step: int) -> bool:
+        if self.unit == "steps":
+            return step % self.every == 0
+        if self.unit == "seconds" and time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            return True
+        return False
 
 
 class TrainingLoop:
@@ -269,7 +312,8 @@ class TrainingLoop:
         self.loss = LOSSES[config.loss]
         self.amp = autocast(device, config.precision)
         self.fixed_noise = sample_noise(GRID_SIZE, config.z_dim, config.seed + 2)
-        self.checkpoint_unit, self.checkpoint_interval = parse_interval(config.checkpoint_every)
+        self.checkpoint_cadence = Cadence(config.checkpoint_every, "checkpoint-every")
+        self.sample_cadence = Cadence(config.sample_every, "sample-every")
 
     def next_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(real, z): the step's real images scaled to the generator's range, and fresh noise."""
@@ -293,7 +337,6 @@ class TrainingLoop:
             config.tensorboard,
             config.progress,
         )
-        last_save = time.monotonic()
         try:
             with StopSignal() as stop:
                 while (total is None or step < total) and not stop.requested and time.monotonic() < deadline:
@@ -304,11 +347,10 @@ class TrainingLoop:
                     step += 1
                     monitor.step(step, stats)
                     self.check_finite(monitor, step)
-                    if config.sample_every and step % config.sample_every == 0:
+                    if self.sample_cadence.due(step):
                         self.save_samples(step, monitor)
-                    if self.checkpoint_due(step, last_save):
+                    if self.checkpoint_cadence.due(step) or self.snapshot_due(step):
                         self.save(step)
-                        last_save = time.monotonic()
                 monitor.report(step)
                 self.check_finite(monitor, step)
                 self.save_samples(step, monitor)
@@ -334,19 +376,22 @@ class TrainingLoop:
                 f"checkpoint in {self.run_dir / 'checkpoints'}; try a lower --lr"
             )
 
-    def checkpoint_due(self, step: int, last_save: float) -> bool:
-        if self.config.snapshot_every and step % self.config.snapshot_every == 0:
-            return True
-        if self.checkpoint_unit == "steps":
-            return step % int(self.checkpoint_interval) == 0
-        return time.monotonic() - last_save >= self.checkpoint_interval
+    def snapshot_due(self, step: int) -> bool:
+        """Whether ``step`` is one whose checkpoint is kept as step_NNNNNNN.pt."""
+        return bool(self.config.snapshot_every) and step % self.config.snapshot_every == 0
 
     def save(self, step: int) -> None:
-        """Rewrite checkpoints/latest.pt, and keep a copy at snapshot steps."""
-        checkpoint = make_checkpoint(self.models, self.config, step, self.noise_rng)
+        """Rewrite checkpoints/latest.pt, and keep a copy at snapshot steps. Never saves NaN weights."""
+        for name in ("generator", "discriminator"):
+            if not all(torch.isfinite(p).all() for p in getattr(self.models, name).parameters()):
+                raise GanforgeError(
+                    f"the {name}'s weights became non-finite by step {step}; the last good checkpoint is "
+                    f"{self.run_dir / 'checkpoints' / LATEST}; try a lower --lr"
+                )
+        checkpoint = make_checkpoint(self.models, self.config, step, self.noise_rng, len(self.images))
         folder = self.run_dir / "checkpoints"
         save_checkpoint(checkpoint, folder / LATEST)
-        if self.config.snapshot_every and step % self.config.snapshot_every == 0:
+        if self.snapshot_due(step):
             save_checkpoint(checkpoint, folder / f"step_{step:07d}.pt")
 
     def save_samples(self, step: int, monitor: RunMonitor) -> None:
@@ -367,9 +412,11 @@ def resume(run_dir: str | Path, **overrides) -> TrainResult:
     if not (run_dir / "config.yaml").is_file():
         raise GanforgeError(f"{run_dir} is not a ganforge run directory (no config.yaml)")
     config = load_config(run_dir / "config.yaml")
-    # A new length replaces the old one rather than competing with it.
+    if "out" in overrides:
+        raise UsageError(f"--out cannot be given with --resume: the run stays in {run_dir}")
+    # A new --steps or --epochs replaces the run's length (and its time limit) rather than competing with it.
     if "steps" in overrides or "epochs" in overrides:
-        overrides = {"steps": None, "epochs": None, **overrides}
+        overrides = {"steps": None, "epochs": None, "minutes": None, **overrides}
     for name, value in overrides.items():
         if name not in RESUMABLE and value != getattr(config, name):
             raise UsageError(

@@ -281,6 +281,7 @@ class EpochSampler:
         self._epoch, self._order = -1, None
 
     def indices(self, step: int) -> torch.Tensor:
+        """The (batch_size,) dataset indices of global step ``step``."""
         epoch, position = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)

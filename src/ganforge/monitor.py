@@ -82,6 +82,7 @@ class RunMonitor:
             self.writer.add_image("samples", grid, step)
 
     def close(self) -> None:
+        """Close the progress bar, metrics.jsonl and TensorBoard writer."""
         self.bar.close()
         self.metrics_file.close()
         if self.writer is not None:

@@ -284,6 +284,7 @@ class Cadence:
         self.last = time.monotonic()
 
     def due(self, step: int) -> bool:
+        """Whether it is due after ``step``; a time cadence restarts its clock when it says yes."""
         if self.unit == "steps":
             return step % self.every == 0
         if self.unit == "seconds" and time.monotonic() - self.last >= self.every:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from ganforge.checkpoint import resolve_checkpoint
 from ganforge.cli import main
 from ganforge.config import TrainConfig, flag
 
@@ -60,7 +61,7 @@ def test_help_lists_every_config_flag_with_its_default(capsys):
 
 def test_train_without_data_uses_the_embedded_subset_and_fills_the_run_dir(trained_run):
     assert (trained_run / "config.yaml").read_text().count("model: mlp") == 1
-    assert (trained_run / "checkpoints" / "latest.pt").is_file()
+    assert (trained_run / "checkpoints" / "latest").read_text().strip() == "ckpt_00000020.pt"
     assert any((trained_run / "samples").iterdir())
 
 
@@ -137,7 +138,7 @@ def test_corrupt_image_is_skipped_with_a_warning_through_the_cli(capsys, tmp_pat
 
 
 def test_checkpoint_of_another_architecture_is_a_one_line_error(capsys, trained_run, tmp_path):
-    checkpoint = torch.load(trained_run / "checkpoints" / "latest.pt", weights_only=True)
+    checkpoint = torch.load(resolve_checkpoint(trained_run), weights_only=True)
     checkpoint["model"] = "dcgan"  # mlp weights under a DCGAN label
     torch.save(checkpoint, tmp_path / "relabelled.pt")
     code, _, err = run_cli(capsys, "generate", tmp_path / "relabelled.pt", "--out", tmp_path / "x.png")
@@ -154,18 +155,10 @@ def test_unwritable_outputs_are_one_line_errors(capsys, trained_run, tmp_path):
     blocker.write_text("a file, not a folder")
     code, _, err = run_cli(capsys, "generate", trained_run, "--out", blocker / "grid.png")
     assert code == 1 and "cannot write" in err
-    code, _, err = run_cli(
-        capsys,
-        "train",
-        "--model",
-        "mlp",
-        "--out",
-        blocker / "run",
-        "--data-root",
-        tmp_path,
-        "--no-download",
-        "--no-progress",
-    )
+    root = tmp_path / "root"
+    root.mkdir()
+    args = ["--model", "mlp", "--data-root", root, "--no-download", "--no-progress"]
+    code, _, err = run_cli(capsys, "train", "--out", blocker / "run", *args)
     assert code == 1 and "cannot create run directory" in err
 
 

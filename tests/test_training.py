@@ -58,7 +58,7 @@ def test_dcgan_learns_mnist_in_a_few_hundred_steps(tmp_path, mnist_root):
     assert result.step == 300 and not result.stopped_early
 
     # The run directory holds what the README promises.
-    assert (run / "config.yaml").is_file() and (run / "checkpoints" / "latest.pt").is_file()
+    assert (run / "config.yaml").is_file() and (run / "checkpoints" / "ckpt_00000300.pt").is_file()
     assert sorted(p.name for p in (run / "samples").iterdir()) == [f"step_{s:07d}.png" for s in (100, 200, 300)]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(25, 301, 25))
@@ -162,36 +162,65 @@ def test_minutes_stops_the_run_cleanly_with_a_checkpoint(tmp_path):
     assert load_checkpoint(result.run_dir)["step"] == result.step
 
 
-def test_non_finite_weights_are_never_saved(tmp_path, monkeypatch):
+def poison_generator(monkeypatch, at_calls):
+    """Make training_step set a generator weight to NaN on the given calls (1-based)."""
     import ganforge.training
 
-    original = ganforge.training.training_step
-    calls = []
+    original, calls = ganforge.training.training_step, []
 
     def poisoned_step(generator, *args):
         stats = original(generator, *args)
         calls.append(1)
-        if len(calls) == 4:
+        if len(calls) in at_calls:
             with torch.no_grad():
                 next(generator.parameters())[0].fill_(float("nan"))
         return stats
 
     monkeypatch.setattr(ganforge.training, "training_step", poisoned_step)
-    config = TrainConfig(
+
+
+def nan_config(tmp_path, **changes) -> TrainConfig:
+    return TrainConfig(
         model="mlp",
         data=str(make_digits_folder(tmp_path)),
         batch_size=8,
         steps=10,
-        checkpoint_every="1",
-        log_every=100,
         out=str(tmp_path / "run"),
-        **QUIET,
+        **QUIET | changes,
     )
-    with pytest.raises(GanforgeError, match="non-finite by step 4"):
-        train(config)
+
+
+def test_non_finite_weights_are_never_saved(tmp_path, monkeypatch):
+    poison_generator(monkeypatch, at_calls={4})
+    with pytest.raises(GanforgeError, match="generator's weights became non-finite at step 4"):
+        train(nan_config(tmp_path, checkpoint_every="1", on_nan="stop"))
     checkpoint = load_checkpoint(tmp_path / "run")
     assert checkpoint["step"] == 3
     assert all(torch.isfinite(t).all() for t in tensors_of(checkpoint["generator"]).values())
+
+
+def test_a_nan_loss_is_caught_at_the_step_it_appears(tmp_path, monkeypatch):
+    poison_generator(monkeypatch, at_calls={4})  # weights NaN after step 4: step 5's losses are NaN
+    with pytest.raises(GanforgeError, match="losses became non-finite at step 5 \\(--on-nan stop\\)"):
+        train(nan_config(tmp_path, checkpoint_every="1h", on_nan="stop"))
+    assert load_checkpoint(tmp_path / "run")["step"] == 0  # the initial checkpoint: nothing after it
+
+
+def test_divergence_rolls_back_with_halved_learning_rates(tmp_path, monkeypatch):
+    poison_generator(monkeypatch, at_calls={4})
+    result = train(nan_config(tmp_path, checkpoint_every="2"))
+    assert result.step == 10
+    checkpoint = load_checkpoint(result.run_dir)
+    assert checkpoint["rollbacks"] == 1
+    assert checkpoint["g_optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 / 2)
+    events = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {"event": "rollback", "at_step": 4, "to_step": 2}.items() <= [e for e in events if "event" in e][0].items()
+
+
+def test_rollbacks_are_bounded(tmp_path, monkeypatch):
+    poison_generator(monkeypatch, at_calls=set(range(3, 100)))
+    with pytest.raises(GanforgeError, match="2 rollbacks already"):
+        train(nan_config(tmp_path, checkpoint_every="1", max_rollbacks=2))
 
 
 def test_resume_with_a_new_length_continues_to_it(tmp_path):
@@ -239,6 +268,6 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
-    assert f"ganforge train --resume {run}" in stderr
+    assert f"continue with: ganforge resume {run}" in stderr
     assert "Traceback" not in stderr
     assert load_checkpoint(run)["step"] > 0

@@ -8,8 +8,10 @@ classes, and it is only ever read with ``torch.load(weights_only=True)``.
 """
 
 import os
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,22 +21,30 @@ from ganforge.models import MODELS, build_generator
 
 FORMAT = "ganforge-checkpoint"
 FORMAT_VERSION = 1
-LATEST = "latest.pt"
+POINTER = "latest"  # a run's checkpoints/latest names its newest complete checkpoint file
 
 
-def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
-    """Write ``checkpoint`` to ``path`` atomically: a temporary file, fsync, then rename.
+def checkpoint_name(step: int) -> str:
+    """The file name of a run's checkpoint at ``step``."""
+    return f"ckpt_{step:08d}.pt"
 
-    A crash at any moment leaves either the old file or the new one, never half of one.
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``.
+
+    A crash at any moment leaves either the old file or the new one, never half
+    of one; a failed write (a full disk) leaves the old one and raises
+    GanforgeError.
     """
-    path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as file:
-            torch.save(checkpoint, file)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        raise GanforgeError(f"cannot write {path} ({error.strerror or error}); the previous file is intact") from None
     finally:
         temporary.unlink(missing_ok=True)
     try:  # make the rename itself durable, where the platform can
@@ -47,17 +57,80 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
         pass
 
 
+def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
+    """Write ``checkpoint`` to ``path`` atomically (see ``atomic_write``)."""
+    atomic_write(Path(path), lambda file: torch.save(checkpoint, file))
+
+
+def save_run_checkpoint(folder: Path, checkpoint: dict, keep: int, keep_every: int = 0) -> Path:
+    """Save a run's checkpoint as ckpt_<step>.pt, then point ``latest`` at it, then prune old ones.
+
+    The pointer moves only once the file is complete. Pruning keeps the newest
+    ``keep`` files and every one whose step is a multiple of ``keep_every``.
+    """
+    path = folder / checkpoint_name(checkpoint["step"])
+    save_checkpoint(checkpoint, path)
+    atomic_write(folder / POINTER, lambda file: file.write(f"{path.name}\n".encode()))
+    for old in run_checkpoints(folder)[keep:]:
+        step = int(old.stem.split("_")[1])
+        if old != path and not (keep_every and step % keep_every == 0):
+            old.unlink(missing_ok=True)
+    return path
+
+
+def run_checkpoints(folder: Path) -> list[Path]:
+    """A run's checkpoint files, newest first. Temporary files are never among them."""
+    return sorted(folder.glob("ckpt_*.pt"), reverse=True)
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint ``folder/latest`` names, else the newest ckpt_*.pt, else None."""
+    try:
+        named = folder / (folder / POINTER).read_text().strip()
+        if named.name.startswith("ckpt_") and named.is_file():
+            return named
+    except OSError:
+        pass
+    files = run_checkpoints(folder)
+    return files[0] if files else None
+
+
 def resolve_checkpoint(source: str | Path) -> Path:
-    """A checkpoint file, or a run directory -> its ``checkpoints/latest.pt``."""
+    """A checkpoint file, or a run directory -> its latest checkpoint."""
     source = Path(source)
     if source.is_dir():
-        for candidate in (source / "checkpoints" / LATEST, source / LATEST):
-            if candidate.is_file():
-                return candidate
-        raise GanforgeError(f"{source} holds no checkpoint (looked for checkpoints/{LATEST})")
+        folder = source / "checkpoints" if (source / "checkpoints").is_dir() else source
+        latest = latest_checkpoint(folder)
+        if latest is None:
+            raise GanforgeError(f"{source} holds no checkpoint (looked in {folder})")
+        return latest
     if not source.is_file():
         raise GanforgeError(f"no such run directory or checkpoint: {source}")
     return source
+
+
+def global_rng_state() -> dict:
+    """Python's, NumPy's, torch's CPU and (where used) CUDA random states, as checkpoint-safe data."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gaussian),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_global_rng_state(state: dict) -> None:
+    """Restore what ``global_rng_state`` captured."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, position, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def load_checkpoint(source: str | Path, map_location: str | torch.device = "cpu") -> dict:

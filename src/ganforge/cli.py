@@ -95,6 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train)
     train.set_defaults(func=run_train)
 
+    resume = commands.add_parser(
+        "resume",
+        parents=[debug],
+        help="continue a run from its latest checkpoint (same as train --resume)",
+        description="Continue a run with its config.yaml. Only the length, device, data location, checkpoint "
+        "and logging flags may change; a new --steps or --epochs replaces the run's length.",
+    )
+    resume.add_argument("resume", metavar="RUN_DIR", help="the run directory to continue")
+    add_config_flags(resume)
+    resume.set_defaults(func=run_train)
+
     generate = commands.add_parser(
         "generate",
         parents=[debug],

@@ -42,14 +42,16 @@ class TrainConfig:
     )
     # The data.
     data: str = _field(
-        "mnist", f"dataset: {', '.join(BUILTIN_DATASETS)}, or a folder of images (subfolders become labels)"
+        "mnist",
+        f"dataset: {', '.join(BUILTIN_DATASETS)}, a folder of images (subfolders become labels), "
+        "or an .npz with a uint8 'images' array",
     )
     data_root: str | None = _field(
         None,
-        "torchvision data root holding the dataset; nothing is downloaded when it is there",
+        "torchvision data root holding the dataset; ganforge never downloads into a root you name",
         default_help="$GANFORGE_DATA_ROOT, else ~/.cache/ganforge/data",
     )
-    download: bool = _field(True, "download a missing built-in dataset into the data root")
+    download: bool = _field(True, "download a missing built-in dataset into ganforge's cache folder")
     image_size: int | None = _field(
         None,
         "image height and width in pixels; data are resized and center-cropped",
@@ -86,20 +88,29 @@ class TrainConfig:
         "how often a fixed-noise sample grid goes to samples/: wall time ('30s', '5m') or steps ('500'); 0: at the end",
     )
     checkpoint_every: str = _field(
-        "1m", "how often checkpoints/latest.pt is rewritten: wall time ('30s', '5m', '1h') or steps ('1000')"
+        "1m", "how often a checkpoint is written: wall time ('30s', '5m', '1h') or steps ('1000')"
     )
-    snapshot_every: int = _field(5000, "steps between kept checkpoints/step_NNNNNNN.pt (0: none)")
+    keep_checkpoints: int = _field(3, "how many of the newest checkpoints to keep")
+    snapshot_every: int = _field(5000, "steps whose checkpoints are kept for good, beyond --keep-checkpoints (0: none)")
+    on_nan: str = _field(
+        "rollback",
+        "on a non-finite loss or weight: roll back to the last good checkpoint with halved learning rates, or stop",
+        choices=("rollback", "stop"),
+    )
+    max_rollbacks: int = _field(3, "rollbacks allowed before the run stops")
+    overwrite: bool = _field(False, "replace the run (or write into the non-empty folder) that --out names")
     tensorboard: bool = _field(True, "write TensorBoard logs to tensorboard/ when tensorboard is installed")
     progress: bool = _field(True, "show a progress bar")
 
     def validate(self) -> None:
         """Raise UsageError naming the first setting that cannot work."""
-        for name in ("z_dim", "width", "image_size", "epochs", "steps", "batch_size", "log_every"):
+        for name in ("z_dim", "width", "image_size", "epochs", "steps", "batch_size", "log_every", "keep_checkpoints"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{flag(name)} must be at least 1, got {value}")
-        if self.snapshot_every < 0:
-            raise UsageError(f"--snapshot-every must be 0 or more, got {self.snapshot_every}")
+        for name in ("snapshot_every", "max_rollbacks"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{flag(name)} must be 0 or more, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**31:
             raise UsageError(f"--seed must be in [0, 2**31), got {self.seed}")
         for name in ("minutes", "lr"):
@@ -115,10 +126,13 @@ class TrainConfig:
         for name, allowed in (("model", MODELS), ("loss", LOSSES), ("device", DEVICES), ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise UsageError(f"unknown --{name} {getattr(self, name)!r}; choose from {', '.join(allowed)}")
-        if self.data not in BUILTIN_DATASETS and not Path(self.data).is_dir():
+        if self.data not in BUILTIN_DATASETS and not (Path(self.data).is_dir() or Path(self.data).suffix == ".npz"):
             raise UsageError(
-                f"--data {self.data!r} is neither a known dataset ({', '.join(BUILTIN_DATASETS)}) nor an existing folder"
+                f"--data {self.data!r} is neither a known dataset ({', '.join(BUILTIN_DATASETS)}), "
+                "a folder nor an .npz file"
             )
+        if self.on_nan not in ("rollback", "stop"):
+            raise UsageError(f"unknown --on-nan {self.on_nan!r}; choose from rollback, stop")
         parse_interval(self.checkpoint_every, "checkpoint-every")
         if self.sample_every != "0":
             parse_interval(self.sample_every, "sample-every")

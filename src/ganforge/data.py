@@ -57,23 +57,28 @@ def load_dataset(
     channels: int | None = None,
     download: bool = True,
 ) -> ImageDataset:
-    """Load ``data`` (a built-in dataset name or a folder) into memory.
+    """Load ``data`` (a built-in dataset name, a folder or an .npz file) into memory.
 
-    ``root`` is the torchvision data root (default ``default_data_root()``);
-    an explicitly given root must exist. ``image_size`` and ``channels``
-    default to the dataset's own; otherwise the images are resized,
-    center-cropped and converted once, here.
+    ``root`` is the torchvision data root (default ``default_data_root()``).
+    A root the user names (argument or $GANFORGE_DATA_ROOT) must exist and is
+    only ever read: downloads go to ganforge's own cache folder alone.
+    ``image_size`` and ``channels`` default to the dataset's own; otherwise the
+    images are resized, center-cropped and converted once, here.
     """
     if data in TORCHVISION_DATASETS:
         explicit = root is not None or bool(os.environ.get("GANFORGE_DATA_ROOT"))
         root = Path(root) if root is not None else default_data_root()
         if explicit and not root.is_dir():
             raise GanforgeError(f"data root {root} does not exist")
-        dataset = load_torchvision_dataset(data, root, download)
+        dataset = load_torchvision_dataset(data, root, download="never" if explicit else download)
     elif Path(data).is_dir():
         dataset = load_image_folder(Path(data), image_size or FOLDER_IMAGE_SIZE, channels)
+    elif Path(data).suffix == ".npz":
+        dataset = load_npz(Path(data))
     else:
-        raise GanforgeError(f"{data!r} is neither a known dataset ({', '.join(TORCHVISION_DATASETS)}) nor a folder")
+        raise GanforgeError(
+            f"{data!r} is neither a known dataset ({', '.join(TORCHVISION_DATASETS)}), a folder nor an .npz file"
+        )
     dataset.images = conform_images(dataset.images, image_size, channels)
     return dataset
 
@@ -83,12 +88,17 @@ def load_dataset(
 TORCHVISION_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 
 
-def load_torchvision_dataset(name: str, root: Path, download: bool) -> ImageDataset:
-    """The training split of a torchvision dataset; MNIST falls back to the embedded subset."""
+def load_torchvision_dataset(name: str, root: Path, download: bool | str) -> ImageDataset:
+    """The training split of a torchvision dataset; MNIST falls back to the embedded subset.
+
+    ``download`` "never" means the root was named by the user, who gets told why nothing was downloaded.
+    """
     import torchvision
 
     dataset_class = getattr(torchvision.datasets, TORCHVISION_DATASETS[name])
     dataset, reason = None, "downloading is off"
+    if download == "never":
+        download, reason = False, "ganforge never downloads into a data root you name (leave it out to use the cache)"
     try:
         dataset = dataset_class(str(root), train=True, download=False)
     except RuntimeError:  # torchvision: "Dataset not found"
@@ -135,6 +145,33 @@ def load_embedded_mnist() -> ImageDataset:
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
+def load_npz(path: Path) -> ImageDataset:
+    """Images from an .npz file: uint8 ``images`` (N, C, H, W) or (N, H, W), optional ``labels`` (N,).
+
+    This is the format ``ganforge generate --out FILE.npz`` writes.
+    """
+    try:
+        with np.load(path) as arrays:
+            names = list(arrays.keys())
+            images = arrays["images"] if "images" in names else None
+            labels = arrays["labels"] if "labels" in names else None
+    except (OSError, ValueError) as error:
+        raise GanforgeError(f"cannot read {path} as an .npz file ({first_line(error)})") from None
+    if images is None:
+        raise GanforgeError(f"{path} has no 'images' array (it holds: {', '.join(names) or 'nothing'})")
+    if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[1] not in (1, 3)):
+        raise GanforgeError(
+            f"{path}: 'images' must be uint8 of shape (N, C, H, W) with C 1 or 3, or (N, H, W); "
+            f"got {images.dtype} {images.shape}"
+        )
+    images = torch.from_numpy(images if images.ndim == 4 else images[:, None])
+    if labels is not None and labels.shape != (len(images),):
+        raise GanforgeError(f"{path}: 'labels' must have shape ({len(images)},), got {labels.shape}")
+    label_tensor = torch.from_numpy(labels.astype(np.int64)) if labels is not None else None
+    classes = [str(c) for c in range(int(labels.max()) + 1)] if labels is not None and len(labels) else []
+    return ImageDataset(images.contiguous(), label_tensor, classes, f"{path}, {len(images):,} images")
+
+
 # ---------------------------------------------------------------- image folders
 
 
@@ -144,6 +181,14 @@ def find_images(root: Path) -> tuple[list[Path], list[int] | None, list[str]]:
     Returns (files, labels, classes); labels is None when ``root`` has no class
     subfolders and its images lie directly inside it.
     """
+    try:
+        return scan_image_folder(root)
+    except OSError as error:
+        raise GanforgeError(f"cannot read {error.filename or root}: {error.strerror or error}") from None
+
+
+def scan_image_folder(root: Path) -> tuple[list[Path], list[int] | None, list[str]]:
+    """``find_images`` without the error translation."""
     is_image = lambda path: path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()  # noqa: E731
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     files, labels, classes = [], [], []

@@ -2,7 +2,6 @@
 
 import json
 import logging
-import math
 import signal
 import threading
 import time
@@ -12,6 +11,9 @@ import torch
 from tqdm.auto import tqdm
 
 log = logging.getLogger("ganforge")
+
+D_WINS_BELOW = 0.02  # mean D(G(z)) under this means the discriminator rejects every fake
+D_WINS_STEPS = 2000  # ... and for this many steps in a row is worth a warning
 
 
 class RunMonitor:
@@ -41,6 +43,7 @@ class RunMonitor:
         self.started = self.last_time = time.monotonic()
         self.last_step = start_step
         self.last: dict = {}  # the latest report
+        self.d_wins_since: int | None = None  # first step of the current stretch with D(G(z)) ~ 0
 
     def step(self, step: int, stats: dict[str, torch.Tensor]) -> None:
         """Add one step's statistics; report when ``step`` is a multiple of ``log_every``."""
@@ -71,10 +74,31 @@ class RunMonitor:
             refresh=False,
         )
         self.bar.update(step - self.bar.n)
+        self.watch_discriminator(step, record["d_fake"])
 
-    def nonfinite(self) -> list[str]:
-        """Names of the last report's statistics that are NaN or infinite."""
-        return [name for name, value in self.last.items() if isinstance(value, float) and not math.isfinite(value)]
+    def watch_discriminator(self, step: int, d_fake: float) -> None:
+        """Warn once per stretch when the discriminator has won completely for D_WINS_STEPS steps."""
+        if d_fake >= D_WINS_BELOW:
+            self.d_wins_since = None
+        elif self.d_wins_since is None:
+            self.d_wins_since = step - self.log_every
+        elif step - self.d_wins_since >= D_WINS_STEPS > step - self.log_every - self.d_wins_since:
+            log.warning(
+                f"D(G(z)) has stayed below {D_WINS_BELOW} for {step - self.d_wins_since:,} steps (step {step:,}): "
+                "the discriminator rejects every fake and the generator learns little; look at the samples, "
+                "and consider a lower discriminator learning rate or going back to an earlier checkpoint"
+            )
+
+    def discard(self, step: int) -> None:
+        """Forget the statistics gathered since the last report (after a rollback to ``step``)."""
+        self.sums, self.count, self.last_step, self.last_time = {}, 0, step, time.monotonic()
+        self.bar.n = step
+        self.bar.refresh()
+
+    def event(self, record: dict) -> None:
+        """Write a one-off record (a rollback, say) to metrics.jsonl."""
+        self.metrics_file.write(json.dumps(record) + "\n")
+        self.metrics_file.flush()
 
     def add_grid(self, grid: torch.Tensor, step: int) -> None:
         """Log a (C, H, W) uint8 sample grid to TensorBoard."""

@@ -19,7 +19,16 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from ganforge import __version__
-from ganforge.checkpoint import FORMAT, FORMAT_VERSION, LATEST, load_checkpoint, load_state, save_checkpoint
+from ganforge.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    global_rng_state,
+    latest_checkpoint,
+    load_checkpoint,
+    load_state,
+    save_run_checkpoint,
+    set_global_rng_state,
+)
 from ganforge.config import (
     BUILTIN_DATASETS,
     DEFAULT_EPOCHS,
@@ -35,12 +44,14 @@ from ganforge.errors import GanforgeError, UsageError
 from ganforge.losses import LOSSES, GANLoss
 from ganforge.models import build_discriminator, build_generator
 from ganforge.monitor import RunMonitor, StopSignal
+from ganforge.rundir import check_new_run_dir, check_outside_data, prepare_run_dir, resume_checkpoint
 from ganforge.sampling import generate_images, sample_noise, save_grid
 
 log = logging.getLogger("ganforge")
 
 GRID_SIZE = 64  # images in each fixed-noise sample grid
 ON_DEVICE_LIMIT = 2**30  # bytes of uint8 data kept on an accelerator rather than in host memory
+NAN_LR_FACTOR = 0.5  # learning rates are multiplied by this at each rollback after a divergence
 # Settings a resumed run may change; the rest would make it a different run.
 RESUMABLE = (
     "data_root",
@@ -53,6 +64,9 @@ RESUMABLE = (
     "sample_every",
     "checkpoint_every",
     "snapshot_every",
+    "keep_checkpoints",
+    "on_nan",
+    "max_rollbacks",
     "tensorboard",
     "progress",
 )
@@ -153,9 +167,7 @@ def build_models(config: TrainConfig, device: torch.device) -> Models:
     )
 
 
-def make_checkpoint(
-    models: Models, config: TrainConfig, step: int, noise_rng: torch.Generator, num_images: int
-) -> dict:
+def make_checkpoint(models: Models, config: TrainConfig, step: int, noise_rng: torch.Generator, extra: dict) -> dict:
     """Everything needed to rebuild the models and continue the run, as plain data and tensors."""
     return {
         "format": FORMAT,
@@ -171,14 +183,13 @@ def make_checkpoint(
         "step": step,
         "config": dataclasses.asdict(config),
         "noise_rng": noise_rng.get_state(),
-        "num_images": num_images,  # the data order depends on it: a resume must see the same dataset
+        "global_rng": global_rng_state(),
+        **extra,  # num_images (the data order depends on it), rollbacks
     }
 
 
-def restore_checkpoint(
-    models: Models, config: TrainConfig, path: Path, noise_rng: torch.Generator, num_images: int
-) -> int:
-    """Load a run's checkpoint into ``models`` and ``noise_rng``; returns its step."""
+def restore_checkpoint(models: Models, config: TrainConfig, path: Path, noise_rng: torch.Generator, num_images: int):
+    """Load a run's checkpoint into ``models``, ``noise_rng`` and the global RNGs; returns the checkpoint."""
     checkpoint = load_checkpoint(path)
     if checkpoint["model"] != config.model:
         raise GanforgeError(f"{path} holds a {checkpoint['model']!r} model, not {config.model!r}")
@@ -190,7 +201,9 @@ def restore_checkpoint(
     for name in ("generator", "discriminator", "g_optimizer", "d_optimizer"):
         load_state(getattr(models, name), checkpoint[name], name, path)
     noise_rng.set_state(checkpoint["noise_rng"])
-    return checkpoint["step"]
+    if "global_rng" in checkpoint:
+        set_global_rng_state(checkpoint["global_rng"])
+    return checkpoint
 
 
 def total_steps(config: TrainConfig, steps_per_epoch: int) -> int | None:
@@ -201,30 +214,11 @@ def total_steps(config: TrainConfig, steps_per_epoch: int) -> int | None:
     return min(limits) if limits else None
 
 
-def refuse_existing_run(run_dir: Path) -> None:
-    """A new run never writes over another one."""
-    if (run_dir / "checkpoints" / LATEST).exists():
-        raise UsageError(f"{run_dir} already holds a run: resume it with --resume {run_dir}, or choose another --out")
-
-
-def prepare_run_dir(config: TrainConfig, resuming: bool) -> Path:
-    """Create the run directory and its subfolders; refuse to train over another run."""
-    run_dir = Path(config.out)
-    if not resuming:
-        refuse_existing_run(run_dir)
-    try:
-        for sub in ("checkpoints", "samples"):
-            (run_dir / sub).mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise GanforgeError(f"cannot create run directory {run_dir}: {error.strerror or error}") from None
-    return run_dir
-
-
 def resolve_config(config: TrainConfig, data: ImageDataset) -> TrainConfig:
     """Fill every None with what the run uses, so config.yaml says exactly what ran."""
     config = config.with_model_defaults()
     _, channels, height, _ = data.images.shape
-    data_name = config.data if config.data in BUILTIN_DATASETS else Path(config.data).name
+    data_name = config.data if config.data in BUILTIN_DATASETS else Path(config.data).stem
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return dataclasses.replace(
         config,
@@ -249,26 +243,29 @@ def train(config: TrainConfig, resume_from: str | Path | None = None) -> TrainRe
     config.validate()
     resuming = resume_from is not None
     if config.out and not resuming:
-        refuse_existing_run(Path(config.out))  # before a possibly long decode of the data
+        check_new_run_dir(Path(config.out), config.overwrite)  # before a possibly long decode of the data
     device = resolve_device(config.device)
     data = load_dataset(config.data, config.data_root, config.image_size, config.channels, config.download)
     log.info(f"data: {data.description}, {tuple(data.images.shape[1:])} uint8, {data.images.numel() / 2**20:.0f} MiB")
     config = resolve_config(config, data)
+    check_outside_data(Path(config.out), [config.data_root, config.data])
 
     models = build_models(config, device)
     sampler = EpochSampler(len(data), config.batch_size, config.seed)
     noise_rng = torch.Generator().manual_seed(config.seed + 1)
-    step = restore_checkpoint(models, config, Path(resume_from), noise_rng, len(data)) if resuming else 0
-    run_dir = prepare_run_dir(config, resuming)
+    checkpoint = restore_checkpoint(models, config, Path(resume_from), noise_rng, len(data)) if resuming else {}
+    run_dir = prepare_run_dir(Path(config.out), resuming, config.overwrite)
     save_config(config, run_dir / "config.yaml")
     total = total_steps(config, sampler.steps_per_epoch)
     deadline = started + config.minutes * 60 if config.minutes else float("inf")
+    step = checkpoint.get("step", 0)
     log.info(
         f"run: {run_dir}; {config.model} on {device}, {f'{total:,} steps' if total else 'until --minutes'}"
         + (f", resuming at step {step:,}" if step else "")
     )
 
     loop = TrainingLoop(config, models, data, sampler, run_dir, device, noise_rng)
+    loop.rollbacks = checkpoint.get("rollbacks", 0)
     step, stopped = loop.run(step, total, deadline)
     return TrainResult(run_dir, step, models.generator, models.discriminator, stopped)
 
@@ -293,18 +290,26 @@ class Cadence:
         return False
 
 
+class Diverged(Exception):
+    """A loss or weight became NaN or infinite at ``step``."""
+
+    def __init__(self, step: int, what: str):
+        super().__init__(f"{what} became non-finite at step {step}")
+        self.step, self.what = step, what
+
+
 class TrainingLoop:
-    """Steps with reports, sample grids and checkpoints on their cadences."""
+    """Steps with reports, sample grids and checkpoints on their cadences, and recovery from divergence."""
 
     def __init__(
         self,
         config: TrainConfig,
         models: Models,
         data: ImageDataset,
-        sampler: EpochSampler,
+        sampler: EpochSampler,  # the batch indices of each step
         run_dir: Path,
         device: torch.device,
-        noise_rng: torch.Generator,
+        noise_rng: torch.Generator,  # draws the training noise; saved in every checkpoint
     ):
         self.config, self.models, self.sampler, self.run_dir = config, models, sampler, run_dir
         self.device, self.noise_rng = device, noise_rng
@@ -315,6 +320,7 @@ class TrainingLoop:
         self.fixed_noise = sample_noise(GRID_SIZE, config.z_dim, config.seed + 2)
         self.checkpoint_cadence = Cadence(config.checkpoint_every, "checkpoint-every")
         self.sample_cadence = Cadence(config.sample_every, "sample-every")
+        self.rollbacks = 0  # divergences recovered from so far in this run
 
     def next_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(real, z): the step's real images scaled to the generator's range, and fresh noise."""
@@ -327,7 +333,7 @@ class TrainingLoop:
 
     def run(self, step: int, total: int | None, deadline: float) -> tuple[int, bool]:
         """Train from ``step`` until ``total``, the deadline or a stop signal; returns (step, stopped early)."""
-        m, config = self.models, self.config
+        config = self.config
         monitor = RunMonitor(
             self.run_dir,
             total,
@@ -340,60 +346,89 @@ class TrainingLoop:
         )
         try:
             with StopSignal() as stop:
-                while (total is None or step < total) and not stop.requested and time.monotonic() < deadline:
-                    real, z = self.next_batch(step)
-                    stats = training_step(
-                        m.generator, m.discriminator, m.g_optimizer, m.d_optimizer, self.loss, real, z, self.amp
-                    )
-                    step += 1
-                    monitor.step(step, stats)
-                    self.check_finite(monitor, step)
-                    if self.sample_cadence.due(step):
+                if step == 0:
+                    self.save(0)  # a good state to roll back to
+                while True:
+                    try:
+                        while (total is None or step < total) and not stop.requested and time.monotonic() < deadline:
+                            step = self.train_one_step(step, monitor)
+                        monitor.report(step)
                         self.save_samples(step, monitor)
-                    if self.checkpoint_cadence.due(step) or self.snapshot_due(step):
                         self.save(step)
-                monitor.report(step)
-                self.check_finite(monitor, step)
-                self.save_samples(step, monitor)
-                self.save(step)
+                        break
+                    except Diverged as divergence:
+                        step = self.recover(divergence, monitor)
         finally:
             monitor.close()
         stopped = stop.requested or (total is not None and step < total)
-        where = self.run_dir / "checkpoints" / LATEST
+        where = self.run_dir / "checkpoints"
         if stopped:
-            log.info(
-                f"stopped at step {step:,}; checkpoint {where}; continue with: ganforge train --resume {self.run_dir}"
-            )
+            log.info(f"stopped at step {step:,}; checkpoint in {where}; continue with: ganforge resume {self.run_dir}")
         else:
-            log.info(f"done: {step:,} steps; checkpoint {where}; samples in {self.run_dir / 'samples'}")
+            log.info(f"done: {step:,} steps; checkpoint in {where}; samples in {self.run_dir / 'samples'}")
         return step, stopped
 
-    def check_finite(self, monitor: RunMonitor, step: int) -> None:
-        """Stop the run, without saving, once a reported statistic is NaN or infinite."""
-        bad = monitor.nonfinite()
-        if bad:
+    def train_one_step(self, step: int, monitor: RunMonitor) -> int:
+        """Train step ``step`` and do whatever is due after it; returns the next step."""
+        m = self.models
+        real, z = self.next_batch(step)
+        stats = training_step(m.generator, m.discriminator, m.g_optimizer, m.d_optimizer, self.loss, real, z, self.amp)
+        # One host sync per step, so that a NaN is caught at the step it appears, before anything is saved.
+        if not torch.isfinite(stats["d_loss"] + stats["g_loss"]).item():
+            raise Diverged(step + 1, "the losses")
+        step += 1
+        monitor.step(step, stats)
+        if self.sample_cadence.due(step):
+            self.save_samples(step, monitor)
+        if self.checkpoint_cadence.due(step) or self.snapshot_due(step):
+            self.save(step)
+        return step
+
+    def recover(self, divergence: Diverged, monitor: RunMonitor) -> int:
+        """Roll back to the last good checkpoint with halved learning rates, or stop; returns the step to go on from."""
+        latest = latest_checkpoint(self.run_dir / "checkpoints")
+        if self.config.on_nan == "stop" or self.rollbacks >= self.config.max_rollbacks or latest is None:
+            why = "--on-nan stop" if self.config.on_nan == "stop" else f"{self.rollbacks} rollbacks already"
             raise GanforgeError(
-                f"{', '.join(bad)} became non-finite by step {step}; nothing was saved after the last good "
-                f"checkpoint in {self.run_dir / 'checkpoints'}; try a lower --lr"
+                f"{divergence} ({why}); nothing non-finite was saved: the last good checkpoint is {latest}. "
+                "Try a lower --lr"
             )
+        checkpoint = restore_checkpoint(self.models, self.config, latest, self.noise_rng, len(self.images))
+        for optimizer in (self.models.g_optimizer, self.models.d_optimizer):
+            for group in optimizer.param_groups:
+                group["lr"] *= NAN_LR_FACTOR
+        self.rollbacks += 1
+        monitor.discard(checkpoint["step"])
+        lrs = [optimizer.param_groups[0]["lr"] for optimizer in (self.models.g_optimizer, self.models.d_optimizer)]
+        log.warning(
+            f"{divergence}: rolled back to step {checkpoint['step']:,} ({latest.name}) with learning rates "
+            f"G {lrs[0]:.3g}, D {lrs[1]:.3g} (rollback {self.rollbacks} of {self.config.max_rollbacks})"
+        )
+        monitor.event(
+            {
+                "event": "rollback",
+                "at_step": divergence.step,
+                "to_step": checkpoint["step"],
+                "g_lr": lrs[0],
+                "d_lr": lrs[1],
+            }
+        )
+        return checkpoint["step"]
 
     def snapshot_due(self, step: int) -> bool:
-        """Whether ``step`` is one whose checkpoint is kept as step_NNNNNNN.pt."""
+        """Whether ``step`` is one whose checkpoint is kept for good."""
         return bool(self.config.snapshot_every) and step % self.config.snapshot_every == 0
 
     def save(self, step: int) -> None:
-        """Rewrite checkpoints/latest.pt, and keep a copy at snapshot steps. Never saves NaN weights."""
+        """Write the step's checkpoint and point checkpoints/latest at it. Never saves NaN weights."""
         for name in ("generator", "discriminator"):
             if not all(torch.isfinite(p).all() for p in getattr(self.models, name).parameters()):
-                raise GanforgeError(
-                    f"the {name}'s weights became non-finite by step {step}; the last good checkpoint is "
-                    f"{self.run_dir / 'checkpoints' / LATEST}; try a lower --lr"
-                )
-        checkpoint = make_checkpoint(self.models, self.config, step, self.noise_rng, len(self.images))
-        folder = self.run_dir / "checkpoints"
-        save_checkpoint(checkpoint, folder / LATEST)
-        if self.snapshot_due(step):
-            save_checkpoint(checkpoint, folder / f"step_{step:07d}.pt")
+                raise Diverged(step, f"the {name}'s weights")
+        extra = {"num_images": len(self.images), "rollbacks": self.rollbacks}
+        checkpoint = make_checkpoint(self.models, self.config, step, self.noise_rng, extra)
+        save_run_checkpoint(
+            self.run_dir / "checkpoints", checkpoint, self.config.keep_checkpoints, self.config.snapshot_every
+        )
 
     def save_samples(self, step: int, monitor: RunMonitor) -> None:
         """The fixed noise through the current generator, as samples/step_NNNNNNN.png."""
@@ -410,8 +445,7 @@ def resume(run_dir: str | Path, **overrides) -> TrainResult:
     different run and is refused.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise GanforgeError(f"{run_dir} is not a ganforge run directory (no config.yaml)")
+    start = resume_checkpoint(run_dir)
     config = load_config(run_dir / "config.yaml")
     if "out" in overrides:
         raise UsageError(f"--out cannot be given with --resume: the run stays in {run_dir}")
@@ -425,4 +459,4 @@ def resume(run_dir: str | Path, **overrides) -> TrainResult:
                 f"only {', '.join('--' + flag(n) for n in RESUMABLE)} can"
             )
     config = dataclasses.replace(config, **overrides, out=str(run_dir))
-    return train(config, resume_from=run_dir / "checkpoints" / LATEST)
+    return train(config, resume_from=start)

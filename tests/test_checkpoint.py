@@ -1,10 +1,22 @@
+import errno
 import os
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
 
-from ganforge.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, load_generator, save_checkpoint
+from ganforge.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    global_rng_state,
+    latest_checkpoint,
+    load_checkpoint,
+    load_generator,
+    save_checkpoint,
+    save_run_checkpoint,
+    set_global_rng_state,
+)
 from ganforge.errors import GanforgeError
 from ganforge.models import MODELS, build_generator
 from ganforge.sampling import generate, generate_images, sample_noise
@@ -105,3 +117,73 @@ def test_missing_sources_are_named(tmp_path):
         load_checkpoint(tmp_path / "nothing.pt")
     with pytest.raises(GanforgeError, match="holds no checkpoint"):
         load_checkpoint(tmp_path)
+
+
+def run_checkpoint(step: int) -> dict:
+    checkpoint, _ = fake_checkpoint("mlp")
+    return checkpoint | {"step": step}
+
+
+def test_run_checkpoints_keep_the_newest_and_the_snapshots(tmp_path):
+    for step in range(11):
+        save_run_checkpoint(tmp_path, run_checkpoint(step), keep=2, keep_every=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ckpt_00000000.pt",
+        "ckpt_00000004.pt",
+        "ckpt_00000008.pt",
+        "ckpt_00000009.pt",
+        "ckpt_00000010.pt",
+        "latest",
+    ]
+    assert (tmp_path / "latest").read_text() == "ckpt_00000010.pt\n"
+    assert load_checkpoint(tmp_path)["step"] == 10
+
+
+def test_the_pointer_wins_and_a_missing_pointer_falls_back_to_the_newest_file(tmp_path):
+    for step in (1, 2, 3):
+        save_run_checkpoint(tmp_path, run_checkpoint(step), keep=5)
+    (tmp_path / "latest").write_text("ckpt_00000002.pt\n")  # e.g. a kill between two saves
+    assert latest_checkpoint(tmp_path).name == "ckpt_00000002.pt"
+    (tmp_path / "latest").unlink()
+    (tmp_path / ".ckpt_00000004.pt.999.tmp").write_bytes(b"half a checkpoint")  # a write cut short
+    assert latest_checkpoint(tmp_path).name == "ckpt_00000003.pt"
+    (tmp_path / "latest").write_text("ckpt_00000042.pt\n")  # names a file that is gone
+    assert latest_checkpoint(tmp_path).name == "ckpt_00000003.pt"
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    save_run_checkpoint(tmp_path, run_checkpoint(1), keep=3)
+
+    def disk_full(obj, file):
+        file.write(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(GanforgeError, match="No space left on device"):
+        save_run_checkpoint(tmp_path, run_checkpoint(2), keep=3)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_00000001.pt", "latest"]
+    assert load_checkpoint(tmp_path)["step"] == 1
+
+
+def test_global_random_states_survive_a_checkpoint(tmp_path):
+    import random
+
+    import numpy as np
+
+    torch.cuda.is_available()  # noqa: B018  (CUDA state is saved only where CUDA is in use)
+    checkpoint = run_checkpoint(1) | {"global_rng": global_rng_state()}
+    expected = (random.random(), np.random.rand(), torch.rand(1))
+    save_checkpoint(checkpoint, tmp_path / "rng.pt")
+    random.random(), np.random.rand(), torch.rand(1)  # move every generator on
+    set_global_rng_state(load_checkpoint(tmp_path / "rng.pt")["global_rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1)) == expected
+
+
+def test_a_version_1_checkpoint_still_loads_and_samples_the_same(tmp_path):
+    """tests/data/checkpoint_v1.pt was written by ganforge 0.1.0 (scripts/make_checkpoint_fixture.py)."""
+    import numpy as np
+
+    fixture = Path(__file__).parent / "data"
+    images = generate(fixture / "checkpoint_v1.pt", n=8, seed=0)
+    assert np.array_equal(images.numpy(), np.load(fixture / "checkpoint_v1_samples.npy"))

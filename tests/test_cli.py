@@ -174,3 +174,10 @@ def test_python_dash_m_runs_without_a_traceback(tmp_path):
         text=True,
     )
     assert "Traceback" in debug.stderr
+
+
+def test_resume_command_continues_a_run_to_a_new_length(capsys, trained_run):
+    code, _, err = run_cli(capsys, "resume", trained_run, "--steps", "25", "--no-progress")
+    assert code == 0, err
+    assert "resuming at step 20" in err
+    assert torch.load(resolve_checkpoint(trained_run), weights_only=True)["step"] == 25

@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -271,3 +272,14 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert f"continue with: ganforge resume {run}" in stderr
     assert "Traceback" not in stderr
     assert load_checkpoint(run)["step"] > 0
+
+
+def test_sigkill_at_random_moments_never_loses_the_run(tmp_path):
+    """A short version of benchmarks/kill_resume.py: 3 kills, then the run finishes as if never killed."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from kill_resume import kill_and_resume
+
+    figures = kill_and_resume(tmp_path, kills=3, seed=1, steps=400, max_delay=5.0)
+    assert figures["kills"] >= 1
+    assert figures["corrupt"] == []
+    assert figures["final_step"] == 400 and figures["identical"]

@@ -154,10 +154,22 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+class StderrHandler(logging.StreamHandler):
+    """A handler that writes to whatever sys.stderr is now (it may be replaced, e.g. by a test harness)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def configure_logging() -> None:
     """ganforge's messages go to stderr as 'ganforge: message' lines."""
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = StderrHandler()
         handler.setFormatter(logging.Formatter("ganforge: %(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.INFO)

@@ -45,7 +45,7 @@ def prepare_run_dir(run_dir: Path, resuming: bool, overwrite: bool) -> Path:
     return run_dir
 
 
-def check_outside_data(run_dir: Path, data_paths: list[str | None]) -> None:
+def check_outside_data(run_dir: Path, data_paths: list[str | Path]) -> None:
     """Training never writes into its data: refuse an --out inside the data root or folder."""
     out = run_dir.resolve()
     for data in data_paths:

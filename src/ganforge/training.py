@@ -38,7 +38,7 @@ from ganforge.config import (
     parse_interval,
     save_config,
 )
-from ganforge.data import EpochSampler, ImageDataset, load_dataset, scale_images
+from ganforge.data import EpochSampler, ImageDataset, default_data_root, load_dataset, scale_images
 from ganforge.device import autocast, resolve_device, to_fast_layout
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.losses import LOSSES, GANLoss
@@ -248,7 +248,8 @@ def train(config: TrainConfig, resume_from: str | Path | None = None) -> TrainRe
     data = load_dataset(config.data, config.data_root, config.image_size, config.channels, config.download)
     log.info(f"data: {data.description}, {tuple(data.images.shape[1:])} uint8, {data.images.numel() / 2**20:.0f} MiB")
     config = resolve_config(config, data)
-    check_outside_data(Path(config.out), [config.data_root, config.data])
+    data_paths = [config.data] if config.data not in BUILTIN_DATASETS else [config.data_root or default_data_root()]
+    check_outside_data(Path(config.out), data_paths)
 
     models = build_models(config, device)
     sampler = EpochSampler(len(data), config.batch_size, config.seed)

@@ -1,0 +1,295 @@
+"""One test per row of docs/errors.md: each bad input gets one clear line and a non-zero exit, and loses nothing."""
+
+import errno
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganforge.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from ganforge.cli import main
+
+QUIET = ["--no-progress", "--no-tensorboard"]
+
+
+def run_cli(capsys, *args) -> tuple[int, str]:
+    """Run the CLI in-process; returns (exit code, stderr)."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit:
+        code = exit.code
+    return code, capsys.readouterr().err
+
+
+def assert_one_line_error(err: str, message: str) -> None:
+    lines = err.strip().splitlines()
+    assert message in lines[-1], err
+    assert lines[-1].startswith("ganforge") and "Traceback" not in err
+
+
+def gray_folder(root: Path, count: int = 8, size: int = 12) -> Path:
+    (root / "a").mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        Image.fromarray(np.full((size, size), index * 20, dtype=np.uint8), "L").save(root / "a" / f"{index}.png")
+    return root
+
+
+def train_args(tmp_path, data, *more) -> list:
+    return [
+        "train",
+        "--model",
+        "mlp",
+        "--data",
+        data,
+        "--image-size",
+        "12",
+        "--batch-size",
+        "4",
+        "--steps",
+        "2",
+        "--out",
+        tmp_path / "run",
+        *QUIET,
+        *more,
+    ]
+
+
+@pytest.fixture
+def run(tmp_path_factory) -> Path:
+    """A finished tiny run."""
+    folder = gray_folder(tmp_path_factory.mktemp("data"))
+    out = tmp_path_factory.mktemp("runs") / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "mlp",
+                "--data",
+                str(folder),
+                "--image-size",
+                "12",
+                "--batch-size",
+                "4",
+                "--steps",
+                "2",
+                "--out",
+                str(out),
+                *QUIET,
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+def test_nonexistent_data_path(capsys, tmp_path):
+    code, err = run_cli(capsys, *train_args(tmp_path, tmp_path / "no-such-folder"))
+    assert code == 2
+    assert_one_line_error(err, "is neither a known dataset (mnist, fashion-mnist, cifar10), a folder nor an .npz file")
+
+
+def test_nonexistent_data_root(capsys, tmp_path):
+    code, err = run_cli(capsys, "train", "--data-root", tmp_path / "nope", "--out", tmp_path / "run", *QUIET)
+    assert code == 1
+    assert_one_line_error(err, f"data root {tmp_path / 'nope'} does not exist")
+
+
+def test_unreadable_data_path(capsys, tmp_path, monkeypatch):
+    folder = gray_folder(tmp_path / "data")
+
+    def denied(self):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+
+    monkeypatch.setattr(Path, "iterdir", denied)  # root can read anything: simulate the permission error
+    code, err = run_cli(capsys, *train_args(tmp_path, folder))
+    assert code == 1
+    assert_one_line_error(err, f"cannot read {folder}: Permission denied")
+
+
+def test_empty_folder(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, err = run_cli(capsys, *train_args(tmp_path, tmp_path / "empty"))
+    assert code == 1
+    assert_one_line_error(err, "no images (.png, .jpg, .jpeg, .bmp, .webp) found in")
+
+
+def test_folder_with_only_non_image_files(capsys, tmp_path):
+    (tmp_path / "docs" / "a").mkdir(parents=True)
+    (tmp_path / "docs" / "a" / "notes.txt").write_text("not an image")
+    (tmp_path / "docs" / "readme.md").write_text("nor this")
+    code, err = run_cli(capsys, *train_args(tmp_path, tmp_path / "docs"))
+    assert code == 1
+    assert_one_line_error(err, "no images (.png, .jpg, .jpeg, .bmp, .webp) found in")
+
+
+def test_corrupt_images_among_good_ones_are_skipped_with_a_warning(capsys, tmp_path):
+    folder = gray_folder(tmp_path / "data")
+    (folder / "a" / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut off here")
+    (folder / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    code, err = run_cli(capsys, *train_args(tmp_path, folder))
+    assert code == 0
+    assert f"skipping unreadable image {folder / 'a' / 'truncated.jpg'}" in err
+    assert f"skipping unreadable image {folder / 'a' / 'broken.png'}" in err
+    assert "8 images" in err
+
+
+def test_images_of_mixed_sizes_and_modes_are_resized_and_converted(capsys, tmp_path):
+    folder = tmp_path / "mixed" / "a"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (40, 20), (255, 0, 0)).save(folder / "wide-rgb.png")
+    Image.new("L", (9, 30), 128).save(folder / "tall-gray.png")
+    Image.new("RGBA", (16, 16), (0, 0, 255, 128)).save(folder / "rgba.png")
+    Image.new("P", (25, 25)).save(folder / "palette.png")
+    code, err = run_cli(capsys, *train_args(tmp_path, folder.parent, "--channels", "3"))
+    assert code == 0, err
+    assert "(3, 12, 12) uint8" in err
+
+
+def test_npz_without_the_images_array(capsys, tmp_path):
+    np.savez(tmp_path / "wrong.npz", pictures=np.zeros((4, 8, 8), np.uint8))
+    code, err = run_cli(capsys, *train_args(tmp_path, tmp_path / "wrong.npz"))
+    assert code == 1
+    assert_one_line_error(err, "has no 'images' array (it holds: pictures)")
+
+
+def test_checkpoint_of_another_model(capsys, tmp_path, run):
+    checkpoint = torch.load(resolve_checkpoint(run), weights_only=True)
+    save_checkpoint(checkpoint | {"model": "dcgan"}, tmp_path / "relabelled.pt")
+    code, err = run_cli(capsys, "generate", tmp_path / "relabelled.pt", "--out", tmp_path / "grid.png")
+    assert code == 1
+    assert_one_line_error(err, "the generator weights do not fit the architecture")
+
+
+def test_resume_as_another_model(capsys, run):
+    code, err = run_cli(capsys, "resume", run, "--model", "dcgan")
+    assert code == 2
+    assert_one_line_error(err, "--model cannot change when resuming (the run used 'mlp')")
+
+
+def test_checkpoint_from_a_newer_format_version(capsys, tmp_path, run):
+    checkpoint = torch.load(resolve_checkpoint(run), weights_only=True)
+    save_checkpoint(checkpoint | {"format_version": 99, "ganforge_version": "9.0"}, tmp_path / "new.pt")
+    code, err = run_cli(capsys, "generate", tmp_path / "new.pt", "--out", tmp_path / "grid.png")
+    assert code == 1
+    assert_one_line_error(err, "was written by ganforge 9.0 (checkpoint format 99); upgrade ganforge to read it")
+
+
+def test_checkpoint_with_a_pickle_payload(capsys, tmp_path):
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    with open(tmp_path / "evil.pt", "wb") as file:
+        pickle.dump({"format": "ganforge-checkpoint", "x": Payload()}, file)
+    code, err = run_cli(capsys, "generate", tmp_path / "evil.pt", "--out", tmp_path / "grid.png")
+    assert code == 1
+    assert_one_line_error(err, "is not a readable ganforge checkpoint")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--batch-size", "-5"], "--batch-size must be at least 1, got -5"),
+        (["--lr", "0"], "--lr must be positive, got 0.0"),
+        (["--steps", "0"], "--steps must be at least 1, got 0"),
+    ],
+)
+def test_out_of_range_flags(capsys, tmp_path, flags, message):
+    code, err = run_cli(capsys, "train", "--out", tmp_path / "run", *flags)
+    assert code == 2
+    assert_one_line_error(err, message)
+
+
+def test_output_folder_that_is_not_a_run(capsys, tmp_path):
+    folder = gray_folder(tmp_path / "data")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "thesis.tex").write_text("precious")
+    code, err = run_cli(capsys, *train_args(tmp_path, folder))
+    assert code == 2
+    assert_one_line_error(err, "exists and is not a ganforge run: choose another --out, or --overwrite to use it")
+    assert run_cli(capsys, *train_args(tmp_path, folder, "--overwrite"))[0] == 0
+    assert (tmp_path / "run" / "thesis.tex").read_text() == "precious"  # --overwrite removes run files only
+
+
+def test_output_folder_that_holds_a_run(capsys, tmp_path, run):
+    config = (run / "config.yaml").read_text()
+    data = next(line.split(": ", 1)[1] for line in config.splitlines() if line.startswith("data:"))
+    args = [
+        "train",
+        "--model",
+        "mlp",
+        "--data",
+        data,
+        "--image-size",
+        "12",
+        "--batch-size",
+        "4",
+        "--steps",
+        "3",
+        "--out",
+        run,
+        *QUIET,
+    ]
+    code, err = run_cli(capsys, *args)
+    assert code == 2
+    assert_one_line_error(err, "already holds a run: continue it with --resume")
+    assert load_checkpoint(run)["step"] == 2  # untouched
+    assert run_cli(capsys, *args, "--overwrite")[0] == 0
+    assert load_checkpoint(run)["step"] == 3
+    assert not (run / "checkpoints" / "ckpt_00000002.pt").exists()  # the old run is gone
+
+
+def test_full_disk_while_saving(capsys, tmp_path, monkeypatch):
+    folder = gray_folder(tmp_path / "data")
+    real_save, saves = torch.save, []
+
+    def save_until_full(obj, file, *args, **kwargs):
+        saves.append(1)
+        if len(saves) > 2:  # the step-0 and step-1 checkpoints fit, then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_save(obj, file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_full)
+    code, err = run_cli(capsys, *train_args(tmp_path, folder, "--checkpoint-every", "1"))
+    monkeypatch.undo()
+    assert code == 1
+    assert_one_line_error(err, "ckpt_00000002.pt (No space left on device); the previous file is intact")
+    assert load_checkpoint(tmp_path / "run")["step"] == 1  # nothing lost: the last good checkpoint loads
+
+
+def test_non_writable_output_path(capsys, tmp_path):
+    folder = gray_folder(tmp_path / "data")
+    (tmp_path / "file").write_text("a file where a folder should be")
+    args = train_args(tmp_path, folder)
+    args[args.index(tmp_path / "run")] = tmp_path / "file" / "run"
+    code, err = run_cli(capsys, *args)
+    assert code == 1
+    assert_one_line_error(err, "cannot create run directory")
+
+
+def test_output_inside_the_data(capsys, tmp_path):
+    folder = gray_folder(tmp_path / "data")
+    args = train_args(tmp_path, folder)
+    args[args.index(tmp_path / "run")] = folder / "run"
+    code, err = run_cli(capsys, *args)
+    assert code == 2
+    assert_one_line_error(err, "ganforge never writes into its data")
+
+
+def test_a_named_data_root_is_never_written(capsys, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    code, err = run_cli(
+        capsys, "train", "--model", "mlp", "--steps", "1", "--data-root", root, "--out", tmp_path / "run", *QUIET
+    )
+    assert code == 0
+    assert "ganforge never downloads into a data root you name" in err
+    assert list(root.iterdir()) == []

@@ -13,6 +13,7 @@ from ganforge.config import TrainConfig, load_config, save_config  # noqa: E402
 from ganforge.data import ImageDataset, load_dataset  # noqa: E402
 from ganforge.errors import GanforgeError  # noqa: E402
 from ganforge.losses import LOSSES  # noqa: E402
+from ganforge.metrics import evaluate  # noqa: E402
 from ganforge.models import MODELS  # noqa: E402
 from ganforge.sampling import generate, generate_images, sample_noise, write_images  # noqa: E402
 from ganforge.training import TrainResult, resume, train  # noqa: E402
@@ -23,6 +24,7 @@ __all__ = [
     "ImageDataset",
     "LOSSES",
     "MODELS",
+    "evaluate",
     "TrainConfig",
     "TrainResult",
     "generate",

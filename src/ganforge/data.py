@@ -88,8 +88,8 @@ def load_dataset(
 TORCHVISION_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 
 
-def load_torchvision_dataset(name: str, root: Path, download: bool | str) -> ImageDataset:
-    """The training split of a torchvision dataset; MNIST falls back to the embedded subset.
+def load_torchvision_dataset(name: str, root: Path, download: bool | str, train: bool = True) -> ImageDataset:
+    """A split of a torchvision dataset; MNIST's training split falls back to the embedded subset.
 
     ``download`` "never" means the root was named by the user, who gets told why nothing was downloaded.
     """
@@ -100,16 +100,16 @@ def load_torchvision_dataset(name: str, root: Path, download: bool | str) -> Ima
     if download == "never":
         download, reason = False, "ganforge never downloads into a data root you name (leave it out to use the cache)"
     try:
-        dataset = dataset_class(str(root), train=True, download=False)
+        dataset = dataset_class(str(root), train=train, download=False)
     except RuntimeError:  # torchvision: "Dataset not found"
         if download:
             try:
                 root.mkdir(parents=True, exist_ok=True)
-                dataset = dataset_class(str(root), train=True, download=True)
+                dataset = dataset_class(str(root), train=train, download=True)
             except Exception as error:  # network failures come in many types
                 reason = f"could not be downloaded ({type(error).__name__}: {first_line(error)})"
     if dataset is None:
-        if name == "mnist":
+        if name == "mnist" and train:
             log.warning(f"MNIST is not in {root} and {reason}: training on the embedded 10,000-image subset")
             return load_embedded_mnist()
         raise GanforgeError(f"{name} is not in data root {root} and {reason}; pass --data-root DIR")
@@ -119,7 +119,8 @@ def load_torchvision_dataset(name: str, root: Path, download: bool | str) -> Ima
     else:  # (N, H, W, C)
         images = images.permute(0, 3, 1, 2)
     labels = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.int64)
-    description = f"{TORCHVISION_DATASETS[name]} training set, {len(labels):,} images, from {root}"
+    split = "training" if train else "test"
+    description = f"{TORCHVISION_DATASETS[name]} {split} set, {len(labels):,} images, from {root}"
     return ImageDataset(images.contiguous(), labels, list(dataset.classes), description)
 
 

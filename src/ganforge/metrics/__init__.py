@@ -1,0 +1,25 @@
+"""Sample-quality metrics: feature extractors, scores, and the evaluate pipeline."""
+
+from ganforge.metrics.evaluation import MNISTFeatures, evaluate
+from ganforge.metrics.mnist_classifier import MNISTClassifier, load_mnist_classifier
+from ganforge.metrics.scores import (
+    class_coverage,
+    fid,
+    frechet_distance,
+    inception_score,
+    kid,
+    precision_recall,
+)
+
+__all__ = [
+    "MNISTClassifier",
+    "MNISTFeatures",
+    "class_coverage",
+    "evaluate",
+    "fid",
+    "frechet_distance",
+    "inception_score",
+    "kid",
+    "load_mnist_classifier",
+    "precision_recall",
+]

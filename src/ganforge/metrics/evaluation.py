@@ -1,0 +1,148 @@
+"""ganforge evaluate: score samples (from a run, an .npz or a folder) against a reference set.
+
+The reference set's features are computed once and cached under
+``~/.cache/ganforge/stats``, keyed by dataset, split, extractor, its weights'
+hash and the number of images.
+"""
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from ganforge.checkpoint import load_checkpoint, resolve_checkpoint
+from ganforge.config import BUILTIN_DATASETS
+from ganforge.data import conform_images, load_dataset, load_image_folder, load_npz, load_torchvision_dataset
+from ganforge.device import resolve_device
+from ganforge.errors import GanforgeError
+from ganforge.metrics.mnist_classifier import load_mnist_classifier
+from ganforge.metrics.scores import class_coverage, fid, inception_score, kid, precision_recall
+from ganforge.sampling import generate
+
+log = logging.getLogger("ganforge")
+
+EXTRACTORS = ("auto", "mnist")
+
+
+class MNISTFeatures:
+    """The shipped digits classifier as a feature extractor for (N, C, H, W) uint8 images."""
+
+    name = "mnist"
+
+    def __init__(self, device: torch.device, model: torch.nn.Module | None = None):
+        self.model = (model or load_mnist_classifier()).to(device).eval()
+        self.device = device
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().float().numpy().tobytes())
+        self.weights_hash = digest.hexdigest()[:12]
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features (N, 128), class probabilities (N, 10)), on the CPU."""
+        images = conform_images(images, 28, 1)  # (N, 1, 28, 28) uint8
+        features, probabilities = [], []
+        for batch in images.split(batch_size):
+            batch = batch.to(self.device).float() / 255
+            batch_features = self.model.features(batch)
+            features.append(batch_features.cpu())
+            probabilities.append(self.model.head(batch_features).softmax(1).cpu())
+        return torch.cat(features), torch.cat(probabilities)
+
+
+def load_samples(source: str | Path, n: int, seed: int, device: torch.device) -> torch.Tensor:
+    """(N, C, H, W) uint8 samples: generated from a run/checkpoint, or read from an .npz or a folder."""
+    path = Path(source)
+    if path.suffix == ".npz":
+        return load_npz(path).images[:n]
+    if path.is_dir() and not (path / "checkpoints").is_dir() and not (path / "config.yaml").is_file():
+        return load_image_folder(path, image_size=28, channels=None).images[:n]
+    return generate(path, n=n, seed=seed, device=str(device.type))
+
+
+def default_reference(source: str | Path) -> str:
+    """The dataset a run was trained on (for a run or checkpoint), else mnist."""
+    path = Path(source)
+    if path.suffix == ".npz" or (path.is_dir() and not (path / "checkpoints").is_dir()):
+        return "mnist"
+    data = load_checkpoint(resolve_checkpoint(path))["config"].get("data", "mnist")
+    return data if data in BUILTIN_DATASETS else "mnist"
+
+
+def load_reference(reference: str, data_root: str | None) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+    """(images, labels, split) of the reference set: a built-in dataset's test split, an .npz or a folder."""
+    if reference in BUILTIN_DATASETS:
+        root = Path(data_root or os.environ.get("GANFORGE_DATA_ROOT") or "")
+        if not root.is_dir():
+            raise GanforgeError(f"the {reference} reference needs its test split: pass --data-root DIR")
+        dataset = load_torchvision_dataset(reference, root, download="never", train=False)
+        return dataset.images, dataset.labels, "test"
+    dataset = load_dataset(reference, image_size=28)
+    return dataset.images, dataset.labels, "all"
+
+
+def reference_features(extractor, reference: str, data_root: str | None, n: int, cache: Path) -> dict:
+    """Features, probabilities and labels of up to ``n`` reference images, cached on disk."""
+    key = f"{Path(reference).name}-{extractor.name}-{extractor.weights_hash}-{n}"
+    path = cache / f"{key}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    images, labels, split = load_reference(reference, data_root)
+    features, probabilities = extractor(images[:n])
+    entry = {
+        "features": features,
+        "probabilities": probabilities,
+        "split": split,
+        "labels": labels[:n] if labels is not None else None,
+    }
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save(entry, path)
+    return entry
+
+
+def evaluate(
+    source: str | Path,
+    n: int = 10000,  # samples to score (and reference images to compare with)
+    reference: str | None = None,  # dataset name, .npz or folder; None: the run's dataset, else mnist
+    features: str = "auto",  # feature extractor: auto or mnist
+    data_root: str | None = None,  # torchvision data root holding the reference dataset
+    seed: int = 0,  # noise seed when sampling a generator
+    device: str = "auto",
+    extractor=None,  # any callable images -> (features, probabilities); overrides ``features``
+    cache: str | Path | None = None,  # folder for cached reference features
+) -> dict:
+    """Score samples against a reference set: FID, KID, IS, precision/recall and class coverage."""
+    torch_device = resolve_device(device)
+    samples = load_samples(source, n, seed, torch_device)
+    reference = reference or default_reference(source)
+    if extractor is None:
+        if features not in EXTRACTORS:
+            raise GanforgeError(f"unknown --features {features!r}; choose from {', '.join(EXTRACTORS)}")
+        extractor = MNISTFeatures(torch_device)  # auto: the only extractor shipped so far
+    cache = (
+        Path(cache)
+        if cache
+        else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ganforge" / "stats"
+    )
+    real = reference_features(extractor, reference, data_root, n, cache)
+    fake_features, fake_probabilities = extractor(samples)
+    kid_mean, kid_std = kid(fake_features, real["features"], subset_size=min(1000, len(samples)))
+    precision, recall = precision_recall(real["features"], fake_features)
+    results = {
+        "samples": len(samples),
+        "reference": f"{reference} ({real['split']}, {len(real['features'])} images)",
+        "features": extractor.name,
+        "fid": fid(fake_features, real["features"]),
+        "kid": kid_mean,
+        "kid_std": kid_std,
+        "inception_score": inception_score(fake_probabilities)[0],
+        "precision": precision,
+        "recall": recall,
+    }
+    if real["labels"] is not None:
+        reference_histogram = torch.bincount(real["labels"], minlength=fake_probabilities.shape[1])
+        results |= class_coverage(fake_probabilities.argmax(1), reference_histogram)
+    return results

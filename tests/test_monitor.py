@@ -3,7 +3,7 @@ import logging
 
 import torch
 
-from ganforge.monitor import D_WINS_STEPS, RunMonitor
+from ganforge.monitor import D_WINS_STEPS, CollapseWatch, RunMonitor
 
 
 def feed(monitor: RunMonitor, steps: range, d_fake: float) -> None:
@@ -40,3 +40,31 @@ def test_reports_average_the_steps_since_the_last_one(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert lines[0]["step"] == 2 and lines[0]["d_loss"] == 2.0 and lines[0]["epoch"] == 0.2
     assert lines[1] == {"event": "rollback", "at_step": 2}
+
+
+def evaluation(fid: float, recall: float = 0.6, spread: float = 1.0, classes: int = 10) -> dict:
+    return {"fid": fid, "recall": recall, "feature_spread": spread, "classes_covered": classes}
+
+
+def test_collapse_watch_warns_when_fid_stays_well_above_its_best():
+    watch = CollapseWatch()
+    assert watch.update(100, evaluation(20.0)) == []
+    assert watch.update(200, evaluation(10.0)) == []
+    assert watch.update(300, evaluation(16.0)) == []  # above 1.5x best, once
+    assert watch.update(400, evaluation(12.0)) == []  # back under: the count restarts
+    assert watch.update(500, evaluation(16.0)) == []
+    assert watch.update(600, evaluation(17.0)) == []
+    warnings = watch.update(700, evaluation(18.0))
+    assert len(warnings) == 1 and "above 1.5x its best (10.00, step 200) for 3 evaluations" in warnings[0]
+    assert watch.update(800, evaluation(19.0)) == []  # once per episode
+
+
+def test_collapse_watch_warns_when_diversity_falls():
+    watch = CollapseWatch()
+    assert watch.update(100, evaluation(10.0, recall=0.6, classes=10)) == []
+    warnings = watch.update(200, evaluation(9.0, recall=0.2, classes=7))
+    assert len(warnings) == 1
+    assert "recall 0.2 (best 0.6)" in warnings[0] and "classes covered 7 (best 10)" in warnings[0]
+    assert watch.update(300, evaluation(9.0, recall=0.2, classes=7)) == []  # still collapsed: said already
+    assert watch.update(400, evaluation(9.0, recall=0.6, classes=10)) == []  # recovered
+    assert len(watch.update(500, evaluation(9.0, spread=0.3))) == 1  # collapsed again

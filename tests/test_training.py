@@ -283,3 +283,25 @@ def test_sigkill_at_random_moments_never_loses_the_run(tmp_path):
     assert figures["kills"] >= 1
     assert figures["corrupt"] == []
     assert figures["final_step"] == 400 and figures["identical"]
+
+
+@pytest.mark.slow
+def test_periodic_evaluation_logs_scores_and_keeps_the_best_checkpoint(tmp_path, mnist_root):
+    config = TrainConfig(
+        model="mlp",
+        data_root=str(mnist_root),
+        steps=300,
+        batch_size=64,
+        eval_every="100",
+        eval_samples=300,
+        out=str(tmp_path / "run"),
+        **QUIET,
+    )
+    result = train(config)
+    events = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [e for e in events if e.get("event") == "eval"]
+    assert [e["step"] for e in evals] == [100, 200, 300]
+    assert {"fid", "kid", "precision", "recall", "classes_covered", "class_kl", "feature_spread"} <= evals[0].keys()
+    best = load_checkpoint(result.run_dir / "checkpoints" / "best.pt")
+    assert best["eval"]["fid"] == min(e["fid"] for e in evals)
+    assert best["step"] == min(evals, key=lambda e: e["fid"])["step"]

@@ -98,6 +98,12 @@ class TrainConfig:
         choices=("rollback", "stop"),
     )
     max_rollbacks: int = _field(3, "rollbacks allowed before the run stops")
+    eval_every: str = _field(
+        "0",
+        "how often to score the generator (FID, recall, classes covered; MNIST-like data) into metrics.jsonl "
+        "and keep checkpoints/best.pt: wall time ('5m') or steps ('1000'); 0: never",
+    )
+    eval_samples: int = _field(2000, "samples generated at each --eval-every evaluation")
     overwrite: bool = _field(False, "replace the run (or write into the non-empty folder) that --out names")
     tensorboard: bool = _field(True, "write TensorBoard logs to tensorboard/ when tensorboard is installed")
     progress: bool = _field(True, "show a progress bar")
@@ -134,8 +140,11 @@ class TrainConfig:
         if self.on_nan not in ("rollback", "stop"):
             raise UsageError(f"unknown --on-nan {self.on_nan!r}; choose from rollback, stop")
         parse_interval(self.checkpoint_every, "checkpoint-every")
-        if self.sample_every != "0":
-            parse_interval(self.sample_every, "sample-every")
+        for name in ("sample_every", "eval_every"):
+            if getattr(self, name) != "0":
+                parse_interval(getattr(self, name), flag(name))
+        if self.eval_samples < 10:
+            raise UsageError(f"--eval-samples must be at least 10, got {self.eval_samples}")
 
     def with_model_defaults(self) -> "TrainConfig":
         """A copy with the model's recipe filled in where the user gave nothing."""

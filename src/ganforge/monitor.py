@@ -89,6 +89,12 @@ class RunMonitor:
                 "and consider a lower discriminator learning rate or going back to an earlier checkpoint"
             )
 
+    def add_scalars(self, prefix: str, values: dict, step: int) -> None:
+        """Log numbers (an evaluation's scores, say) to TensorBoard as PREFIX/NAME."""
+        if self.writer is not None:
+            for name, value in values.items():
+                self.writer.add_scalar(f"{prefix}/{name}", value, step)
+
     def discard(self, step: int) -> None:
         """Forget the statistics gathered since the last report (after a rollback to ``step``)."""
         self.sums, self.count, self.last_step, self.last_time = {}, 0, step, time.monotonic()
@@ -151,3 +157,55 @@ class StopSignal:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         return False
+
+
+class CollapseWatch:
+    """Reads periodic evaluations and says when a run looks collapsed or diverging.
+
+    Two signs, each warned once per episode: FID above FID_RISE times its best
+    for PATIENCE evaluations in a row; diversity falling sharply from its best
+    (recall or the spread of the sample features below DIVERSITY_DROP times
+    their best, or CLASSES_DROP or more classes lost).
+    """
+
+    FID_RISE = 1.5
+    PATIENCE = 3
+    DIVERSITY_DROP = 0.5
+    CLASSES_DROP = 2
+
+    def __init__(self):
+        self.best: dict = {}  # best value of each score so far, and best_step for the FID
+        self.fid_high = 0  # evaluations in a row with FID above FID_RISE x best
+        self.diversity_warned = False
+
+    def update(self, step: int, results: dict) -> list[str]:
+        """Record one evaluation; returns the warnings it calls for."""
+        warnings = []
+        best_fid = self.best.get("fid", float("inf"))
+        self.fid_high = self.fid_high + 1 if results["fid"] > self.FID_RISE * best_fid else 0
+        if self.fid_high == self.PATIENCE:
+            warnings.append(
+                f"FID {results['fid']:.2f} has stayed above {self.FID_RISE}x its best ({best_fid:.2f}, step "
+                f"{self.best['best_step']:,}) for {self.PATIENCE} evaluations: the run may be collapsing or diverging"
+            )
+        fell = [
+            f"{name} {results[name]:.3g} (best {self.best[name]:.3g})"
+            for name in ("recall", "feature_spread")
+            if name in self.best and results[name] < self.DIVERSITY_DROP * self.best[name]
+        ]
+        if (
+            "classes_covered" in self.best
+            and results["classes_covered"] <= self.best["classes_covered"] - self.CLASSES_DROP
+        ):
+            fell.append(f"classes covered {results['classes_covered']} (best {self.best['classes_covered']})")
+        if fell and not self.diversity_warned:
+            warnings.append(
+                f"sample diversity fell sharply at step {step:,}: {', '.join(fell)}; signs of mode collapse"
+            )
+        self.diversity_warned = bool(fell)
+        if results["fid"] < best_fid:
+            self.best.update(fid=results["fid"], best_step=step)
+        for name in ("recall", "feature_spread", "classes_covered"):
+            if name in results:
+                self.best[name] = max(self.best.get(name, results[name]), results[name])
+        return warnings

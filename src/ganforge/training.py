@@ -26,6 +26,7 @@ from ganforge.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     load_state,
+    save_checkpoint,
     save_run_checkpoint,
     set_global_rng_state,
 )
@@ -42,8 +43,9 @@ from ganforge.data import EpochSampler, ImageDataset, default_data_root, load_da
 from ganforge.device import autocast, resolve_device, to_fast_layout
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.losses import LOSSES, GANLoss
+from ganforge.metrics.evaluation import PeriodicEvaluator
 from ganforge.models import build_discriminator, build_generator
-from ganforge.monitor import RunMonitor, StopSignal
+from ganforge.monitor import CollapseWatch, RunMonitor, StopSignal
 from ganforge.rundir import check_new_run_dir, check_outside_data, prepare_run_dir, resume_checkpoint
 from ganforge.sampling import generate_images, sample_noise, save_grid
 
@@ -51,6 +53,7 @@ log = logging.getLogger("ganforge")
 
 GRID_SIZE = 64  # images in each fixed-noise sample grid
 ON_DEVICE_LIMIT = 2**30  # bytes of uint8 data kept on an accelerator rather than in host memory
+BEST = "best.pt"  # checkpoints/best.pt: the checkpoint with the lowest FID of the periodic evaluations
 NAN_LR_FACTOR = 0.5  # learning rates are multiplied by this at each rollback after a divergence
 # Settings a resumed run may change; the rest would make it a different run.
 RESUMABLE = (
@@ -67,6 +70,8 @@ RESUMABLE = (
     "keep_checkpoints",
     "on_nan",
     "max_rollbacks",
+    "eval_every",
+    "eval_samples",
     "tensorboard",
     "progress",
 )
@@ -271,6 +276,12 @@ def train(config: TrainConfig, resume_from: str | Path | None = None) -> TrainRe
     return TrainResult(run_dir, step, models.generator, models.discriminator, stopped)
 
 
+def best_fid(run_dir: Path) -> float:
+    """The FID of a run's checkpoints/best.pt, or infinity when it has none."""
+    path = run_dir / "checkpoints" / BEST
+    return load_checkpoint(path).get("eval", {}).get("fid", float("inf")) if path.is_file() else float("inf")
+
+
 class Cadence:
     """When something periodic is due: every N steps ('500') or every T of wall time ('30s', '5m').
 
@@ -322,6 +333,14 @@ class TrainingLoop:
         self.checkpoint_cadence = Cadence(config.checkpoint_every, "checkpoint-every")
         self.sample_cadence = Cadence(config.sample_every, "sample-every")
         self.rollbacks = 0  # divergences recovered from so far in this run
+        self.eval_cadence = Cadence(config.eval_every, "eval-every")
+        self.evaluator = None
+        if config.eval_every != "0":
+            self.evaluator = PeriodicEvaluator(
+                data, config.data, config.data_root, config.eval_samples, config.z_dim, config.seed + 3, device
+            )
+        self.collapse = CollapseWatch()
+        self.best_fid = best_fid(run_dir)
 
     def next_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(real, z): the step's real images scaled to the generator's range, and fresh noise."""
@@ -383,7 +402,25 @@ class TrainingLoop:
             self.save_samples(step, monitor)
         if self.checkpoint_cadence.due(step) or self.snapshot_due(step):
             self.save(step)
+        if self.evaluator is not None and self.eval_cadence.due(step):
+            self.evaluate(step, monitor)
         return step
+
+    def evaluate(self, step: int, monitor: RunMonitor) -> None:
+        """Score the generator, log the scores, keep checkpoints/best.pt by FID, and watch for collapse."""
+        results = self.evaluator(self.models.generator)
+        monitor.event({"event": "eval", "step": step} | results)
+        monitor.add_scalars("eval", {k: v for k, v in results.items() if isinstance(v, (int, float))}, step)
+        best = self.run_dir / "checkpoints" / BEST
+        if results["fid"] < self.best_fid:
+            self.best_fid = results["fid"]
+            self.save(step, also_best=results)
+        log.info(
+            f"step {step:,}: FID {results['fid']:.2f}, recall {results['recall']:.2f}"
+            + (f", {results['classes_covered']} classes" if "classes_covered" in results else "")
+        )
+        for warning in self.collapse.update(step, results):
+            log.warning(f"{warning}; the best checkpoint is {best} (FID {self.best_fid:.2f})")
 
     def recover(self, divergence: Diverged, monitor: RunMonitor) -> int:
         """Roll back to the last good checkpoint with halved learning rates, or stop; returns the step to go on from."""
@@ -420,8 +457,11 @@ class TrainingLoop:
         """Whether ``step`` is one whose checkpoint is kept for good."""
         return bool(self.config.snapshot_every) and step % self.config.snapshot_every == 0
 
-    def save(self, step: int) -> None:
-        """Write the step's checkpoint and point checkpoints/latest at it. Never saves NaN weights."""
+    def save(self, step: int, also_best: dict | None = None) -> None:
+        """Write the step's checkpoint and point checkpoints/latest at it. Never saves NaN weights.
+
+        ``also_best``: the evaluation that makes this checkpoint the best so far; it is copied to best.pt too.
+        """
         for name in ("generator", "discriminator"):
             if not all(torch.isfinite(p).all() for p in getattr(self.models, name).parameters()):
                 raise Diverged(step, f"the {name}'s weights")
@@ -430,6 +470,8 @@ class TrainingLoop:
         save_run_checkpoint(
             self.run_dir / "checkpoints", checkpoint, self.config.keep_checkpoints, self.config.snapshot_every
         )
+        if also_best is not None:
+            save_checkpoint(checkpoint | {"eval": also_best}, self.run_dir / "checkpoints" / BEST)
 
     def save_samples(self, step: int, monitor: RunMonitor) -> None:
         """The fixed noise through the current generator, as samples/step_NNNNNNN.png."""

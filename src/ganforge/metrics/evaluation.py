@@ -14,12 +14,19 @@ import torch
 
 from ganforge.checkpoint import load_checkpoint, resolve_checkpoint
 from ganforge.config import BUILTIN_DATASETS
-from ganforge.data import conform_images, load_dataset, load_image_folder, load_npz, load_torchvision_dataset
+from ganforge.data import (
+    ImageDataset,
+    conform_images,
+    load_dataset,
+    load_image_folder,
+    load_npz,
+    load_torchvision_dataset,
+)
 from ganforge.device import resolve_device
 from ganforge.errors import GanforgeError
 from ganforge.metrics.mnist_classifier import load_mnist_classifier
 from ganforge.metrics.scores import class_coverage, fid, inception_score, kid, precision_recall
-from ganforge.sampling import generate
+from ganforge.sampling import generate, generate_images, sample_noise
 
 log = logging.getLogger("ganforge")
 
@@ -75,10 +82,10 @@ def default_reference(source: str | Path) -> str:
 def load_reference(reference: str, data_root: str | None) -> tuple[torch.Tensor, torch.Tensor | None, str]:
     """(images, labels, split) of the reference set: a built-in dataset's test split, an .npz or a folder."""
     if reference in BUILTIN_DATASETS:
-        root = Path(data_root or os.environ.get("GANFORGE_DATA_ROOT") or "")
-        if not root.is_dir():
+        root = data_root or os.environ.get("GANFORGE_DATA_ROOT")
+        if not root or not Path(root).is_dir():
             raise GanforgeError(f"the {reference} reference needs its test split: pass --data-root DIR")
-        dataset = load_torchvision_dataset(reference, root, download="never", train=False)
+        dataset = load_torchvision_dataset(reference, Path(root), download="never", train=False)
         return dataset.images, dataset.labels, "test"
     dataset = load_dataset(reference, image_size=28)
     return dataset.images, dataset.labels, "all"
@@ -89,8 +96,10 @@ def reference_features(extractor, reference: str, data_root: str | None, n: int,
     key = f"{Path(reference).name}-{extractor.name}-{extractor.weights_hash}-{n}"
     path = cache / f"{key}.pt"
     if path.is_file():
+        log.info(f"reference features: {path} (cached)")
         return torch.load(path, weights_only=True)
     images, labels, split = load_reference(reference, data_root)
+    log.info(f"reference features: {min(n, len(images)):,} {reference} {split} images, cached to {path}")
     features, probabilities = extractor(images[:n])
     entry = {
         "features": features,
@@ -117,32 +126,79 @@ def evaluate(
     """Score samples against a reference set: FID, KID, IS, precision/recall and class coverage."""
     torch_device = resolve_device(device)
     samples = load_samples(source, n, seed, torch_device)
+    log.info(f"scoring {len(samples):,} samples {tuple(samples.shape[1:])} from {source}")
     reference = reference or default_reference(source)
     if extractor is None:
         if features not in EXTRACTORS:
             raise GanforgeError(f"unknown --features {features!r}; choose from {', '.join(EXTRACTORS)}")
         extractor = MNISTFeatures(torch_device)  # auto: the only extractor shipped so far
-    cache = (
-        Path(cache)
-        if cache
-        else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ganforge" / "stats"
-    )
-    real = reference_features(extractor, reference, data_root, n, cache)
-    fake_features, fake_probabilities = extractor(samples)
-    kid_mean, kid_std = kid(fake_features, real["features"], subset_size=min(1000, len(samples)))
-    precision, recall = precision_recall(real["features"], fake_features)
+    real = reference_features(extractor, reference, data_root, n, Path(cache) if cache else default_cache())
     results = {
         "samples": len(samples),
         "reference": f"{reference} ({real['split']}, {len(real['features'])} images)",
         "features": extractor.name,
+    }
+    return results | score(extractor, samples, real)
+
+
+def default_cache() -> Path:
+    """Where reference features are cached: ~/.cache/ganforge/stats (or under $XDG_CACHE_HOME)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ganforge" / "stats"
+
+
+def score(extractor, samples: torch.Tensor, real: dict) -> dict:
+    """Every score of (N, C, H, W) uint8 ``samples`` against reference features ``real``."""
+    fake_features, fake_probabilities = extractor(samples)
+    kid_mean, kid_std = kid(fake_features, real["features"], subset_size=min(1000, len(samples)))
+    precision, recall = precision_recall(real["features"], fake_features)
+    results = {
         "fid": fid(fake_features, real["features"]),
         "kid": kid_mean,
         "kid_std": kid_std,
         "inception_score": inception_score(fake_probabilities)[0],
         "precision": precision,
         "recall": recall,
+        "feature_spread": fake_features.double().std(0).mean().item(),  # falls when samples collapse
     }
     if real["labels"] is not None:
         reference_histogram = torch.bincount(real["labels"], minlength=fake_probabilities.shape[1])
         results |= class_coverage(fake_probabilities.argmax(1), reference_histogram)
     return results
+
+
+class PeriodicEvaluator:
+    """Scores the generator during training: fixed noise, the digits classifier, reference features.
+
+    The reference is the dataset's test split where one can be read, else a
+    fixed random part of the training data.
+    """
+
+    def __init__(
+        self,
+        data: ImageDataset,  # the training data
+        dataset: str,  # its name or path, as in TrainConfig.data
+        data_root: str | None,
+        samples: int,  # images generated at each evaluation
+        z_dim: int,
+        seed: int,
+        device: torch.device,
+    ):
+        if tuple(data.images.shape[1:]) != (1, 28, 28):
+            raise GanforgeError(
+                "--eval-every needs MNIST-like 1x28x28 data for now (Inception features are not in this version)"
+            )
+        self.extractor = MNISTFeatures(device)
+        self.noise = sample_noise(samples, z_dim, seed)
+        try:
+            self.reference = reference_features(self.extractor, dataset, data_root, samples, default_cache())
+        except GanforgeError:
+            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:samples]
+            features, probabilities = self.extractor(data.images[order])
+            labels = data.labels[order] if data.labels is not None else None
+            self.reference = {"features": features, "probabilities": probabilities, "labels": labels, "split": "train"}
+        split = self.reference["split"]
+        log.info(f"periodic evaluation: {samples} samples against {len(self.reference['features'])} {split} images")
+
+    def __call__(self, generator: torch.nn.Module) -> dict:
+        """Scores of the generator's images for the fixed noise."""
+        return score(self.extractor, generate_images(generator, self.noise), self.reference)

@@ -1,4 +1,6 @@
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,7 +9,8 @@ import torch
 import ganforge.metrics.evaluation as evaluate_module
 from ganforge.cli import main
 from ganforge.data import load_torchvision_dataset
-from ganforge.metrics import MNISTClassifier, MNISTFeatures, evaluate, load_mnist_classifier
+from ganforge.errors import GanforgeError
+from ganforge.metrics import MNISTClassifier, MNISTFeatures, evaluate, evaluate_images, load_mnist_classifier
 from ganforge.sampling import write_images
 
 
@@ -91,3 +94,31 @@ def test_a_trained_run_is_scored_against_its_dataset(tmp_path, mnist_root, capsy
     results = evaluate(out, n=500, data_root=str(mnist_root), cache=tmp_path)
     assert results["reference"].startswith("mnist (test")
     assert results["samples"] == 500 and np.isfinite(results["fid"])
+
+
+@pytest.mark.slow
+def test_metrics_rank_real_blurred_and_noise_and_catch_lost_classes(tmp_path, mnist_root):
+    """The ranking sanity of docs/metrics.md, on 1,000 images per set."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from metrics_reference import degraded_sets
+
+    sets = degraded_sets(mnist_root, 1000, seed=0)
+    scores = {
+        name.split(" ")[0]: evaluate_images(images, "mnist", data_root=str(mnist_root), cache=tmp_path)
+        for name, images in sets.items()
+    }
+    assert scores["real:"]["fid"] * 10 < scores["blurred"]["fid"] < scores["uniform"]["fid"]
+    assert scores["half"]["classes_covered"] == 5
+    assert scores["half"]["recall"] < 0.7 * scores["real:"]["recall"]
+    assert scores["one"]["classes_covered"] == 1 and scores["one"]["recall"] < 0.01  # mode collapse
+    # deterministic: the same samples give the same numbers
+    again = evaluate_images(sets["real: MNIST training images"], "mnist", data_root=str(mnist_root), cache=tmp_path)
+    assert again == scores["real:"]
+
+
+def test_too_few_samples_and_foreign_shapes(tmp_path, mnist_root, caplog):
+    with pytest.raises(GanforgeError, match="at least 10 samples"):
+        evaluate_images(torch.zeros(5, 1, 28, 28, dtype=torch.uint8), data_root=str(mnist_root), cache=tmp_path)
+    rgb = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8)
+    results = evaluate_images(rgb, data_root=str(mnist_root), cache=tmp_path)
+    assert "converting (3, 32, 32) samples" in caplog.text and results["samples"] == 20

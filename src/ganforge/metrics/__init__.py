@@ -1,6 +1,6 @@
 """Sample-quality metrics: feature extractors, scores, and the evaluate pipeline."""
 
-from ganforge.metrics.evaluation import MNISTFeatures, evaluate
+from ganforge.metrics.evaluation import MNISTFeatures, evaluate, evaluate_images
 from ganforge.metrics.mnist_classifier import MNISTClassifier, load_mnist_classifier
 from ganforge.metrics.scores import (
     class_coverage,
@@ -16,6 +16,7 @@ __all__ = [
     "MNISTFeatures",
     "class_coverage",
     "evaluate",
+    "evaluate_images",
     "fid",
     "frechet_distance",
     "inception_score",

@@ -31,6 +31,7 @@ from ganforge.sampling import generate, generate_images, sample_noise
 log = logging.getLogger("ganforge")
 
 EXTRACTORS = ("auto", "mnist")
+MIN_SAMPLES = 10  # fewer gives a meaningless covariance (and k-NN radii with k = 3)
 
 
 class MNISTFeatures:
@@ -50,7 +51,9 @@ class MNISTFeatures:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
         """(features (N, 128), class probabilities (N, 10)), on the CPU."""
-        images = conform_images(images, 28, 1)  # (N, 1, 28, 28) uint8
+        if tuple(images.shape[1:]) != (1, 28, 28):
+            log.warning(f"the digits classifier scores 1x28x28 images: converting {tuple(images.shape[1:])} samples")
+            images = conform_images(images, 28, 1)  # (N, 1, 28, 28) uint8
         features, probabilities = [], []
         for batch in images.split(batch_size):
             batch = batch.to(self.device).float() / 255
@@ -116,23 +119,35 @@ def evaluate(
     source: str | Path,
     n: int = 10000,  # samples to score (and reference images to compare with)
     reference: str | None = None,  # dataset name, .npz or folder; None: the run's dataset, else mnist
+    seed: int = 0,  # noise seed when sampling a generator
+    device: str = "auto",
+    **options,  # features, data_root, extractor, cache: as for evaluate_images
+) -> dict:
+    """Score samples from a run, a checkpoint, an .npz or a folder: FID, KID, IS, precision/recall, coverage."""
+    samples = load_samples(source, n, seed, resolve_device(device))
+    log.info(f"scoring {len(samples):,} samples {tuple(samples.shape[1:])} from {source}")
+    return evaluate_images(samples, reference or default_reference(source), device=device, **options)
+
+
+def evaluate_images(
+    samples: torch.Tensor,  # (N, C, H, W) uint8
+    reference: str = "mnist",  # dataset name (its test split), .npz or folder
     features: str = "auto",  # feature extractor: auto or mnist
     data_root: str | None = None,  # torchvision data root holding the reference dataset
-    seed: int = 0,  # noise seed when sampling a generator
     device: str = "auto",
     extractor=None,  # any callable images -> (features, probabilities); overrides ``features``
     cache: str | Path | None = None,  # folder for cached reference features
 ) -> dict:
-    """Score samples against a reference set: FID, KID, IS, precision/recall and class coverage."""
-    torch_device = resolve_device(device)
-    samples = load_samples(source, n, seed, torch_device)
-    log.info(f"scoring {len(samples):,} samples {tuple(samples.shape[1:])} from {source}")
-    reference = reference or default_reference(source)
+    """Score uint8 images against ``reference`` (as many reference images as samples)."""
+    if len(samples) < MIN_SAMPLES:
+        raise GanforgeError(
+            f"scoring needs at least {MIN_SAMPLES} samples for the feature covariance; got {len(samples)}"
+        )
     if extractor is None:
         if features not in EXTRACTORS:
             raise GanforgeError(f"unknown --features {features!r}; choose from {', '.join(EXTRACTORS)}")
-        extractor = MNISTFeatures(torch_device)  # auto: the only extractor shipped so far
-    real = reference_features(extractor, reference, data_root, n, Path(cache) if cache else default_cache())
+        extractor = MNISTFeatures(resolve_device(device))  # auto: the only extractor shipped so far
+    real = reference_features(extractor, reference, data_root, len(samples), Path(cache) if cache else default_cache())
     results = {
         "samples": len(samples),
         "reference": f"{reference} ({real['split']}, {len(real['features'])} images)",

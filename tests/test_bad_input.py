@@ -38,24 +38,10 @@ def gray_folder(root: Path, count: int = 8, size: int = 12) -> Path:
     return root
 
 
-def train_args(tmp_path, data, *more) -> list:
-    return [
-        "train",
-        "--model",
-        "mlp",
-        "--data",
-        data,
-        "--image-size",
-        "12",
-        "--batch-size",
-        "4",
-        "--steps",
-        "2",
-        "--out",
-        tmp_path / "run",
-        *QUIET,
-        *more,
-    ]
+def train_args(data, out, *more, steps: int = 2) -> list:
+    """A tiny mlp training command on 12x12 images."""
+    tiny = ["--model", "mlp", "--image-size", "12", "--batch-size", "4", "--steps", str(steps)]
+    return ["train", "--data", data, "--out", out, *tiny, *QUIET, *more]
 
 
 @pytest.fixture
@@ -63,32 +49,12 @@ def run(tmp_path_factory) -> Path:
     """A finished tiny run."""
     folder = gray_folder(tmp_path_factory.mktemp("data"))
     out = tmp_path_factory.mktemp("runs") / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                "mlp",
-                "--data",
-                str(folder),
-                "--image-size",
-                "12",
-                "--batch-size",
-                "4",
-                "--steps",
-                "2",
-                "--out",
-                str(out),
-                *QUIET,
-            ]
-        )
-        == 0
-    )
+    assert main([str(a) for a in train_args(folder, out)]) == 0
     return out
 
 
 def test_nonexistent_data_path(capsys, tmp_path):
-    code, err = run_cli(capsys, *train_args(tmp_path, tmp_path / "no-such-folder"))
+    code, err = run_cli(capsys, *train_args(tmp_path / "no-such-folder", tmp_path / "run"))
     assert code == 2
     assert_one_line_error(err, "is neither a known dataset (mnist, fashion-mnist, cifar10), a folder nor an .npz file")
 
@@ -106,14 +72,14 @@ def test_unreadable_data_path(capsys, tmp_path, monkeypatch):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
 
     monkeypatch.setattr(Path, "iterdir", denied)  # root can read anything: simulate the permission error
-    code, err = run_cli(capsys, *train_args(tmp_path, folder))
+    code, err = run_cli(capsys, *train_args(folder, tmp_path / "run"))
     assert code == 1
     assert_one_line_error(err, f"cannot read {folder}: Permission denied")
 
 
 def test_empty_folder(capsys, tmp_path):
     (tmp_path / "empty").mkdir()
-    code, err = run_cli(capsys, *train_args(tmp_path, tmp_path / "empty"))
+    code, err = run_cli(capsys, *train_args(tmp_path / "empty", tmp_path / "run"))
     assert code == 1
     assert_one_line_error(err, "no images (.png, .jpg, .jpeg, .bmp, .webp) found in")
 
@@ -122,7 +88,7 @@ def test_folder_with_only_non_image_files(capsys, tmp_path):
     (tmp_path / "docs" / "a").mkdir(parents=True)
     (tmp_path / "docs" / "a" / "notes.txt").write_text("not an image")
     (tmp_path / "docs" / "readme.md").write_text("nor this")
-    code, err = run_cli(capsys, *train_args(tmp_path, tmp_path / "docs"))
+    code, err = run_cli(capsys, *train_args(tmp_path / "docs", tmp_path / "run"))
     assert code == 1
     assert_one_line_error(err, "no images (.png, .jpg, .jpeg, .bmp, .webp) found in")
 
@@ -131,7 +97,7 @@ def test_corrupt_images_among_good_ones_are_skipped_with_a_warning(capsys, tmp_p
     folder = gray_folder(tmp_path / "data")
     (folder / "a" / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut off here")
     (folder / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    code, err = run_cli(capsys, *train_args(tmp_path, folder))
+    code, err = run_cli(capsys, *train_args(folder, tmp_path / "run"))
     assert code == 0
     assert f"skipping unreadable image {folder / 'a' / 'truncated.jpg'}" in err
     assert f"skipping unreadable image {folder / 'a' / 'broken.png'}" in err
@@ -145,14 +111,14 @@ def test_images_of_mixed_sizes_and_modes_are_resized_and_converted(capsys, tmp_p
     Image.new("L", (9, 30), 128).save(folder / "tall-gray.png")
     Image.new("RGBA", (16, 16), (0, 0, 255, 128)).save(folder / "rgba.png")
     Image.new("P", (25, 25)).save(folder / "palette.png")
-    code, err = run_cli(capsys, *train_args(tmp_path, folder.parent, "--channels", "3"))
+    code, err = run_cli(capsys, *train_args(folder.parent, tmp_path / "run", "--channels", "3"))
     assert code == 0, err
     assert "(3, 12, 12) uint8" in err
 
 
 def test_npz_without_the_images_array(capsys, tmp_path):
     np.savez(tmp_path / "wrong.npz", pictures=np.zeros((4, 8, 8), np.uint8))
-    code, err = run_cli(capsys, *train_args(tmp_path, tmp_path / "wrong.npz"))
+    code, err = run_cli(capsys, *train_args(tmp_path / "wrong.npz", tmp_path / "run"))
     assert code == 1
     assert_one_line_error(err, "has no 'images' array (it holds: pictures)")
 
@@ -212,32 +178,17 @@ def test_output_folder_that_is_not_a_run(capsys, tmp_path):
     folder = gray_folder(tmp_path / "data")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "thesis.tex").write_text("precious")
-    code, err = run_cli(capsys, *train_args(tmp_path, folder))
+    code, err = run_cli(capsys, *train_args(folder, tmp_path / "run"))
     assert code == 2
     assert_one_line_error(err, "exists and is not a ganforge run: choose another --out, or --overwrite to use it")
-    assert run_cli(capsys, *train_args(tmp_path, folder, "--overwrite"))[0] == 0
+    assert run_cli(capsys, *train_args(folder, tmp_path / "run", "--overwrite"))[0] == 0
     assert (tmp_path / "run" / "thesis.tex").read_text() == "precious"  # --overwrite removes run files only
 
 
 def test_output_folder_that_holds_a_run(capsys, tmp_path, run):
     config = (run / "config.yaml").read_text()
     data = next(line.split(": ", 1)[1] for line in config.splitlines() if line.startswith("data:"))
-    args = [
-        "train",
-        "--model",
-        "mlp",
-        "--data",
-        data,
-        "--image-size",
-        "12",
-        "--batch-size",
-        "4",
-        "--steps",
-        "3",
-        "--out",
-        run,
-        *QUIET,
-    ]
+    args = train_args(data, run, steps=3)
     code, err = run_cli(capsys, *args)
     assert code == 2
     assert_one_line_error(err, "already holds a run: continue it with --resume")
@@ -258,7 +209,7 @@ def test_full_disk_while_saving(capsys, tmp_path, monkeypatch):
         real_save(obj, file, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save_until_full)
-    code, err = run_cli(capsys, *train_args(tmp_path, folder, "--checkpoint-every", "1"))
+    code, err = run_cli(capsys, *train_args(folder, tmp_path / "run", "--checkpoint-every", "1"))
     monkeypatch.undo()
     assert code == 1
     assert_one_line_error(err, "ckpt_00000002.pt (No space left on device); the previous file is intact")
@@ -268,8 +219,7 @@ def test_full_disk_while_saving(capsys, tmp_path, monkeypatch):
 def test_non_writable_output_path(capsys, tmp_path):
     folder = gray_folder(tmp_path / "data")
     (tmp_path / "file").write_text("a file where a folder should be")
-    args = train_args(tmp_path, folder)
-    args[args.index(tmp_path / "run")] = tmp_path / "file" / "run"
+    args = train_args(folder, tmp_path / "file" / "run")
     code, err = run_cli(capsys, *args)
     assert code == 1
     assert_one_line_error(err, "cannot create run directory")
@@ -277,8 +227,7 @@ def test_non_writable_output_path(capsys, tmp_path):
 
 def test_output_inside_the_data(capsys, tmp_path):
     folder = gray_folder(tmp_path / "data")
-    args = train_args(tmp_path, folder)
-    args[args.index(tmp_path / "run")] = folder / "run"
+    args = train_args(folder, folder / "run")
     code, err = run_cli(capsys, *args)
     assert code == 2
     assert_one_line_error(err, "ganforge never writes into its data")

@@ -1,9 +1,12 @@
 import json
 import logging
+import os
+import signal
 
+import pytest
 import torch
 
-from ganforge.monitor import D_WINS_STEPS, CollapseWatch, RunMonitor
+from ganforge.monitor import D_WINS_STEPS, CollapseWatch, RunMonitor, StopSignal
 
 
 def feed(monitor: RunMonitor, steps: range, d_fake: float) -> None:
@@ -68,3 +71,12 @@ def test_collapse_watch_warns_when_diversity_falls():
     assert watch.update(300, evaluation(9.0, recall=0.2, classes=7)) == []  # still collapsed: said already
     assert watch.update(400, evaluation(9.0, recall=0.6, classes=10)) == []  # recovered
     assert len(watch.update(500, evaluation(9.0, spread=0.3))) == 1  # collapsed again
+
+
+def test_first_signal_asks_to_stop_and_a_second_quits_at_once():
+    with StopSignal() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored

@@ -148,9 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--features",
-        choices=("auto", "mnist"),
+        choices=("auto", "mnist", "inception"),
         default="auto",
-        help="feature extractor (default: auto, the digits classifier)",
+        help="feature extractor: the digits classifier (mnist) or Inception-v3; auto picks mnist for 1x28x28 "
+        "images (default: auto)",
+    )
+    evaluate.add_argument(
+        "--inception-weights",
+        default=None,
+        metavar="PATH",
+        help="the Inception-v3 FID weights file, for machines without internet "
+        "(default: $GANFORGE_INCEPTION_WEIGHTS, else download)",
     )
     evaluate.add_argument(
         "--data-root", default=None, help="torchvision data root holding the reference (default: $GANFORGE_DATA_ROOT)"
@@ -211,6 +219,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         seed=args.seed,
         device=args.device,
+        inception_weights=args.inception_weights,
     )
     if args.json:
         print(json.dumps(results))

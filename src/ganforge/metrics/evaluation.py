@@ -24,13 +24,14 @@ from ganforge.data import (
 )
 from ganforge.device import resolve_device
 from ganforge.errors import GanforgeError
+from ganforge.metrics.inception import InceptionFeatures
 from ganforge.metrics.mnist_classifier import load_mnist_classifier
 from ganforge.metrics.scores import class_coverage, fid, inception_score, kid, precision_recall
 from ganforge.sampling import generate, generate_images, sample_noise
 
 log = logging.getLogger("ganforge")
 
-EXTRACTORS = ("auto", "mnist")
+EXTRACTORS = ("auto", "mnist", "inception")
 MIN_SAMPLES = 10  # fewer gives a meaningless covariance (and k-NN radii with k = 3)
 
 
@@ -38,6 +39,7 @@ class MNISTFeatures:
     """The shipped digits classifier as a feature extractor for (N, C, H, W) uint8 images."""
 
     name = "mnist"
+    classifies_dataset = True  # its classes are MNIST's digits: class coverage is meaningful
 
     def __init__(self, device: torch.device, model: torch.nn.Module | None = None):
         self.model = (model or load_mnist_classifier()).to(device).eval()
@@ -61,6 +63,15 @@ class MNISTFeatures:
             features.append(batch_features.cpu())
             probabilities.append(self.model.head(batch_features).softmax(1).cpu())
         return torch.cat(features), torch.cat(probabilities)
+
+
+def make_extractor(features: str, shape: tuple, device: torch.device, inception_weights: str | None = None):
+    """The extractor ``features`` names; 'auto' picks the digits classifier for 1x28x28 images, else Inception."""
+    if features not in EXTRACTORS:
+        raise GanforgeError(f"unknown --features {features!r}; choose from {', '.join(EXTRACTORS)}")
+    if features == "mnist" or (features == "auto" and shape == (1, 28, 28)):
+        return MNISTFeatures(device)
+    return InceptionFeatures(device, inception_weights)
 
 
 def load_samples(source: str | Path, n: int, seed: int, device: torch.device) -> torch.Tensor:
@@ -132,9 +143,10 @@ def evaluate(
 def evaluate_images(
     samples: torch.Tensor,  # (N, C, H, W) uint8
     reference: str = "mnist",  # dataset name (its test split), .npz or folder
-    features: str = "auto",  # feature extractor: auto or mnist
+    features: str = "auto",  # feature extractor: auto (mnist for 1x28x28 images, else inception), mnist, inception
     data_root: str | None = None,  # torchvision data root holding the reference dataset
     device: str = "auto",
+    inception_weights: str | None = None,  # the Inception FID weights file (offline machines)
     extractor=None,  # any callable images -> (features, probabilities); overrides ``features``
     cache: str | Path | None = None,  # folder for cached reference features
 ) -> dict:
@@ -144,9 +156,7 @@ def evaluate_images(
             f"scoring needs at least {MIN_SAMPLES} samples for the feature covariance; got {len(samples)}"
         )
     if extractor is None:
-        if features not in EXTRACTORS:
-            raise GanforgeError(f"unknown --features {features!r}; choose from {', '.join(EXTRACTORS)}")
-        extractor = MNISTFeatures(resolve_device(device))  # auto: the only extractor shipped so far
+        extractor = make_extractor(features, tuple(samples.shape[1:]), resolve_device(device), inception_weights)
     real = reference_features(extractor, reference, data_root, len(samples), Path(cache) if cache else default_cache())
     results = {
         "samples": len(samples),
@@ -175,7 +185,7 @@ def score(extractor, samples: torch.Tensor, real: dict) -> dict:
         "recall": recall,
         "feature_spread": fake_features.double().std(0).mean().item(),  # falls when samples collapse
     }
-    if real["labels"] is not None:
+    if real["labels"] is not None and getattr(extractor, "classifies_dataset", False):
         reference_histogram = torch.bincount(real["labels"], minlength=fake_probabilities.shape[1])
         results |= class_coverage(fake_probabilities.argmax(1), reference_histogram)
     return results

@@ -1,0 +1,93 @@
+"""Inception-v3 plumbing, tested offline with a locally built network (no FID weights download here)."""
+
+import json
+import pickle
+from urllib.error import URLError
+
+import pytest
+import torch
+
+from ganforge.cli import main
+from ganforge.errors import GanforgeError
+from ganforge.metrics import evaluate_images
+from ganforge.metrics.inception import InceptionFeatures
+from ganforge.sampling import write_images
+
+
+@pytest.fixture(scope="module")
+def local_weights(tmp_path_factory):
+    """Randomly initialised weights in the layout of the FID Inception, saved as a plain state dict."""
+    from torch_fidelity import feature_extractor_inceptionv3 as fidelity
+
+    path = tmp_path_factory.mktemp("inception") / "weights.pt"
+    torch.save({}, path)
+    original = fidelity.FeatureExtractorInceptionV3.load_state_dict
+    fidelity.FeatureExtractorInceptionV3.load_state_dict = lambda self, state, strict=True: None
+    try:
+        torch.manual_seed(0)
+        network = fidelity.FeatureExtractorInceptionV3(
+            "inception-v3-compat", ["2048"], feature_extractor_weights_path=path
+        )
+    finally:
+        fidelity.FeatureExtractorInceptionV3.load_state_dict = original
+    torch.save(network.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def rgb_images():
+    return torch.randint(0, 256, (24, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+
+
+def test_inception_features_score_a_set_against_itself(tmp_path, local_weights, rgb_images):
+    write_images(rgb_images, tmp_path / "reference.npz")
+    results = evaluate_images(
+        rgb_images,
+        str(tmp_path / "reference.npz"),
+        features="inception",
+        inception_weights=str(local_weights),
+        cache=tmp_path,
+    )
+    assert results["features"] == "inception"
+    assert results["fid"] == pytest.approx(0.0, abs=1e-3)
+    assert results["feature_spread"] > 0  # the features do vary between images
+    assert "class_histogram" not in results  # ImageNet classes say nothing about the dataset's
+
+
+def test_evaluate_command_with_local_inception_weights(tmp_path, local_weights, rgb_images, capsys, monkeypatch):
+    write_images(rgb_images, tmp_path / "samples.npz")
+    write_images(rgb_images.flip(0), tmp_path / "reference.npz")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("GANFORGE_INCEPTION_WEIGHTS", str(local_weights))  # the environment variable works too
+    code = main(["evaluate", str(tmp_path / "samples.npz"), "--reference", str(tmp_path / "reference.npz"), "--json"])
+    assert code == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["features"] == "inception" and results["fid"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_missing_weights_offline_is_one_clear_error(monkeypatch):
+    from torch_fidelity import feature_extractor_inceptionv3 as fidelity
+
+    def offline(*args, **kwargs):
+        raise URLError("no network")
+
+    monkeypatch.delenv("GANFORGE_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setattr(fidelity, "load_state_dict_from_url", offline)
+    with pytest.raises(GanforgeError, match="--inception-weights PATH or \\$GANFORGE_INCEPTION_WEIGHTS"):
+        InceptionFeatures(torch.device("cpu"))
+
+
+def test_a_weights_file_with_a_pickle_payload_is_refused(tmp_path):
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    with open(tmp_path / "evil.pt", "wb") as file:
+        pickle.dump({"Conv2d_1a_3x3.conv.weight": Payload()}, file)
+    with pytest.raises(GanforgeError, match="is not a plain weights file"):
+        InceptionFeatures(torch.device("cpu"), tmp_path / "evil.pt")
+    assert not marker.exists()
+    with pytest.raises(GanforgeError, match="no Inception weights file"):
+        InceptionFeatures(torch.device("cpu"), tmp_path / "missing.pt")

@@ -120,5 +120,14 @@ def test_too_few_samples_and_foreign_shapes(tmp_path, mnist_root, caplog):
     with pytest.raises(GanforgeError, match="at least 10 samples"):
         evaluate_images(torch.zeros(5, 1, 28, 28, dtype=torch.uint8), data_root=str(mnist_root), cache=tmp_path)
     rgb = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8)
-    results = evaluate_images(rgb, data_root=str(mnist_root), cache=tmp_path)
+    results = evaluate_images(rgb, features="mnist", data_root=str(mnist_root), cache=tmp_path)
     assert "converting (3, 32, 32) samples" in caplog.text and results["samples"] == 20
+
+
+def test_a_folder_of_samples_keeps_its_size(tmp_path, mnist_test):
+    """PNGs written by ganforge generate score like the array they came from."""
+    digits = mnist_test.images[:40]
+    write_images(digits, f"{tmp_path}/pngs/")
+    write_images(digits, tmp_path / "reference.npz")
+    results = evaluate(tmp_path / "pngs", n=40, reference=str(tmp_path / "reference.npz"), cache=tmp_path)
+    assert results["features"] == "mnist" and results["fid"] < 1e-6

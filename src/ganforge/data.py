@@ -209,11 +209,12 @@ def scan_image_folder(root: Path) -> tuple[list[Path], list[int] | None, list[st
     return loose, None, []
 
 
-def load_image_folder(root: Path, image_size: int, channels: int | None) -> ImageDataset:
+def load_image_folder(root: Path, image_size: int | None, channels: int | None) -> ImageDataset:
     """Decode every image under ``root``, resized (shorter side) and center-cropped to ``image_size``.
 
     Unreadable files are skipped with a warning naming each one. ``channels``
-    None takes the mode of the first image (grayscale -> 1, otherwise 3).
+    None takes the mode of the first image (grayscale -> 1, otherwise 3);
+    ``image_size`` None the shorter side of the first image.
     """
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as TF
@@ -221,8 +222,9 @@ def load_image_folder(root: Path, image_size: int, channels: int | None) -> Imag
     files, labels, classes = find_images(root)
     if not files:
         raise GanforgeError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {root}")
-    if channels is None:
-        channels = infer_channels(files)
+    if channels is None or image_size is None:
+        first_channels, first_size = first_image_shape(files)
+        channels, image_size = channels or first_channels, image_size or first_size
     check_fits_in_memory(len(files), channels, image_size, root)
     mode = "L" if channels == 1 else "RGB"
     images = torch.empty(len(files), channels, image_size, image_size, dtype=torch.uint8)
@@ -252,15 +254,15 @@ def to_mode(image: Image.Image, mode: str) -> Image.Image:
     return image.convert(mode)
 
 
-def infer_channels(files: list[Path]) -> int:
-    """1 if the first readable image is grayscale, else 3."""
+def first_image_shape(files: list[Path]) -> tuple[int, int]:
+    """(channels, shorter side) of the first readable image: 1 channel if it is grayscale, else 3."""
     for path in files:
         try:
             with Image.open(path) as image:
-                return 1 if image.mode in GRAYSCALE_MODES else 3
+                return (1 if image.mode in GRAYSCALE_MODES else 3), min(image.size)
         except (OSError, ValueError):
             continue
-    return 3
+    return 3, FOLDER_IMAGE_SIZE
 
 
 def check_fits_in_memory(count: int, channels: int, image_size: int, root: Path) -> None:

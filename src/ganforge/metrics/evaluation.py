@@ -17,7 +17,6 @@ from ganforge.config import BUILTIN_DATASETS
 from ganforge.data import (
     ImageDataset,
     conform_images,
-    load_dataset,
     load_image_folder,
     load_npz,
     load_torchvision_dataset,
@@ -80,7 +79,7 @@ def load_samples(source: str | Path, n: int, seed: int, device: torch.device) ->
     if path.suffix == ".npz":
         return load_npz(path).images[:n]
     if path.is_dir() and not (path / "checkpoints").is_dir() and not (path / "config.yaml").is_file():
-        return load_image_folder(path, image_size=28, channels=None).images[:n]
+        return load_image_folder(path, image_size=None, channels=None).images[:n]
     return generate(path, n=n, seed=seed, device=str(device.type))
 
 
@@ -101,7 +100,13 @@ def load_reference(reference: str, data_root: str | None) -> tuple[torch.Tensor,
             raise GanforgeError(f"the {reference} reference needs its test split: pass --data-root DIR")
         dataset = load_torchvision_dataset(reference, Path(root), download="never", train=False)
         return dataset.images, dataset.labels, "test"
-    dataset = load_dataset(reference, image_size=28)
+    path = Path(reference)
+    if path.suffix == ".npz":
+        dataset = load_npz(path)
+    elif path.is_dir():
+        dataset = load_image_folder(path, image_size=None, channels=None)
+    else:
+        raise GanforgeError(f"--reference {reference!r} is neither {', '.join(BUILTIN_DATASETS)}, an .npz nor a folder")
     return dataset.images, dataset.labels, "all"
 
 

@@ -131,3 +131,22 @@ def test_a_folder_of_samples_keeps_its_size(tmp_path, mnist_test):
     write_images(digits, tmp_path / "reference.npz")
     results = evaluate(tmp_path / "pngs", n=40, reference=str(tmp_path / "reference.npz"), cache=tmp_path)
     assert results["features"] == "mnist" and results["fid"] < 1e-6
+
+
+def test_any_nn_module_can_be_the_feature_extractor(tmp_path, mnist_root, mnist_test):
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16))
+    digits, noise = mnist_test.images[:300], torch.randint(0, 256, (300, 1, 28, 28), dtype=torch.uint8)
+    real = evaluate_images(digits, data_root=str(mnist_root), extractor=module, cache=tmp_path)
+    fake = evaluate_images(noise, data_root=str(mnist_root), extractor=module, cache=tmp_path)
+    assert real["features"] == "module" and real["fid"] < 1e-6 < fake["fid"]
+    assert "inception_score" not in real and "class_histogram" not in real  # a plain module gives no classes
+
+
+def test_a_run_trained_on_a_folder_is_scored_against_that_folder(tmp_path, mnist_test):
+    write_images(mnist_test.images[:64], f"{tmp_path}/digits/all/")
+    out = tmp_path / "run"
+    tiny = ["--model", "mlp", "--steps", "5", "--image-size", "28", "--batch-size", "16", "--no-progress"]
+    assert main(["train", "--data", str(tmp_path / "digits"), "--out", str(out), *tiny]) == 0
+    results = evaluate(out, n=64, cache=tmp_path)
+    assert results["reference"] == f"{tmp_path / 'digits'} (all, 64 images)"

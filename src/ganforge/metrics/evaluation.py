@@ -84,12 +84,34 @@ def load_samples(source: str | Path, n: int, seed: int, device: torch.device) ->
 
 
 def default_reference(source: str | Path) -> str:
-    """The dataset a run was trained on (for a run or checkpoint), else mnist."""
+    """The data a run was trained on (for a run or checkpoint; a folder or .npz as it was), else mnist."""
     path = Path(source)
     if path.suffix == ".npz" or (path.is_dir() and not (path / "checkpoints").is_dir()):
         return "mnist"
     data = load_checkpoint(resolve_checkpoint(path))["config"].get("data", "mnist")
-    return data if data in BUILTIN_DATASETS else "mnist"
+    if data not in BUILTIN_DATASETS and not Path(data).exists():
+        raise GanforgeError(f"the run's data {data} is gone: pass --reference")
+    return data
+
+
+class ModuleFeatures:
+    """Any ``nn.Module`` mapping (N, C, H, W) float images in [0, 1] to (N, D) features, as an extractor."""
+
+    name = "module"
+    classifies_dataset = False
+
+    def __init__(self, module: torch.nn.Module, device: torch.device):
+        self.module, self.device = module.to(device).eval(), device
+        digest = hashlib.sha256()
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update(name.encode() + tensor.detach().cpu().float().numpy().tobytes())
+        self.weights_hash = f"{type(module).__name__}-{digest.hexdigest()[:12]}"
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, None]:
+        """(features, None): a plain module gives no class probabilities."""
+        batches = [self.module(batch.to(self.device).float() / 255).cpu() for batch in images.split(batch_size)]
+        return torch.cat(batches).flatten(1), None
 
 
 def load_reference(reference: str, data_root: str | None) -> tuple[torch.Tensor, torch.Tensor | None, str]:
@@ -152,7 +174,8 @@ def evaluate_images(
     data_root: str | None = None,  # torchvision data root holding the reference dataset
     device: str = "auto",
     inception_weights: str | None = None,  # the Inception FID weights file (offline machines)
-    extractor=None,  # any callable images -> (features, probabilities); overrides ``features``
+    extractor=None,  # an nn.Module (float images in [0, 1] -> features) or a callable uint8 images ->
+    # (features, probabilities or None); overrides ``features``
     cache: str | Path | None = None,  # folder for cached reference features
 ) -> dict:
     """Score uint8 images against ``reference`` (as many reference images as samples)."""
@@ -162,6 +185,8 @@ def evaluate_images(
         )
     if extractor is None:
         extractor = make_extractor(features, tuple(samples.shape[1:]), resolve_device(device), inception_weights)
+    elif isinstance(extractor, torch.nn.Module):
+        extractor = ModuleFeatures(extractor, resolve_device(device))
     real = reference_features(extractor, reference, data_root, len(samples), Path(cache) if cache else default_cache())
     results = {
         "samples": len(samples),
@@ -185,11 +210,12 @@ def score(extractor, samples: torch.Tensor, real: dict) -> dict:
         "fid": fid(fake_features, real["features"]),
         "kid": kid_mean,
         "kid_std": kid_std,
-        "inception_score": inception_score(fake_probabilities)[0],
         "precision": precision,
         "recall": recall,
         "feature_spread": fake_features.double().std(0).mean().item(),  # falls when samples collapse
     }
+    if fake_probabilities is not None:
+        results["inception_score"] = inception_score(fake_probabilities)[0]
     if real["labels"] is not None and getattr(extractor, "classifies_dataset", False):
         reference_histogram = torch.bincount(real["labels"], minlength=fake_probabilities.shape[1])
         results |= class_coverage(fake_probabilities.argmax(1), reference_histogram)

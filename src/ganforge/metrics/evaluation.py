@@ -34,6 +34,15 @@ EXTRACTORS = ("auto", "mnist", "inception")
 MIN_SAMPLES = 10  # fewer gives a meaningless covariance (and k-NN radii with k = 3)
 
 
+def weights_hash(module: torch.nn.Module) -> str:
+    """A short hash of a module's weights: cached reference features are keyed by it."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().float().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
 class MNISTFeatures:
     """The shipped digits classifier as a feature extractor for (N, C, H, W) uint8 images."""
 
@@ -43,11 +52,7 @@ class MNISTFeatures:
     def __init__(self, device: torch.device, model: torch.nn.Module | None = None):
         self.model = (model or load_mnist_classifier()).to(device).eval()
         self.device = device
-        digest = hashlib.sha256()
-        for name, tensor in sorted(self.model.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().float().numpy().tobytes())
-        self.weights_hash = digest.hexdigest()[:12]
+        self.weights_hash = weights_hash(self.model)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,10 +107,7 @@ class ModuleFeatures:
 
     def __init__(self, module: torch.nn.Module, device: torch.device):
         self.module, self.device = module.to(device).eval(), device
-        digest = hashlib.sha256()
-        for name, tensor in sorted(module.state_dict().items()):
-            digest.update(name.encode() + tensor.detach().cpu().float().numpy().tobytes())
-        self.weights_hash = f"{type(module).__name__}-{digest.hexdigest()[:12]}"
+        self.weights_hash = f"{type(module).__name__}-{weights_hash(module)}"
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, None]:

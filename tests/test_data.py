@@ -7,7 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from ganforge.data import EpochSampler, conform_images, load_dataset, load_embedded_mnist, scale_images
+from ganforge.data import (
+    EpochSampler,
+    ImageDataset,
+    conform_images,
+    load_dataset,
+    load_embedded_mnist,
+    scale_images,
+    split_holdout,
+)
 from ganforge.errors import GanforgeError
 
 
@@ -146,3 +154,15 @@ def test_each_epoch_visits_every_full_batch_once(num_images, batch_size, seed):
     # a fresh sampler (a resumed run) gives the same batch for the same step
     step = sampler.steps_per_epoch + 1
     assert torch.equal(EpochSampler(num_images, batch_size, seed).indices(step), sampler.indices(step))
+
+
+def test_the_held_out_part_is_fixed_disjoint_and_sized():
+    images = torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1).expand(50, 1, 2, 2).contiguous()
+    dataset = ImageDataset(images, torch.arange(50) % 5, [str(c) for c in range(5)], "fifty")
+    kept, held = split_holdout(dataset, 0.1)
+    assert (len(kept), len(held)) == (45, 5)
+    ids = lambda part: set(part.images[:, 0, 0, 0].tolist())  # noqa: E731
+    assert ids(kept).isdisjoint(ids(held)) and ids(kept) | ids(held) == set(range(50))
+    assert torch.equal(held.labels, held.images[:, 0, 0, 0].long() % 5)  # labels follow their images
+    assert ids(split_holdout(dataset, 0.1)[1]) == ids(held)  # the same images every time
+    assert len(split_holdout(dataset, 0.0)[1]) == 0

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import ganforge.metrics.evaluation as evaluate_module
+from ganforge.checkpoint import load_checkpoint, resolve_checkpoint
 from ganforge.cli import main
 from ganforge.data import load_torchvision_dataset
 from ganforge.errors import GanforgeError
@@ -143,10 +144,13 @@ def test_any_nn_module_can_be_the_feature_extractor(tmp_path, mnist_root, mnist_
     assert "inception_score" not in real and "class_histogram" not in real  # a plain module gives no classes
 
 
-def test_a_run_trained_on_a_folder_is_scored_against_that_folder(tmp_path, mnist_test):
-    write_images(mnist_test.images[:64], f"{tmp_path}/digits/all/")
+def test_a_run_trained_on_a_folder_is_scored_against_the_part_it_held_out(tmp_path, mnist_test):
+    write_images(mnist_test.images[:200], f"{tmp_path}/digits/all/")
     out = tmp_path / "run"
     tiny = ["--model", "mlp", "--steps", "5", "--image-size", "28", "--batch-size", "16", "--no-progress"]
     assert main(["train", "--data", str(tmp_path / "digits"), "--out", str(out), *tiny]) == 0
+    assert load_checkpoint(resolve_checkpoint(out))["num_images"] == 180  # 10% held out of training
     results = evaluate(out, n=64, cache=tmp_path)
-    assert results["reference"] == f"{tmp_path / 'digits'} (all, 64 images)"
+    assert results["reference"] == f"{tmp_path / 'digits'} (held-out, 20 images)"
+    explicit = evaluate(out, n=64, reference=str(tmp_path / "digits"), cache=tmp_path)
+    assert explicit["reference"] == f"{tmp_path / 'digits'} (all, 64 images)"  # a named reference is used whole

@@ -22,6 +22,7 @@ BUILTIN_DATASETS = ("mnist", "fashion-mnist", "cifar10")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("32", "bf16")
 DEFAULT_EPOCHS = 5  # when none of epochs, steps and minutes is given
+DEFAULT_HOLDOUT = 0.1  # share of a folder or .npz held out as the evaluation reference
 
 
 def _field(default, help: str, choices=None, default_help: str | None = None):
@@ -56,6 +57,11 @@ class TrainConfig:
         None,
         "image height and width in pixels; data are resized and center-cropped",
         default_help="the dataset's own: 28 for MNIST, 32 for CIFAR-10, 64 for folders",
+    )
+    holdout: float | None = _field(
+        None,
+        "share of a folder's or .npz's images kept out of training as the evaluation reference",
+        default_help="0.1 for folders and .npz files; built-in datasets use their test split",
     )
     channels: int | None = _field(
         None, "1 (grayscale) or 3 (RGB); data are converted", default_help="the dataset's own"
@@ -127,6 +133,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not 0 <= value < 1:
                 raise UsageError(f"--{flag(name)} must be in [0, 1), got {value}")
+        if self.holdout is not None and not 0 <= self.holdout < 1:
+            raise UsageError(f"--holdout must be in [0, 1), got {self.holdout}")
         if self.channels not in (None, 1, 3):
             raise UsageError(f"--channels must be 1 or 3, got {self.channels}")
         for name, allowed in (("model", MODELS), ("loss", LOSSES), ("device", DEVICES), ("precision", PRECISIONS)):

@@ -27,6 +27,7 @@ FOLDER_IMAGE_SIZE = 64  # default --image-size for folders of images
 GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 WIDE_MODES = ("I", "I;16", "I;16B", "I;16L")  # 16-bit grayscale PNGs open as one of these
 MEMORY_FRACTION = 0.5  # refuse to decode a folder needing more than this share of RAM
+HOLDOUT_SEED = 20261124  # fixed, so every run on the same data holds out the same images
 
 
 @dataclass
@@ -311,6 +312,19 @@ def scale_images(images: torch.Tensor, output_range: tuple[float, float]) -> tor
     """uint8 images -> float in the generator's output range ([0, 1] or [-1, 1])."""
     low, high = output_range
     return images.float() * ((high - low) / 255.0) + low
+
+
+def split_holdout(dataset: ImageDataset, fraction: float) -> tuple[ImageDataset, ImageDataset]:
+    """(training part, held-out part): a fixed random ``fraction`` of the images is kept out of training."""
+    count = round(len(dataset) * fraction)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(HOLDOUT_SEED))
+
+    def part(indices: torch.Tensor, what: str) -> ImageDataset:
+        labels = dataset.labels[indices] if dataset.labels is not None else None
+        return ImageDataset(dataset.images[indices], labels, dataset.classes, f"{dataset.description}, {what}")
+
+    kept, held = order[count:].sort().values, order[:count].sort().values
+    return part(kept, f"{len(kept):,} for training"), part(held, f"{len(held):,} held out")
 
 
 class EpochSampler:

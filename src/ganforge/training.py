@@ -33,13 +33,21 @@ from ganforge.checkpoint import (
 from ganforge.config import (
     BUILTIN_DATASETS,
     DEFAULT_EPOCHS,
+    DEFAULT_HOLDOUT,
     TrainConfig,
     flag,
     load_config,
     parse_interval,
     save_config,
 )
-from ganforge.data import EpochSampler, ImageDataset, default_data_root, load_dataset, scale_images
+from ganforge.data import (
+    EpochSampler,
+    ImageDataset,
+    default_data_root,
+    load_dataset,
+    scale_images,
+    split_holdout,
+)
 from ganforge.device import autocast, resolve_device, to_fast_layout
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.losses import LOSSES, GANLoss
@@ -232,6 +240,9 @@ def resolve_config(config: TrainConfig, data: ImageDataset) -> TrainConfig:
         data_root=str(Path(config.data_root).resolve()) if config.data_root else None,
         image_size=height,
         channels=channels,
+        holdout=0.0
+        if config.data in BUILTIN_DATASETS
+        else (DEFAULT_HOLDOUT if config.holdout is None else config.holdout),
         epochs=config.epochs if (config.epochs or config.steps or config.minutes) else DEFAULT_EPOCHS,
         out=config.out or str(Path("runs") / f"{config.model}-{data_name}-{stamp}"),
     )
@@ -253,6 +264,9 @@ def train(config: TrainConfig, resume_from: str | Path | None = None) -> TrainRe
     data = load_dataset(config.data, config.data_root, config.image_size, config.channels, config.download)
     log.info(f"data: {data.description}, {tuple(data.images.shape[1:])} uint8, {data.images.numel() / 2**20:.0f} MiB")
     config = resolve_config(config, data)
+    data, heldout = split_holdout(data, config.holdout)
+    if len(heldout):
+        log.info(f"holding out {len(heldout):,} images ({config.holdout:.0%}) as the evaluation reference")
     data_paths = [config.data] if config.data not in BUILTIN_DATASETS else [config.data_root or default_data_root()]
     check_outside_data(Path(config.out), data_paths)
 
@@ -270,7 +284,7 @@ def train(config: TrainConfig, resume_from: str | Path | None = None) -> TrainRe
         + (f", resuming at step {step:,}" if step else "")
     )
 
-    loop = TrainingLoop(config, models, data, sampler, run_dir, device, noise_rng)
+    loop = TrainingLoop(config, models, data, heldout, sampler, run_dir, device, noise_rng)
     loop.rollbacks = checkpoint.get("rollbacks", 0)
     step, stopped = loop.run(step, total, deadline)
     return TrainResult(run_dir, step, models.generator, models.discriminator, stopped)
@@ -318,6 +332,7 @@ class TrainingLoop:
         config: TrainConfig,
         models: Models,
         data: ImageDataset,
+        heldout: ImageDataset,  # the images kept out of training (empty for built-in datasets)
         sampler: EpochSampler,  # the batch indices of each step
         run_dir: Path,
         device: torch.device,
@@ -337,7 +352,7 @@ class TrainingLoop:
         self.evaluator = None
         if config.eval_every != "0":
             self.evaluator = PeriodicEvaluator(
-                data, config.data, config.data_root, config.eval_samples, config.z_dim, config.seed + 3, device
+                heldout, data, config.data, config.data_root, config.eval_samples, config.z_dim, config.seed + 3, device
             )
         self.collapse = CollapseWatch()
         self.best_fid = best_fid(run_dir)

@@ -20,6 +20,7 @@ from ganforge.data import (
     load_image_folder,
     load_npz,
     load_torchvision_dataset,
+    split_holdout,
 )
 from ganforge.device import resolve_device
 from ganforge.errors import GanforgeError
@@ -88,15 +89,16 @@ def load_samples(source: str | Path, n: int, seed: int, device: torch.device) ->
     return generate(path, n=n, seed=seed, device=str(device.type))
 
 
-def default_reference(source: str | Path) -> str:
-    """The data a run was trained on (for a run or checkpoint; a folder or .npz as it was), else mnist."""
+def default_reference(source: str | Path) -> tuple[str, float]:
+    """(reference, held-out share): a run's own data (its held-out part for a folder or .npz), else mnist."""
     path = Path(source)
     if path.suffix == ".npz" or (path.is_dir() and not (path / "checkpoints").is_dir()):
-        return "mnist"
-    data = load_checkpoint(resolve_checkpoint(path))["config"].get("data", "mnist")
+        return "mnist", 0.0
+    config = load_checkpoint(resolve_checkpoint(path))["config"]
+    data = config.get("data", "mnist")
     if data not in BUILTIN_DATASETS and not Path(data).exists():
         raise GanforgeError(f"the run's data {data} is gone: pass --reference")
-    return data
+    return data, config.get("holdout") or 0.0
 
 
 class ModuleFeatures:
@@ -116,8 +118,13 @@ class ModuleFeatures:
         return torch.cat(batches).flatten(1), None
 
 
-def load_reference(reference: str, data_root: str | None) -> tuple[torch.Tensor, torch.Tensor | None, str]:
-    """(images, labels, split) of the reference set: a built-in dataset's test split, an .npz or a folder."""
+def load_reference(
+    reference: str, data_root: str | None, holdout: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+    """(images, labels, split) of the reference set: a built-in dataset's test split, an .npz or a folder.
+
+    With ``holdout``, only the part of a folder or .npz that training held out (``data.split_holdout``).
+    """
     if reference in BUILTIN_DATASETS:
         root = data_root or os.environ.get("GANFORGE_DATA_ROOT")
         if not root or not Path(root).is_dir():
@@ -131,17 +138,23 @@ def load_reference(reference: str, data_root: str | None) -> tuple[torch.Tensor,
         dataset = load_image_folder(path, image_size=None, channels=None)
     else:
         raise GanforgeError(f"--reference {reference!r} is neither {', '.join(BUILTIN_DATASETS)}, an .npz nor a folder")
+    if holdout:
+        dataset = split_holdout(dataset, holdout)[1]
+        return dataset.images, dataset.labels, "held-out"
     return dataset.images, dataset.labels, "all"
 
 
-def reference_features(extractor, reference: str, data_root: str | None, n: int, cache: Path) -> dict:
+def reference_features(
+    extractor, reference: str, data_root: str | None, n: int, cache: Path, holdout: float = 0.0
+) -> dict:
     """Features, probabilities and labels of up to ``n`` reference images, cached on disk."""
-    key = f"{Path(reference).name}-{extractor.name}-{extractor.weights_hash}-{n}"
+    part = f"-heldout{holdout:g}" if holdout else ""
+    key = f"{Path(reference).name}{part}-{extractor.name}-{extractor.weights_hash}-{n}"
     path = cache / f"{key}.pt"
     if path.is_file():
         log.info(f"reference features: {path} (cached)")
         return torch.load(path, weights_only=True)
-    images, labels, split = load_reference(reference, data_root)
+    images, labels, split = load_reference(reference, data_root, holdout)
     log.info(f"reference features: {min(n, len(images)):,} {reference} {split} images, cached to {path}")
     features, probabilities = extractor(images[:n])
     entry = {
@@ -166,7 +179,8 @@ def evaluate(
     """Score samples from a run, a checkpoint, an .npz or a folder: FID, KID, IS, precision/recall, coverage."""
     samples = load_samples(source, n, seed, resolve_device(device))
     log.info(f"scoring {len(samples):,} samples {tuple(samples.shape[1:])} from {source}")
-    return evaluate_images(samples, reference or default_reference(source), device=device, **options)
+    reference, holdout = (reference, 0.0) if reference else default_reference(source)
+    return evaluate_images(samples, reference, device=device, holdout=holdout, **options)
 
 
 def evaluate_images(
@@ -176,6 +190,7 @@ def evaluate_images(
     data_root: str | None = None,  # torchvision data root holding the reference dataset
     device: str = "auto",
     inception_weights: str | None = None,  # the Inception FID weights file (offline machines)
+    holdout: float = 0.0,  # score against this held-out share of a folder or .npz reference, as training kept out
     extractor=None,  # an nn.Module (float images in [0, 1] -> features) or a callable uint8 images ->
     # (features, probabilities or None); overrides ``features``
     cache: str | Path | None = None,  # folder for cached reference features
@@ -189,7 +204,8 @@ def evaluate_images(
         extractor = make_extractor(features, tuple(samples.shape[1:]), resolve_device(device), inception_weights)
     elif isinstance(extractor, torch.nn.Module):
         extractor = ModuleFeatures(extractor, resolve_device(device))
-    real = reference_features(extractor, reference, data_root, len(samples), Path(cache) if cache else default_cache())
+    cache = Path(cache) if cache else default_cache()
+    real = reference_features(extractor, reference, data_root, len(samples), cache, holdout)
     results = {
         "samples": len(samples),
         "reference": f"{reference} ({real['split']}, {len(real['features'])} images)",
@@ -227,12 +243,14 @@ def score(extractor, samples: torch.Tensor, real: dict) -> dict:
 class PeriodicEvaluator:
     """Scores the generator during training: fixed noise, the digits classifier, reference features.
 
-    The reference is the dataset's test split where one can be read, else a
-    fixed random part of the training data.
+    The reference is the built-in dataset's test split, else the images
+    training held out; with neither (the embedded MNIST subset, or --holdout 0)
+    a fixed random part of the training data, which flatters the scores.
     """
 
     def __init__(
         self,
+        heldout: ImageDataset,  # the images training kept out (empty for built-in datasets)
         data: ImageDataset,  # the training data
         dataset: str,  # its name or path, as in TrainConfig.data
         data_root: str | None,
@@ -248,12 +266,15 @@ class PeriodicEvaluator:
         self.extractor = MNISTFeatures(device)
         self.noise = sample_noise(samples, z_dim, seed)
         try:
+            if dataset not in BUILTIN_DATASETS:
+                raise GanforgeError("no test split")
             self.reference = reference_features(self.extractor, dataset, data_root, samples, default_cache())
         except GanforgeError:
-            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:samples]
-            features, probabilities = self.extractor(data.images[order])
-            labels = data.labels[order] if data.labels is not None else None
-            self.reference = {"features": features, "probabilities": probabilities, "labels": labels, "split": "train"}
+            source, split = (heldout, "held-out") if len(heldout) >= MIN_SAMPLES else (data, "train")
+            order = torch.randperm(len(source), generator=torch.Generator().manual_seed(seed))[:samples]
+            features, probabilities = self.extractor(source.images[order])
+            labels = source.labels[order] if source.labels is not None else None
+            self.reference = {"features": features, "probabilities": probabilities, "labels": labels, "split": split}
         split = self.reference["split"]
         log.info(f"periodic evaluation: {samples} samples against {len(self.reference['features'])} {split} images")
 

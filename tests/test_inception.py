@@ -91,3 +91,32 @@ def test_a_weights_file_with_a_pickle_payload_is_refused(tmp_path):
     assert not marker.exists()
     with pytest.raises(GanforgeError, match="no Inception weights file"):
         InceptionFeatures(torch.device("cpu"), tmp_path / "missing.pt")
+
+
+def test_periodic_evaluation_of_rgb_data_uses_inception(tmp_path, local_weights, monkeypatch):
+    from PIL import Image
+
+    from ganforge import TrainConfig, load_checkpoint, train
+
+    folder = tmp_path / "rgb" / "only"
+    folder.mkdir(parents=True)
+    generator = torch.Generator().manual_seed(0)
+    for index in range(40):
+        array = torch.randint(0, 256, (16, 16, 3), dtype=torch.uint8, generator=generator).numpy()
+        Image.fromarray(array).save(folder / f"{index}.png")
+    monkeypatch.setenv("GANFORGE_INCEPTION_WEIGHTS", str(local_weights))
+    config = TrainConfig(
+        model="mlp",
+        data=str(folder.parent),
+        image_size=16,
+        batch_size=8,
+        steps=4,
+        eval_every="2",
+        eval_samples=12,
+        out=str(tmp_path / "run"),
+        progress=False,
+        tensorboard=False,
+    )
+    train(config)
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert best["eval"]["fid"] >= 0 and "class_histogram" not in best["eval"]

@@ -106,7 +106,7 @@ class TrainConfig:
     max_rollbacks: int = _field(3, "rollbacks allowed before the run stops")
     eval_every: str = _field(
         "0",
-        "how often to score the generator (FID, recall, classes covered; MNIST-like data) into metrics.jsonl "
+        "how often to score the generator (FID, recall, classes covered) into metrics.jsonl "
         "and keep checkpoints/best.pt: wall time ('5m') or steps ('1000'); 0: never",
     )
     eval_samples: int = _field(2000, "samples generated at each --eval-every evaluation")

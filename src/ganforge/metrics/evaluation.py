@@ -241,7 +241,7 @@ def score(extractor, samples: torch.Tensor, real: dict) -> dict:
 
 
 class PeriodicEvaluator:
-    """Scores the generator during training: fixed noise, the digits classifier, reference features.
+    """Scores the generator during training: fixed noise, the ``auto`` extractor, reference features.
 
     The reference is the built-in dataset's test split, else the images
     training held out; with neither (the embedded MNIST subset, or --holdout 0)
@@ -259,11 +259,9 @@ class PeriodicEvaluator:
         seed: int,
         device: torch.device,
     ):
-        if tuple(data.images.shape[1:]) != (1, 28, 28):
-            raise GanforgeError(
-                "--eval-every needs MNIST-like 1x28x28 data for now (Inception features are not in this version)"
-            )
-        self.extractor = MNISTFeatures(device)
+        # The digits classifier for 1x28x28 data, Inception (weights from $GANFORGE_INCEPTION_WEIGHTS or a download)
+        # for the rest.
+        self.extractor = make_extractor("auto", tuple(data.images.shape[1:]), device)
         self.noise = sample_noise(samples, z_dim, seed)
         try:
             if dataset not in BUILTIN_DATASETS:

@@ -27,6 +27,7 @@ from ganforge.errors import GanforgeError
 from ganforge.metrics.inception import InceptionFeatures
 from ganforge.metrics.mnist_classifier import load_mnist_classifier
 from ganforge.metrics.scores import class_coverage, fid, inception_score, kid, precision_recall
+from ganforge.rundir import is_run
 from ganforge.sampling import generate, generate_images, sample_noise
 
 log = logging.getLogger("ganforge")
@@ -84,7 +85,7 @@ def load_samples(source: str | Path, n: int, seed: int, device: torch.device) ->
     path = Path(source)
     if path.suffix == ".npz":
         return load_npz(path).images[:n]
-    if path.is_dir() and not (path / "checkpoints").is_dir() and not (path / "config.yaml").is_file():
+    if path.is_dir() and not is_run(path):
         return load_image_folder(path, image_size=None, channels=None).images[:n]
     return generate(path, n=n, seed=seed, device=str(device.type))
 
@@ -92,7 +93,7 @@ def load_samples(source: str | Path, n: int, seed: int, device: torch.device) ->
 def default_reference(source: str | Path) -> tuple[str, float]:
     """(reference, held-out share): a run's own data (its held-out part for a folder or .npz), else mnist."""
     path = Path(source)
-    if path.suffix == ".npz" or (path.is_dir() and not (path / "checkpoints").is_dir()):
+    if path.suffix == ".npz" or (path.is_dir() and not is_run(path)):
         return "mnist", 0.0
     config = load_checkpoint(resolve_checkpoint(path))["config"]
     data = config.get("data", "mnist")
@@ -263,11 +264,13 @@ class PeriodicEvaluator:
         # for the rest.
         self.extractor = make_extractor("auto", tuple(data.images.shape[1:]), device)
         self.noise = sample_noise(samples, z_dim, seed)
-        try:
-            if dataset not in BUILTIN_DATASETS:
-                raise GanforgeError("no test split")
-            self.reference = reference_features(self.extractor, dataset, data_root, samples, default_cache())
-        except GanforgeError:
+        self.reference = None
+        if dataset in BUILTIN_DATASETS:
+            try:
+                self.reference = reference_features(self.extractor, dataset, data_root, samples, default_cache())
+            except GanforgeError:  # no readable test split (the embedded MNIST subset)
+                pass
+        if self.reference is None:
             source, split = (heldout, "held-out") if len(heldout) >= MIN_SAMPLES else (data, "train")
             order = torch.randperm(len(source), generator=torch.Generator().manual_seed(seed))[:samples]
             features, probabilities = self.extractor(source.images[order])

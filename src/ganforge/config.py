@@ -42,8 +42,10 @@ class TrainConfig:
         "adversarial loss; minimax is the saturating original, wgan-gp adds the gradient penalty",
         choices=tuple(LOSSES),
     )
-    conditional: bool = _field(
-        False, "class-conditional generator and projection discriminator, trained on the data's labels"
+    conditional: bool | None = _field(
+        None,
+        "class-conditional generator and projection discriminator, trained on the data's labels",
+        default_help="dcgan and resnet: on when the data has two classes or more; mlp: off",
     )
     z_dim: int = _field(100, "length of the generator's noise vector")
     width: int | None = _field(
@@ -87,7 +89,7 @@ class TrainConfig:
         None, "stop cleanly after this many minutes of wall time of this invocation", default_help="none"
     )
     # Optimisation.
-    batch_size: int = _field(128, "images per step")
+    batch_size: int | None = _field(None, "images per step", default_help="mlp 128, dcgan and resnet 64")
     lr: float | None = _field(
         None, "Adam learning rate of both networks", default_help="mlp 1e-3, dcgan and resnet 2e-4"
     )
@@ -100,7 +102,11 @@ class TrainConfig:
     )
     r1: float = _field(0.0, "R1 penalty weight gamma on real images' gradients (0: off)")
     r1_every: int = _field(16, "apply R1 every this many steps, scaled up to match (lazy regularisation)")
-    ema: bool = _field(False, "keep an exponential moving average of the generator; samples and scores use it")
+    ema: bool | None = _field(
+        None,
+        "keep an exponential moving average of the generator; samples and scores use it",
+        default_help="dcgan and resnet on, mlp off",
+    )
     ema_half_life: float = _field(10000.0, "EMA half-life in training images")
     ema_warmup: float = _field(0.05, "cap the EMA half-life at this share of the images seen so far (0: none)")
     diffaug: bool = _field(False, "differentiable augmentation of real and fake images in D (for small datasets)")
@@ -202,6 +208,8 @@ class TrainConfig:
         return dataclasses.replace(
             self,
             width=self.width if self.width is not None else spec.width,
+            batch_size=self.batch_size if self.batch_size is not None else spec.batch_size,
+            ema=self.ema if self.ema is not None else spec.ema,
             lr=lr,
             g_lr=self.g_lr if self.g_lr is not None else lr,
             d_lr=self.d_lr if self.d_lr is not None else lr,
@@ -259,4 +267,5 @@ def load_config(path: Path) -> TrainConfig:
         raise GanforgeError(f"cannot read config {path}: {error}") from None
     if not isinstance(values, dict):
         raise GanforgeError(f"{path} does not hold a ganforge config")
-    return config_from_dict(values)
+    # Runs written before these settings existed trained without them (and with batch 128).
+    return config_from_dict({"conditional": False, "ema": False} | values)

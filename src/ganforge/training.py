@@ -59,7 +59,7 @@ from ganforge.ema import EMA
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.losses import LOSSES, GANLoss, gradient_penalty, r1_penalty
 from ganforge.metrics.evaluation import PeriodicEvaluator
-from ganforge.models import build_discriminator, build_generator
+from ganforge.models import MODELS, build_discriminator, build_generator
 from ganforge.monitor import CollapseWatch, RunMonitor, StopSignal
 from ganforge.rundir import check_new_run_dir, check_outside_data, prepare_run_dir, resume_checkpoint
 from ganforge.sampling import balanced_labels, generate_images, grid_columns, sample_noise, save_grid
@@ -301,6 +301,7 @@ def resolve_config(config: TrainConfig, data: ImageDataset) -> TrainConfig:
     """Fill every None with what the run uses, so config.yaml says exactly what ran."""
     config = config.with_model_defaults()
     _, channels, height, _ = data.images.shape
+    labelled = data.labels is not None and len(data.classes) >= 2
     data_name = config.data if config.data in BUILTIN_DATASETS else Path(config.data).stem
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return dataclasses.replace(
@@ -314,6 +315,9 @@ def resolve_config(config: TrainConfig, data: ImageDataset) -> TrainConfig:
         if config.data in BUILTIN_DATASETS
         else (DEFAULT_HOLDOUT if config.holdout is None else config.holdout),
         epochs=config.epochs if (config.epochs or config.steps or config.minutes) else DEFAULT_EPOCHS,
+        conditional=config.conditional
+        if config.conditional is not None
+        else MODELS[config.model].conditional and labelled,
         out=config.out or str(Path("runs") / f"{config.model}-{data_name}-{stamp}"),
     )
 

@@ -29,10 +29,11 @@ class MLPGenerator(nn.Module):
         super().__init__()
         self.z_dim, self.num_classes = z_dim, num_classes
         self.image_shape = (channels, image_size, image_size)
-        # The label's embedding is as long as the noise, and concatenated to it.
-        self.embed = nn.Embedding(num_classes, z_dim) if num_classes else None
+        # A short label embedding (one number per class) beside the noise, as in the dcgan generator.
+        label_dim = min(num_classes, z_dim)
+        self.embed = nn.Embedding(num_classes, label_dim) if num_classes else None
         self.net = nn.Sequential(
-            nn.Linear(z_dim * (2 if num_classes else 1), width),
+            nn.Linear(z_dim + (label_dim if num_classes else 0), width),
             nn.ReLU(),
             nn.Linear(width, channels * image_size * image_size),
             nn.Sigmoid(),
@@ -41,7 +42,7 @@ class MLPGenerator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         check_labels(self.num_classes, labels)
         if self.embed is not None:
-            z = torch.cat([z, self.embed(labels)], dim=1)  # (B, 2 * z_dim)
+            z = torch.cat([z, self.embed(labels)], dim=1)  # (B, z_dim + label_dim)
         return self.net(z).view(-1, *self.image_shape)  # (B, C, H, W)
 
 

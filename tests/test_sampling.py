@@ -5,7 +5,17 @@ from PIL import Image
 
 from ganforge.errors import GanforgeError
 from ganforge.models import DCGANGenerator
-from ganforge.sampling import generate_images, sample_noise, to_uint8, write_images
+from ganforge.sampling import (
+    generate_images,
+    interpolation_frames,
+    latent_loop,
+    sample_images,
+    sample_noise,
+    save_gif,
+    slerp,
+    to_uint8,
+    write_images,
+)
 
 
 def test_to_uint8_maps_each_range_onto_0_255():
@@ -66,3 +76,54 @@ def test_unknown_output_kind_and_unwritable_paths_are_errors(tmp_path, images):
         write_images(images, tmp_path / "out.gifv")
     with pytest.raises(GanforgeError, match="cannot write"):
         write_images(images, tmp_path / "missing-dir" / "grid.png")
+
+
+def test_slerp_ends_are_exact_and_the_midpoint_of_orthogonal_unit_vectors_is_hand_computed():
+    a, b = sample_noise(5, 100, seed=1), sample_noise(5, 100, seed=2)
+    assert torch.equal(slerp(a, b, 0.0), a) and torch.equal(slerp(a, b, 1.0), b)
+    # Angle pi/2: each coefficient is sin(pi/4) / sin(pi/2) = 1/sqrt(2).
+    x, y = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    assert torch.allclose(slerp(x, y, 0.5), torch.tensor([0.5**0.5, 0.5**0.5]))
+    # A third of the way along the quarter circle is at 30 degrees.
+    assert torch.allclose(slerp(x, y, 1 / 3), torch.tensor([3**0.5 / 2, 0.5]))
+
+
+def test_slerp_keeps_the_norm_of_equal_norm_rows_where_a_straight_line_shrinks_it():
+    a = sample_noise(8, 100, seed=3)
+    b = sample_noise(8, 100, seed=4)
+    b = b / b.norm(dim=1, keepdim=True) * a.norm(dim=1, keepdim=True)
+    for t in (0.1, 0.25, 0.5, 0.9):
+        assert torch.allclose(slerp(a, b, t).norm(dim=1), a.norm(dim=1), rtol=1e-5)
+    assert ((0.5 * a + 0.5 * b).norm(dim=1) < 0.8 * a.norm(dim=1)).all()  # what slerp avoids
+
+
+def test_slerp_of_parallel_rows_is_linear():
+    a = torch.tensor([[1.0, 2.0]])
+    assert torch.allclose(slerp(a, 3 * a, 0.5), 2 * a)
+
+
+def test_latent_loop_passes_through_every_keyframe_and_closes():
+    keys = sample_noise(4 * 3, 10, seed=0).view(4, 3, 10)
+    path = latent_loop(keys, 20)
+    assert path.shape == (20, 3, 10)
+    for k in range(4):
+        assert torch.equal(path[5 * k], keys[k])
+    # The step from the last frame back to the first is no longer than the others.
+    steps = (path.roll(-1, dims=0) - path).norm(dim=-1)
+    assert steps[-1].max() <= 1.5 * steps[:-1].mean()
+
+
+def test_sample_images_refuses_labels_for_an_unconditional_generator():
+    with pytest.raises(GanforgeError, match="unconditional"):
+        sample_images(DCGANGenerator(width=8), sample_noise(2, 100, seed=0), labels=torch.tensor([0, 1]))
+
+
+def test_interpolation_gif_has_one_frame_per_step_of_the_grid_size(tmp_path):
+    torch.manual_seed(0)
+    generator = DCGANGenerator(width=8).eval()
+    frames = interpolation_frames(generator, steps=12, n=3, seed=0)
+    save_gif(frames, tmp_path / "walk.gif", fps=10)
+    with Image.open(tmp_path / "walk.gif") as gif:
+        assert gif.n_frames == 12 and gif.is_animated
+        assert gif.size == (2 + 3 * 30, 2 + 30)  # 3 walks in one row, 28 px with 2-pixel padding
+        assert gif.info["loop"] == 0 and gif.info["duration"] == 100

@@ -1,7 +1,8 @@
 """The command line: parse flags, call the library, print errors as one line.
 
 Every ``train`` flag is a field of ``TrainConfig`` (its help text lives there);
-every command is a public function first: ``train``, ``resume``, ``generate``.
+every command is a public function first: ``train``, ``resume``, ``generate``,
+``evaluate``, ``interpolate``.
 """
 
 import argparse
@@ -169,6 +170,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout (default: a table)")
     evaluate.set_defaults(func=run_evaluate)
+
+    interpolate = commands.add_parser(
+        "interpolate",
+        parents=[debug],
+        help="an animated GIF of walks through the latent space",
+        description="Write an animated GIF of latent walks: each a closed loop of spherical interpolations "
+        "through random noise vectors. A conditional model gets one row per class.",
+    )
+    interpolate.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or a .pt checkpoint")
+    interpolate.add_argument("--out", default="walk.gif", help="the .gif to write (default: walk.gif)")
+    interpolate.add_argument("--steps", type=positive_int, default=60, help="frames in the loop (default: 60)")
+    interpolate.add_argument("--n", type=positive_int, default=8, help="walks side by side (default: 8)")
+    interpolate.add_argument("--seed", type=int, default=0, help="noise seed of the walks (default: 0)")
+    interpolate.add_argument("--fps", type=float, default=20.0, help="frames per second (default: 20)")
+    interpolate.add_argument(
+        "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device to sample on (default: auto)"
+    )
+    interpolate.set_defaults(func=run_interpolate)
     return parser
 
 
@@ -192,6 +211,17 @@ def run_generate(args: argparse.Namespace) -> int:
         args.source, n=args.n, seed=args.seed, out=args.out, device=args.device, batch_size=args.batch_size
     )
     print(f"wrote {len(images)} images {tuple(images.shape[1:])} to {args.out}")
+    return 0
+
+
+def run_interpolate(args: argparse.Namespace) -> int:
+    """ganforge interpolate: write an animated GIF of latent walks."""
+    from ganforge.sampling import interpolate
+
+    path = interpolate(
+        args.source, out=args.out, steps=args.steps, n=args.n, seed=args.seed, fps=args.fps, device=args.device
+    )
+    print(f"wrote {args.steps} frames to {path}")
     return 0
 
 

@@ -29,3 +29,23 @@ def _deterministic_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """tiny_run(model) -> a finished run of a few steps of ``model`` on the embedded MNIST subset (made once)."""
+    from ganforge.cli import main
+
+    runs = {}
+    empty_root = tmp_path_factory.mktemp("empty-root")
+
+    def make(model: str = "mlp") -> Path:
+        if model not in runs:
+            run = tmp_path_factory.mktemp(f"tiny-{model}") / "run"
+            args = ["train", "--model", model, "--steps", "6", "--batch-size", "16", "--log-every", "2", "--out", run]
+            args += ["--data-root", empty_root, "--no-download", "--no-progress", "--no-tensorboard"]
+            assert main([str(arg) for arg in args]) == 0
+            runs[model] = run
+        return runs[model]
+
+    return make

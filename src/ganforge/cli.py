@@ -2,7 +2,7 @@
 
 Every ``train`` flag is a field of ``TrainConfig`` (its help text lives there);
 every command is a public function first: ``train``, ``resume``, ``generate``,
-``evaluate``, ``interpolate``.
+``evaluate``, ``interpolate``, ``export``, ``plot_run``, ``serve``.
 """
 
 import argparse
@@ -188,6 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device to sample on (default: auto)"
     )
     interpolate.set_defaults(func=run_interpolate)
+
+    export = commands.add_parser(
+        "export",
+        parents=[debug],
+        help="write the generator as TorchScript, ONNX or safetensors",
+        description="Write the generator for use without ganforge: noise (B, z_dim) [and labels (B,)] in, "
+        "images (B, C, H, W) in the model's output range out. The file carries the model's description as JSON.",
+    )
+    export.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or a .pt checkpoint")
+    export.add_argument("--format", required=True, choices=("torchscript", "onnx", "safetensors"), help="file format")
+    export.add_argument("--out", required=True, help="the file to write")
+    export.set_defaults(func=run_export)
     return parser
 
 
@@ -222,6 +234,15 @@ def run_interpolate(args: argparse.Namespace) -> int:
         args.source, out=args.out, steps=args.steps, n=args.n, seed=args.seed, fps=args.fps, device=args.device
     )
     print(f"wrote {args.steps} frames to {path}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """ganforge export: write the generator in another format."""
+    from ganforge.export import export
+
+    path = export(args.source, args.format, args.out)
+    print(f"wrote the generator as {args.format} to {path}")
     return 0
 
 

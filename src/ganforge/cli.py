@@ -200,6 +200,29 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=("torchscript", "onnx", "safetensors"), help="file format")
     export.add_argument("--out", required=True, help="the file to write")
     export.set_defaults(func=run_export)
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[debug],
+        help="a web page to explore a trained generator",
+        description="Serve a page with a grid of samples, a seed box, a class picker for conditional models, "
+        "a latent walk slider and a PNG download, and the API behind it (see the README).",
+    )
+    serve.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or a .pt checkpoint")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; anything but loopback opens the page to the network (default: 127.0.0.1)",
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: 8000)")
+    serve.add_argument("--max-n", type=positive_int, default=64, help="most images per request (default: 64)")
+    serve.add_argument(
+        "--threads", type=positive_int, default=None, help="torch threads for sampling (default: every core)"
+    )
+    serve.add_argument(
+        "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device to sample on (default: auto)"
+    )
+    serve.set_defaults(func=run_serve)
     return parser
 
 
@@ -243,6 +266,14 @@ def run_export(args: argparse.Namespace) -> int:
 
     path = export(args.source, args.format, args.out)
     print(f"wrote the generator as {args.format} to {path}")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """ganforge serve: the web page, until Ctrl-C."""
+    from ganforge.serve import serve
+
+    serve(args.source, host=args.host, port=args.port, device=args.device, max_n=args.max_n, threads=args.threads)
     return 0
 
 

@@ -1,8 +1,12 @@
+import inspect
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+
+import ganforge.sampling
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,3 +53,36 @@ def tiny_run(tmp_path_factory):
         return runs[model]
 
     return make
+
+
+class TinyConditionalGenerator(nn.Module):
+    """A stand-in conditional generator: every pixel of an image is its class's gray level, 60 * (label + 1)."""
+
+    output_range = (0.0, 1.0)
+
+    def __init__(self, z_dim: int = 8, num_classes: int = 3):
+        super().__init__()
+        self.z_dim, self.num_classes = z_dim, num_classes
+        self.gain = nn.Parameter(torch.tensor(0.001))  # the noise moves pixels by less than half a gray level
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        level = (labels.float() + 1) * 60 / 255  # (B,)
+        return (level[:, None, None, None] + self.gain * z[:, :1, None, None].tanh()).expand(-1, 1, 8, 8)
+
+
+def generate_images_with_labels(generator, noise, batch_size=256, labels=None):
+    """What main's generate_images(..., labels=) does, for a branch that does not have it yet."""
+    with torch.no_grad():
+        images = [generator(z, y) for z, y in zip(noise.split(batch_size), labels.split(batch_size))]
+    return ganforge.sampling.to_uint8(torch.cat(images), generator.output_range)
+
+
+@pytest.fixture
+def conditional_app(tiny_run, monkeypatch):
+    """The app around TinyConditionalGenerator (the checkpoint's other data come from a tiny mlp run)."""
+    import ganforge.serve
+
+    monkeypatch.setattr(ganforge.serve, "load_generator", lambda source, device: TinyConditionalGenerator().eval())
+    if "labels" not in inspect.signature(ganforge.sampling.generate_images).parameters:
+        monkeypatch.setattr(ganforge.sampling, "generate_images", generate_images_with_labels)
+    return ganforge.serve.create_app(tiny_run("mlp"))

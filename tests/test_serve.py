@@ -1,19 +1,16 @@
 """The web API: validation with clear 422s, same parameters same bytes, grid sizes, the model's description."""
 
-import inspect
 import io
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import torch
 from PIL import Image
-from torch import nn
 
 pytest.importorskip("fastapi", reason="ganforge serve needs fastapi: pip install -e '.[serve]'")
 from fastapi.testclient import TestClient  # noqa: E402
 
-import ganforge.sampling  # noqa: E402
 import ganforge.serve  # noqa: E402
+from ganforge.sampling import generate  # noqa: E402
 from ganforge.serve import MAX_SEED, create_app  # noqa: E402
 
 
@@ -66,7 +63,7 @@ def test_the_grid_has_the_size_of_n_images(client):
 
 
 def test_the_grid_matches_ganforge_generate(client, tiny_run, tmp_path):
-    ganforge.sampling.generate(tiny_run("dcgan"), n=9, seed=7, out=tmp_path / "grid.png", device="cpu")
+    generate(tiny_run("dcgan"), n=9, seed=7, out=tmp_path / "grid.png", device="cpu")
     assert (tmp_path / "grid.png").read_bytes() == client.get("/api/samples?n=9&seed=7").content
 
 
@@ -121,37 +118,6 @@ def test_a_loopback_server_answers_only_loopback_host_names(tiny_run):
         assert client.get("/api/model").status_code == 200
         assert client.get("/api/model", headers={"host": "localhost:8000"}).status_code == 200
         assert client.get("/api/model", headers={"host": "attacker.example"}).status_code == 400
-
-
-class TinyConditionalGenerator(nn.Module):
-    """A stand-in conditional generator: every pixel of an image is its class's gray level, 60 * (label + 1)."""
-
-    output_range = (0.0, 1.0)
-
-    def __init__(self, z_dim: int = 8, num_classes: int = 3):
-        super().__init__()
-        self.z_dim, self.num_classes = z_dim, num_classes
-        self.gain = nn.Parameter(torch.tensor(0.001))  # the noise moves pixels by less than half a gray level
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        level = (labels.float() + 1) * 60 / 255  # (B,)
-        return (level[:, None, None, None] + self.gain * z[:, :1, None, None].tanh()).expand(-1, 1, 8, 8)
-
-
-def generate_images_with_labels(generator, noise, batch_size=256, labels=None):
-    """What main's generate_images(..., labels=) does, for a branch that does not have it yet."""
-    with torch.no_grad():
-        images = [generator(z, y) for z, y in zip(noise.split(batch_size), labels.split(batch_size))]
-    return ganforge.sampling.to_uint8(torch.cat(images), generator.output_range)
-
-
-@pytest.fixture
-def conditional_app(tiny_run, monkeypatch):
-    """The app around TinyConditionalGenerator (the checkpoint's other data come from a tiny mlp run)."""
-    monkeypatch.setattr(ganforge.serve, "load_generator", lambda source, device: TinyConditionalGenerator().eval())
-    if "labels" not in inspect.signature(ganforge.sampling.generate_images).parameters:
-        monkeypatch.setattr(ganforge.sampling, "generate_images", generate_images_with_labels)
-    return create_app(tiny_run("mlp"))
 
 
 def class_levels(response, count: int) -> list[int]:

@@ -201,6 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="the file to write")
     export.set_defaults(func=run_export)
 
+    plot = commands.add_parser(
+        "plot",
+        parents=[debug],
+        help="plot a run's losses, D(x) and D(G(z)), and FID",
+        description="Write PNG plots of a run's metrics.jsonl into RUN_DIR/plots: losses.png, discriminator.png "
+        "and, when the run was evaluated during training (--eval-every), fid.png.",
+    )
+    plot.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
+    plot.set_defaults(func=run_plot)
+
     serve = commands.add_parser(
         "serve",
         parents=[debug],
@@ -266,6 +276,15 @@ def run_export(args: argparse.Namespace) -> int:
 
     path = export(args.source, args.format, args.out)
     print(f"wrote the generator as {args.format} to {path}")
+    return 0
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    """ganforge plot: PNG plots of a run's metrics."""
+    from ganforge.plots import plot_run
+
+    for path in plot_run(args.run_dir):
+        print(f"wrote {path}")
     return 0
 
 

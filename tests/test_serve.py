@@ -1,6 +1,11 @@
 """The web API: validation with clear 422s, same parameters same bytes, grid sizes, the model's description."""
 
 import io
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -139,3 +144,22 @@ def test_a_conditional_model_draws_the_class_asked_for(conditional_app):
         response = client.get("/api/samples?label=3")
         assert response.status_code == 422
         assert response.json()["detail"] == "label: must be below the model's 3 classes (got 3)"
+
+
+def test_ganforge_serve_listens_on_loopback_answers_and_stops_on_ctrl_c(tiny_run):
+    command = [sys.executable, "-m", "ganforge", "serve", str(tiny_run("mlp")), "--port", "0", "--threads", "1"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("ganforge: serving run at http://127.0.0.1:"), line
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url + "api/samples?n=4&seed=1", timeout=30) as response:
+            assert response.status == 200 and response.read().startswith(b"\x89PNG")
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(url + "api/samples?n=0", timeout=30)
+        assert error.value.code == 422 and b"greater than or equal to 1" in error.value.read()
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert "server stopped" in out and "Traceback" not in err

@@ -216,6 +216,7 @@ def serve(
         listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
+        listener.listen(2048)  # connections queue from now on, so the line below is true when printed
     except (OSError, UnicodeError) as error:
         raise GanforgeError(f"cannot listen on {host}:{port}: {getattr(error, 'strerror', None) or error}") from None
     bound_port = listener.getsockname()[1]
@@ -223,4 +224,8 @@ def serve(
     run = app.state.sampler.info["run"]
     print(f"ganforge: serving {run} at http://{shown}:{bound_port}/ (Ctrl-C to stop)", flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False)
-    uvicorn.Server(config).run(sockets=[listener])
+    try:
+        uvicorn.Server(config).run(sockets=[listener])
+    except KeyboardInterrupt:  # uvicorn shuts down cleanly, then re-raises Ctrl-C: the normal way to stop
+        pass
+    print("ganforge: server stopped", flush=True)

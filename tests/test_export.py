@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ganforge.checkpoint import load_checkpoint, load_generator
-from ganforge.export import export
+from ganforge.export import export_generator
 from ganforge.models import MODELS
 from ganforge.sampling import generate_images, sample_noise, to_uint8
 
@@ -28,7 +28,7 @@ def reference(run, n: int = 5):
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_export_reproduces_the_samples(run, tmp_path):
-    path = export(run, "torchscript", tmp_path / "g.pt")
+    path = export_generator(run, "torchscript", tmp_path / "g.pt")
     extra = {"ganforge.json": ""}
     module = torch.jit.load(str(path), _extra_files=extra)
     noise, images, uint8 = reference(run)
@@ -42,7 +42,7 @@ def test_torchscript_export_reproduces_the_samples(run, tmp_path):
 
 def test_onnx_export_reproduces_the_samples_for_any_batch_size(run, tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
-    path = export(run, "onnx", tmp_path / "g.onnx")
+    path = export_generator(run, "onnx", tmp_path / "g.onnx")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["z"]
     for n in (1, 5):
@@ -58,7 +58,7 @@ def test_safetensors_export_rebuilds_the_generator_from_its_metadata(run, tmp_pa
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    path = export(run, "safetensors", tmp_path / "g.safetensors")
+    path = export_generator(run, "safetensors", tmp_path / "g.safetensors")
     with safe_open(str(path), "pt") as file:
         metadata = json.loads(file.metadata()["ganforge"])
     generator = MODELS[metadata["model"]].generator(**metadata["generator_args"])

@@ -2,7 +2,7 @@
 
 Every ``train`` flag is a field of ``TrainConfig`` (its help text lives there);
 every command is a public function first: ``train``, ``resume``, ``generate``,
-``evaluate``, ``interpolate``, ``export``, ``plot_run``, ``serve``.
+``evaluate``, ``interpolate``, ``export_generator``, ``plot_run``, ``serve``.
 """
 
 import argparse
@@ -272,9 +272,9 @@ def run_interpolate(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """ganforge export: write the generator in another format."""
-    from ganforge.export import export
+    from ganforge.export import export_generator
 
-    path = export(args.source, args.format, args.out)
+    path = export_generator(args.source, args.format, args.out)
     print(f"wrote the generator as {args.format} to {path}")
     return 0
 

@@ -90,10 +90,10 @@ def check_output_path(out: Path) -> None:
         raise GanforgeError(f"cannot write {out}: the folder {out.parent} does not exist")
 
 
-def export(source: str | Path, format: str, out: str | Path) -> Path:
+def export_generator(source: str | Path, format: str, out: str | Path) -> Path:
     """Write the generator of a run directory or checkpoint to ``out`` in ``format`` (see FORMATS).
 
-    >>> export("runs/my-run", "onnx", "generator.onnx")
+    >>> export_generator("runs/my-run", "onnx", "generator.onnx")
     """
     if format not in FORMATS:
         raise UsageError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")

@@ -78,11 +78,17 @@ def generate_images_with_labels(generator, noise, batch_size=256, labels=None):
 
 
 @pytest.fixture
-def conditional_app(tiny_run, monkeypatch):
+def conditional_generator(monkeypatch) -> TinyConditionalGenerator:
+    """A TinyConditionalGenerator, with generate_images taking labels (patched in where it does not yet)."""
+    if "labels" not in inspect.signature(ganforge.sampling.generate_images).parameters:
+        monkeypatch.setattr(ganforge.sampling, "generate_images", generate_images_with_labels)
+    return TinyConditionalGenerator().eval()
+
+
+@pytest.fixture
+def conditional_app(tiny_run, conditional_generator, monkeypatch):
     """The app around TinyConditionalGenerator (the checkpoint's other data come from a tiny mlp run)."""
     import ganforge.serve
 
-    monkeypatch.setattr(ganforge.serve, "load_generator", lambda source, device: TinyConditionalGenerator().eval())
-    if "labels" not in inspect.signature(ganforge.sampling.generate_images).parameters:
-        monkeypatch.setattr(ganforge.sampling, "generate_images", generate_images_with_labels)
+    monkeypatch.setattr(ganforge.serve, "load_generator", lambda source, device: conditional_generator)
     return ganforge.serve.create_app(tiny_run("mlp"))

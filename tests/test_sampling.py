@@ -127,3 +127,12 @@ def test_interpolation_gif_has_one_frame_per_step_of_the_grid_size(tmp_path):
         assert gif.n_frames == 12 and gif.is_animated
         assert gif.size == (2 + 3 * 30, 2 + 30)  # 3 walks in one row, 28 px with 2-pixel padding
         assert gif.info["loop"] == 0 and gif.info["duration"] == 100
+
+
+def test_interpolation_of_a_conditional_generator_has_one_row_per_class(conditional_generator):
+    frames = interpolation_frames(conditional_generator, steps=4, n=2, seed=0)
+    assert len(frames) == 4
+    for frame in frames:
+        assert frame.mode == "L" and frame.size == (2 + 2 * 10, 2 + 3 * 10)  # 2 walks, 3 classes of 8x8 images
+        rows = [frame.getpixel((6, 6 + 10 * row)) for row in range(3)]
+        assert rows == [60, 120, 180]  # row c is class c throughout

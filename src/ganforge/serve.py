@@ -37,7 +37,7 @@ PAGE_HEADERS = {
     "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
 }
-LOOPBACK_HOSTS = ["127.0.0.1", "localhost"]  # Host headers a loopback server answers: no DNS rebinding
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]  # Host headers a loopback server answers: no DNS rebinding
 
 
 def import_fastapi():
@@ -58,9 +58,10 @@ class Sampler:
     """
 
     def __init__(self, source: str | Path, device: str = "cpu"):
-        self.generator = load_generator(source, resolve_device(device))
-        self.info = describe_generator(load_checkpoint(source), self.generator)
+        # Resolved once: a run still training may move its latest checkpoint between the two reads.
         checkpoint = resolve_checkpoint(source)
+        self.generator = load_generator(checkpoint, resolve_device(device))
+        self.info = describe_generator(load_checkpoint(checkpoint), self.generator)
         # A name to show, never a path: the run directory's name, else the checkpoint file's.
         self.info["run"] = (checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint).name
         self.num_classes = self.info["num_classes"]
@@ -207,22 +208,26 @@ def serve(
         raise GanforgeError('ganforge serve needs FastAPI and uvicorn: pip install "ganforge[serve]"') from None
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {port}")
-    torch.set_num_threads(threads or available_cores())
-    app = create_app(source, device, max_n, allowed_hosts=LOOPBACK_HOSTS if is_loopback(host) else None)
-    if not is_loopback(host):
-        log.warning(f"serving on {host}: anyone who can reach this machine on port {port} can use the page")
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL or Host header
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
-        listener.listen(2048)  # connections queue from now on, so the line below is true when printed
+        listener.listen(2048)  # connections queue from now on, so the line printed below is true
     except (OSError, UnicodeError) as error:
+        listener.close()
         raise GanforgeError(f"cannot listen on {host}:{port}: {getattr(error, 'strerror', None) or error}") from None
-    bound_port = listener.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
+    if not is_loopback(host):
+        log.warning(f"serving on {host}: anyone who can reach this machine on port {port} can use the page")
+    torch.set_num_threads(threads or available_cores())
+    try:
+        allowed_hosts = [*LOOPBACK_HOSTS, shown] if is_loopback(host) else None
+        app = create_app(source, device, max_n, allowed_hosts=allowed_hosts)
+    except BaseException:
+        listener.close()
+        raise
     run = app.state.sampler.info["run"]
-    print(f"ganforge: serving {run} at http://{shown}:{bound_port}/ (Ctrl-C to stop)", flush=True)
+    print(f"ganforge: serving {run} at http://{shown}:{listener.getsockname()[1]}/ (Ctrl-C to stop)", flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False)
     try:
         uvicorn.Server(config).run(sockets=[listener])

@@ -16,6 +16,8 @@ import typing
 from ganforge import __version__
 from ganforge.config import TrainConfig, flag
 from ganforge.errors import GanforgeError
+from ganforge.export import FORMATS as EXPORT_FORMATS  # constants only: fastapi, onnx load when used
+from ganforge.serve import MAX_N
 
 log = logging.getLogger("ganforge")
 
@@ -197,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         "images (B, C, H, W) in the model's output range out. The file carries the model's description as JSON.",
     )
     export.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or a .pt checkpoint")
-    export.add_argument("--format", required=True, choices=("torchscript", "onnx", "safetensors"), help="file format")
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="file format")
     export.add_argument("--out", required=True, help="the file to write")
     export.set_defaults(func=run_export)
 
@@ -225,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to listen on; anything but loopback opens the page to the network (default: 127.0.0.1)",
     )
     serve.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: 8000)")
-    serve.add_argument("--max-n", type=positive_int, default=64, help="most images per request (default: 64)")
+    serve.add_argument("--max-n", type=positive_int, default=MAX_N, help=f"most images per request (default: {MAX_N})")
     serve.add_argument(
         "--threads", type=positive_int, default=None, help="torch threads for sampling (default: every core)"
     )

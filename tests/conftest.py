@@ -1,12 +1,9 @@
-import inspect
 import os
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
-
-import ganforge.sampling
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,20 +34,24 @@ def _deterministic_threads():
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """tiny_run(model) -> a finished run of a few steps of ``model`` on the embedded MNIST subset (made once)."""
+    """tiny_run(model, *flags) -> a finished run of a few steps of ``model`` on the embedded MNIST subset.
+
+    Each (model, flags) is trained once per session; ``tiny_run("dcgan", "--conditional")`` is class-conditional.
+    """
     from ganforge.cli import main
 
     runs = {}
     empty_root = tmp_path_factory.mktemp("empty-root")
 
-    def make(model: str = "mlp") -> Path:
-        if model not in runs:
+    def make(model: str = "mlp", *flags: str) -> Path:
+        key = (model, *flags)
+        if key not in runs:
             run = tmp_path_factory.mktemp(f"tiny-{model}") / "run"
             args = ["train", "--model", model, "--steps", "6", "--batch-size", "16", "--log-every", "2", "--out", run]
-            args += ["--data-root", empty_root, "--no-download", "--no-progress", "--no-tensorboard"]
+            args += ["--data-root", empty_root, "--no-download", "--no-progress", "--no-tensorboard", *flags]
             assert main([str(arg) for arg in args]) == 0
-            runs[model] = run
-        return runs[model]
+            runs[key] = run
+        return runs[key]
 
     return make
 
@@ -70,18 +71,9 @@ class TinyConditionalGenerator(nn.Module):
         return (level[:, None, None, None] + self.gain * z[:, :1, None, None].tanh()).expand(-1, 1, 8, 8)
 
 
-def generate_images_with_labels(generator, noise, batch_size=256, labels=None):
-    """What main's generate_images(..., labels=) does, for a branch that does not have it yet."""
-    with torch.no_grad():
-        images = [generator(z, y) for z, y in zip(noise.split(batch_size), labels.split(batch_size))]
-    return ganforge.sampling.to_uint8(torch.cat(images), generator.output_range)
-
-
 @pytest.fixture
-def conditional_generator(monkeypatch) -> TinyConditionalGenerator:
-    """A TinyConditionalGenerator, with generate_images taking labels (patched in where it does not yet)."""
-    if "labels" not in inspect.signature(ganforge.sampling.generate_images).parameters:
-        monkeypatch.setattr(ganforge.sampling, "generate_images", generate_images_with_labels)
+def conditional_generator() -> TinyConditionalGenerator:
+    """A TinyConditionalGenerator in eval mode."""
     return TinyConditionalGenerator().eval()
 
 

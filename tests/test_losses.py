@@ -8,8 +8,15 @@ from hypothesis import strategies as st
 from ganforge.losses import (
     LOSSES,
     discriminator_bce_loss,
+    discriminator_hinge_loss,
+    discriminator_least_squares_loss,
+    discriminator_wasserstein_loss,
+    generator_hinge_loss,
+    generator_least_squares_loss,
     generator_minimax_loss,
     generator_nonsaturating_loss,
+    gradient_penalty,
+    r1_penalty,
 )
 
 
@@ -54,3 +61,70 @@ def test_losses_stay_finite_for_extreme_logits(real, fake):
     for loss in LOSSES.values():
         assert torch.isfinite(loss.discriminator(real_t, fake_t))
         assert torch.isfinite(loss.generator(fake_t))
+
+
+def test_hinge_loss_by_hand_and_its_margins():
+    real, fake = torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-3.0, -0.5, 1.0])
+    # max(0, 1 - [2, 0.5, -1]) = [0, 0.5, 2]; max(0, 1 + [-3, -0.5, 1]) = [0, 0.5, 2]
+    assert discriminator_hinge_loss(real, fake).item() == pytest.approx(2.5 / 3 + 2.5 / 3)
+    assert generator_hinge_loss(fake).item() == pytest.approx(2.5 / 3)
+    # Beyond the margins (real >= 1, fake <= -1) the discriminator has nothing left to learn.
+    real, fake = torch.tensor([1.0, 5.0], requires_grad=True), torch.tensor([-1.0, -7.0], requires_grad=True)
+    loss = discriminator_hinge_loss(real, fake)
+    loss.backward()
+    assert loss.item() == 0 and real.grad.abs().sum() == 0 and fake.grad.abs().sum() == 0
+
+
+def test_least_squares_loss_by_hand():
+    real, fake = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
+    # 0.5 * mean([0, 1]) + 0.5 * mean([0, 4])
+    assert discriminator_least_squares_loss(real, fake).item() == pytest.approx(0.25 + 1.0)
+    # 0.5 * mean([1, 1])
+    assert generator_least_squares_loss(fake).item() == pytest.approx(0.5)
+
+
+def test_wasserstein_loss_is_the_difference_of_mean_scores():
+    real, fake = torch.tensor([3.0, 1.0]), torch.tensor([-1.0, 0.0])
+    assert discriminator_wasserstein_loss(real, fake).item() == pytest.approx(-0.5 - 2.0)
+    assert LOSSES["wgan-gp"].gradient_penalty == 10 and LOSSES["wgan-gp"].default_n_critic == 5
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 3.0])
+def test_gradient_penalty_of_a_linear_critic_is_its_norm_minus_one_squared(scale):
+    """D(x) = <w, x> has gradient w everywhere: the penalty is (||w|| - 1)^2 at every interpolate."""
+    torch.manual_seed(0)
+    w = torch.randn(1, 2, 4, 4)
+    w = w * (scale / w.norm())
+
+    def critic(images):
+        return (images * w).flatten(1).sum(1)
+
+    real, fake = torch.randn(8, 2, 4, 4), torch.randn(8, 2, 4, 4)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx((scale - 1) ** 2, abs=1e-5)
+
+
+def test_gradient_penalty_pushes_the_critic_towards_unit_gradient_norm():
+    w = torch.full((1, 1, 2, 2), 2.0, requires_grad=True)  # ||w|| = 4
+
+    def critic(images):
+        return (images * w).flatten(1).sum(1)
+
+    penalty = gradient_penalty(critic, torch.randn(4, 1, 2, 2), torch.randn(4, 1, 2, 2))
+    penalty.backward()
+    assert penalty.item() == pytest.approx(9.0)
+    assert (w.grad > 0).all()  # a step against the gradient shrinks ||w|| towards 1
+
+
+def test_r1_penalty_of_a_known_function():
+    """D(x) = sum(a * x^2) / 2 has gradient a * x: R1 = mean over the batch of ||a * x||^2."""
+    a = torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
+    real = torch.tensor([[1.0, 1.0, 1.0], [0.0, 1.0, -2.0]]).view(2, 3, 1, 1).requires_grad_(True)
+    logits = (a * real**2).flatten(1).sum(1) / 2
+    expected = ((1 + 4 + 9) + (0 + 4 + 36)) / 2
+    assert r1_penalty(logits, real).item() == pytest.approx(expected)
+
+
+def test_r1_penalty_is_zero_where_the_discriminator_is_flat():
+    real = torch.randn(4, 1, 3, 3, requires_grad=True)
+    logits = real.sum((1, 2, 3)) * 0 + 1.5
+    assert r1_penalty(logits, real).item() == 0

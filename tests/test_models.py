@@ -68,3 +68,51 @@ def test_dcgan_weights_follow_the_paper_initialisation():
 def test_models_have_their_published_recipes():
     assert MODELS["mlp"].lr == 1e-3 and MODELS["mlp"].betas == (0.9, 0.999)
     assert MODELS["dcgan"].lr == 2e-4 and MODELS["dcgan"].betas == (0.5, 0.999)
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_every_model_has_a_conditional_form(model):
+    generator = build_generator(model, dict(z_dim=16, width=8, channels=1, image_size=28, num_classes=10))
+    discriminator = build_discriminator(model, dict(width=8, channels=1, image_size=28, num_classes=10))
+    assert generator.num_classes == discriminator.num_classes == 10
+    for module in generator.modules():  # conditional BatchNorm starts class-blind (scale 1, shift 0)
+        if isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight)
+    z = torch.randn(4, 16).repeat(2, 1)  # the same noise twice ...
+    labels = torch.tensor([0, 1, 2, 3, 9, 8, 7, 6])  # ... with other classes
+    generator.eval()
+    images = generator(z, labels)
+    assert images.shape == (8, 1, 28, 28)
+    assert not torch.allclose(images[:4], images[4:])  # the class changes the image
+    logits = discriminator(images, labels)
+    assert logits.shape == (8,)
+    assert not torch.allclose(discriminator(images, labels), discriminator(images, labels.flip(0)))
+    with pytest.raises(ValueError, match="conditional"):
+        generator(z)
+    with pytest.raises(ValueError, match="unconditional"):
+        build_generator(model, dict(z_dim=16, width=8, channels=1, image_size=28))(z, labels)
+
+
+def test_resnet_discriminator_is_spectrally_normalised():
+    """After some power iterations every weight's largest singular value is ~1 (Miyato et al. 2018)."""
+    torch.manual_seed(0)
+    discriminator = build_discriminator("resnet", dict(width=16, channels=3, image_size=32, num_classes=10))
+    images, labels = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    normalised = [m for m in discriminator.modules() if hasattr(m, "parametrizations")]
+    with torch.no_grad():
+        for module in normalised:  # whatever the raw weights' scale, the normalised ones have norm 1
+            module.parametrizations.weight.original.mul_(5.0)
+    for _ in range(30):  # each training-mode forward runs one power iteration
+        discriminator(images, labels)
+    discriminator.eval()
+    assert len(normalised) >= 8
+    for module in normalised:
+        weight = module.weight.detach().flatten(1)  # the normalised weight
+        sigma = torch.linalg.matrix_norm(weight, ord=2).item()
+        assert sigma == pytest.approx(1.0, abs=0.05), type(module).__name__
+
+
+def test_resnet_recipe_and_shapes():
+    assert MODELS["resnet"].betas == (0.0, 0.9) and MODELS["resnet"].lr == 2e-4
+    generator = build_generator("resnet", dict(z_dim=8, width=8, channels=1, image_size=28, num_classes=0))
+    assert generator.base == 7 and len(generator.blocks) == 2

@@ -9,7 +9,6 @@ from ganforge.sampling import (
     generate_images,
     interpolation_frames,
     latent_loop,
-    sample_images,
     sample_noise,
     save_gif,
     slerp,
@@ -111,11 +110,6 @@ def test_latent_loop_passes_through_every_keyframe_and_closes():
     # The step from the last frame back to the first is no longer than the others.
     steps = (path.roll(-1, dims=0) - path).norm(dim=-1)
     assert steps[-1].max() <= 1.5 * steps[:-1].mean()
-
-
-def test_sample_images_refuses_labels_for_an_unconditional_generator():
-    with pytest.raises(GanforgeError, match="unconditional"):
-        sample_images(DCGANGenerator(width=8), sample_noise(2, 100, seed=0), labels=torch.tensor([0, 1]))
 
 
 def test_interpolation_gif_has_one_frame_per_step_of_the_grid_size(tmp_path):

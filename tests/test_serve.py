@@ -163,3 +163,18 @@ def test_ganforge_serve_listens_on_loopback_answers_and_stops_on_ctrl_c(tiny_run
         out, err = server.communicate(timeout=30)
     assert server.returncode == 0, err
     assert "server stopped" in out and "Traceback" not in err
+
+
+def test_a_conditional_dcgan_draws_each_class_as_ganforge_generate_does(tiny_run, tmp_path):
+    run = tiny_run("dcgan", "--conditional")
+    with TestClient(create_app(run)) as client:
+        assert client.get("/api/model").json()["num_classes"] == 10
+        seven = client.get("/api/samples?n=12&seed=0&label=7")
+        assert decode(seven).size == (2 + 10 * 30, 2 + 2 * 30)  # one column per class, as generate lays it out
+        generate(run, n=12, seed=0, out=tmp_path / "seven.png", device="cpu", labels=7)
+        assert seven.content == (tmp_path / "seven.png").read_bytes()
+        assert client.get("/api/samples?n=12&seed=0&label=3").content != seven.content
+        assert client.get("/api/walk?n=12&seed_a=0&t=0&label=7").content == seven.content
+        response = client.get("/api/samples?label=10")
+        assert response.status_code == 422
+        assert response.json()["detail"] == "label: must be below the model's 10 classes (got 10)"

@@ -169,12 +169,12 @@ def poison_generator(monkeypatch, at_calls):
 
     original, calls = ganforge.training.training_step, []
 
-    def poisoned_step(generator, *args):
-        stats = original(generator, *args)
+    def poisoned_step(models, *args):
+        stats = original(models, *args)
         calls.append(1)
         if len(calls) in at_calls:
             with torch.no_grad():
-                next(generator.parameters())[0].fill_(float("nan"))
+                next(models.generator.parameters())[0].fill_(float("nan"))
         return stats
 
     monkeypatch.setattr(ganforge.training, "training_step", poisoned_step)

@@ -20,7 +20,7 @@ from ganforge.errors import GanforgeError
 from ganforge.models import MODELS, build_generator
 
 FORMAT = "ganforge-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optional ema_generator and classes; num_classes in the models' arguments
 POINTER = "latest"  # a run's checkpoints/latest names its newest complete checkpoint file
 
 
@@ -162,8 +162,10 @@ def load_state(module: nn.Module, state: dict, what: str, path: str | Path) -> N
         raise GanforgeError(f"{path}: the {what} weights do not fit the architecture ({detail[:200]})") from None
 
 
-def load_generator(source: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+def load_generator(source: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> nn.Module:
     """The trained generator of a run directory or checkpoint, in eval mode on ``device``.
+
+    With ``ema`` (the default), the generator's moving average when the run kept one.
 
     >>> generator = load_generator("runs/my-run")
     >>> images = generator(torch.randn(16, generator.z_dim))  # (16, C, H, W)
@@ -173,7 +175,8 @@ def load_generator(source: str | Path, device: str | torch.device = "cpu") -> nn
         generator = build_generator(checkpoint["model"], checkpoint["generator_args"])
     except (KeyError, TypeError, ValueError) as error:
         raise GanforgeError(f"{source}: cannot rebuild the {checkpoint['model']} generator ({error})") from None
-    load_state(generator, checkpoint["generator"], "generator", source)
+    which = "ema_generator" if ema and "ema_generator" in checkpoint else "generator"
+    load_state(generator, checkpoint[which], which.replace("_", " "), source)
     return to_fast_layout(generator.to(device)).eval()
 
 

@@ -15,7 +15,7 @@ import typing
 
 from ganforge import __version__
 from ganforge.config import TrainConfig, flag
-from ganforge.errors import GanforgeError
+from ganforge.errors import GanforgeError, UsageError
 from ganforge.export import FORMATS as EXPORT_FORMATS  # constants only: fastapi, onnx load when used
 from ganforge.serve import MAX_N
 
@@ -67,6 +67,17 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def label_list(text: str) -> list[int]:
+    """argparse type: '0,1,2' -> [0, 1, 2]."""
+    try:
+        labels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected class numbers such as 0,1,2; got {text!r}") from None
+    if not labels:
+        raise argparse.ArgumentTypeError("expected at least one class number")
+    return labels
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +142,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device to sample on (default: auto)"
     )
     generate.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass (default: 256)")
+    which = generate.add_mutually_exclusive_group()
+    which.add_argument(
+        "--label", type=int, default=None, help="conditional models: every image of this class (default: all classes)"
+    )
+    which.add_argument(
+        "--labels",
+        type=label_list,
+        default=None,
+        metavar="L1,L2,...",
+        help="conditional models: cycle through these classes, one grid column each (default: all classes)",
+    )
+    generate.add_argument(
+        "--dataset",
+        metavar="OUT",
+        default=None,
+        help="conditional models: write a labelled synthetic dataset instead, as an ImageFolder tree "
+        "(one subfolder per class) or an .npz with images and labels (default: off)",
+    )
+    generate.add_argument(
+        "--per-class", type=positive_int, default=1000, help="images per class with --dataset (default: 1000)"
+    )
+    generate.add_argument(
+        "--ema",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="sample the generator's moving average when the run kept one (default: on)",
+    )
     generate.set_defaults(func=run_generate)
 
     evaluate = commands.add_parser(
@@ -169,6 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="noise seed when sampling a generator (default: 0)")
     evaluate.add_argument(
         "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device (default: auto)"
+    )
+    evaluate.add_argument(
+        "--cas",
+        action="store_true",
+        help="also the Classification Accuracy Score: a small classifier trained on the labelled samples, tested on "
+        "the real test set, next to one trained on as many real images (default: off)",
+    )
+    evaluate.add_argument(
+        "--cas-epochs", type=positive_int, default=3, help="epochs of each --cas classifier (default: 3)"
     )
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout (default: a table)")
     evaluate.set_defaults(func=run_evaluate)
@@ -252,11 +299,18 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_generate(args: argparse.Namespace) -> int:
     """ganforge generate: sample images and write them where --out says."""
-    from ganforge.sampling import generate
+    from ganforge.sampling import export_dataset, generate
 
-    images = generate(
-        args.source, n=args.n, seed=args.seed, out=args.out, device=args.device, batch_size=args.batch_size
-    )
+    common = dict(seed=args.seed, device=args.device, batch_size=args.batch_size, ema=args.ema)
+    if args.dataset is not None:
+        if args.label is not None or args.labels is not None:
+            raise UsageError("--dataset writes every class: leave out --label/--labels")
+        images, labels = export_dataset(args.source, args.dataset, per_class=args.per_class, **common)
+        classes = len(labels.unique())
+        print(f"wrote {len(images)} images {tuple(images.shape[1:])}, {classes} classes, to {args.dataset}")
+        return 0
+    labels = args.label if args.label is not None else args.labels
+    images = generate(args.source, n=args.n, out=args.out, labels=labels, **common)
     print(f"wrote {len(images)} images {tuple(images.shape[1:])} to {args.out}")
     return 0
 
@@ -323,6 +377,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         inception_weights=args.inception_weights,
+        cas=args.cas,
+        cas_epochs=args.cas_epochs,
     )
     if args.json:
         print(json.dumps(results))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from ganforge.augment import parse_policy
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.losses import LOSSES
 from ganforge.models import MODELS
@@ -36,10 +37,19 @@ class TrainConfig:
 
     # What to train.
     model: str = _field("dcgan", "architecture", choices=tuple(MODELS))
-    loss: str = _field("nonsaturating", "adversarial loss; minimax is the saturating original", choices=tuple(LOSSES))
+    loss: str = _field(
+        "nonsaturating",
+        "adversarial loss; minimax is the saturating original, wgan-gp adds the gradient penalty",
+        choices=tuple(LOSSES),
+    )
+    conditional: bool = _field(
+        False, "class-conditional generator and projection discriminator, trained on the data's labels"
+    )
     z_dim: int = _field(100, "length of the generator's noise vector")
     width: int | None = _field(
-        None, "capacity: hidden units (mlp) or base channels (dcgan)", default_help="mlp 128, dcgan 64"
+        None,
+        "capacity: hidden units (mlp) or base channels (dcgan, resnet)",
+        default_help="mlp 128, dcgan 64, resnet 128",
     )
     # The data.
     data: str = _field(
@@ -78,9 +88,23 @@ class TrainConfig:
     )
     # Optimisation.
     batch_size: int = _field(128, "images per step")
-    lr: float | None = _field(None, "Adam learning rate of both networks", default_help="mlp 1e-3, dcgan 2e-4")
-    beta1: float | None = _field(None, "Adam beta1", default_help="mlp 0.9, dcgan 0.5")
-    beta2: float | None = _field(None, "Adam beta2", default_help="0.999")
+    lr: float | None = _field(
+        None, "Adam learning rate of both networks", default_help="mlp 1e-3, dcgan and resnet 2e-4"
+    )
+    g_lr: float | None = _field(None, "the generator's learning rate (two time-scale updates)", default_help="--lr")
+    d_lr: float | None = _field(None, "the discriminator's learning rate", default_help="--lr")
+    beta1: float | None = _field(None, "Adam beta1", default_help="mlp 0.9, dcgan 0.5, resnet 0.0")
+    beta2: float | None = _field(None, "Adam beta2", default_help="0.999, resnet 0.9")
+    n_critic: int | None = _field(
+        None, "discriminator updates per generator update", default_help="5 for wgan-gp, else 1"
+    )
+    r1: float = _field(0.0, "R1 penalty weight gamma on real images' gradients (0: off)")
+    r1_every: int = _field(16, "apply R1 every this many steps, scaled up to match (lazy regularisation)")
+    ema: bool = _field(False, "keep an exponential moving average of the generator; samples and scores use it")
+    ema_half_life: float = _field(10000.0, "EMA half-life in training images")
+    ema_warmup: float = _field(0.05, "cap the EMA half-life at this share of the images seen so far (0: none)")
+    diffaug: bool = _field(False, "differentiable augmentation of real and fake images in D (for small datasets)")
+    diffaug_policy: str = _field("color,translation,cutout", "DiffAugment's augmentations, comma-separated")
     precision: str = _field(
         "32", "float32, or bfloat16 autocast (fast on CPUs with AMX and on recent GPUs)", choices=PRECISIONS
     )
@@ -116,16 +140,27 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise UsageError naming the first setting that cannot work."""
-        for name in ("z_dim", "width", "image_size", "epochs", "steps", "batch_size", "log_every", "keep_checkpoints"):
+        for name in (
+            "z_dim",
+            "width",
+            "image_size",
+            "epochs",
+            "steps",
+            "batch_size",
+            "log_every",
+            "keep_checkpoints",
+            "n_critic",
+            "r1_every",
+        ):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{flag(name)} must be at least 1, got {value}")
-        for name in ("snapshot_every", "max_rollbacks"):
+        for name in ("snapshot_every", "max_rollbacks", "r1"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{flag(name)} must be 0 or more, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**31:
             raise UsageError(f"--seed must be in [0, 2**31), got {self.seed}")
-        for name in ("minutes", "lr"):
+        for name in ("minutes", "lr", "g_lr", "d_lr", "ema_half_life"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UsageError(f"--{flag(name)} must be positive, got {value}")
@@ -135,6 +170,12 @@ class TrainConfig:
                 raise UsageError(f"--{flag(name)} must be in [0, 1), got {value}")
         if self.holdout is not None and not 0 <= self.holdout < 1:
             raise UsageError(f"--holdout must be in [0, 1), got {self.holdout}")
+        if not 0 <= self.ema_warmup <= 1:
+            raise UsageError(f"--ema-warmup must be in [0, 1], got {self.ema_warmup}")
+        try:
+            parse_policy(self.diffaug_policy)
+        except ValueError as error:
+            raise UsageError(f"--diffaug-policy: {error}") from None
         if self.channels not in (None, 1, 3):
             raise UsageError(f"--channels must be 1 or 3, got {self.channels}")
         for name, allowed in (("model", MODELS), ("loss", LOSSES), ("device", DEVICES), ("precision", PRECISIONS)):
@@ -157,10 +198,14 @@ class TrainConfig:
     def with_model_defaults(self) -> "TrainConfig":
         """A copy with the model's recipe filled in where the user gave nothing."""
         spec = MODELS[self.model]
+        lr = self.lr if self.lr is not None else spec.lr
         return dataclasses.replace(
             self,
             width=self.width if self.width is not None else spec.width,
-            lr=self.lr if self.lr is not None else spec.lr,
+            lr=lr,
+            g_lr=self.g_lr if self.g_lr is not None else lr,
+            d_lr=self.d_lr if self.d_lr is not None else lr,
+            n_critic=self.n_critic if self.n_critic is not None else LOSSES[self.loss].default_n_critic,
             beta1=self.beta1 if self.beta1 is not None else spec.betas[0],
             beta2=self.beta2 if self.beta2 is not None else spec.betas[1],
         )

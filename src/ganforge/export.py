@@ -53,15 +53,18 @@ def to_onnx(generator: nn.Module, metadata: dict) -> bytes:
     inputs = example_inputs(generator)
     names = ["z", "labels"][: len(inputs)]
     batch = torch.export.Dim("batch")
-    program = torch.onnx.export(
-        generator,
-        inputs,
-        input_names=names,
-        output_names=["images"],
-        dynamic_shapes={name: {0: batch} for name in names},
-        dynamo=True,
-        verbose=False,
-    )
+    with warnings.catch_warnings():
+        # z and labels share the one batch axis, which the exporter remarks on; nothing is wrong.
+        warnings.filterwarnings("ignore", message=".*axis name: batch will not be used", category=UserWarning)
+        program = torch.onnx.export(
+            generator,
+            inputs,
+            input_names=names,
+            output_names=["images"],
+            dynamic_shapes={name: {0: batch} for name in names},
+            dynamo=True,
+            verbose=False,
+        )
     model = program.model_proto
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)

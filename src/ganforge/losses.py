@@ -1,8 +1,9 @@
-"""Adversarial losses: pure functions of discriminator logits.
+"""Adversarial losses and regularisers: pure functions of discriminator logits (and, for the penalties, of D).
 
 Every loss works on logits (``binary_cross_entropy_with_logits`` is the
 numerically stable form of BCE on a sigmoid). A new loss is one function here
-and one entry in ``LOSSES``.
+and one entry in ``LOSSES``; the penalties (WGAN-GP's gradient penalty, R1) are
+functions too, added to the discriminator's loss by the training step.
 """
 
 from collections.abc import Callable
@@ -35,15 +36,75 @@ def generator_minimax_loss(fake_logits: Tensor) -> Tensor:
     return -F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
 
 
+def discriminator_hinge_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """max(0, 1 - D(x)) + max(0, 1 + D(G(z))) (Lim & Ye 2017; SNGAN, BigGAN).
+
+    Logits beyond the margins (real above 1, fake below -1) cost nothing and give no gradient.
+    """
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
+def generator_hinge_loss(fake_logits: Tensor) -> Tensor:
+    """-D(G(z)): the generator raises the critic's score of its fakes, with no margin."""
+    return -fake_logits.mean()
+
+
+def discriminator_least_squares_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """(D(x) - 1)^2 / 2 + D(G(z))^2 / 2: LSGAN's 0-1 coding (Mao et al. 2017)."""
+    return 0.5 * ((real_logits - 1) ** 2).mean() + 0.5 * (fake_logits**2).mean()
+
+
+def generator_least_squares_loss(fake_logits: Tensor) -> Tensor:
+    """(D(G(z)) - 1)^2 / 2: the generator pulls its fakes' scores to the real target."""
+    return 0.5 * ((fake_logits - 1) ** 2).mean()
+
+
+def discriminator_wasserstein_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """D(G(z)) - D(x): the critic's estimate of the Wasserstein-1 distance, negated (Arjovsky et al. 2017).
+
+    Only meaningful with a Lipschitz constraint: ganforge pairs it with the gradient penalty (``wgan-gp``).
+    """
+    return fake_logits.mean() - real_logits.mean()
+
+
+def gradient_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
+    """WGAN-GP's penalty E[(||grad_x D(x_hat)||_2 - 1)^2] on random points x_hat between real and fake.
+
+    (Gulrajani et al. 2017.) ``discriminator`` maps images to logits (B,);
+    ``fake`` should be detached. Computed in float32, outside autocast, since
+    the penalty's second-order gradient is sensitive to rounding.
+    """
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)  # (B, 1, 1, 1)
+    mixed = (alpha * real.float() + (1 - alpha) * fake.float()).requires_grad_(True)
+    (gradient,) = torch.autograd.grad(discriminator(mixed).float().sum(), mixed, create_graph=True)
+    return ((gradient.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
+    """R1: E[||grad_x D(x)||^2] on real images (Mescheder et al. 2018).
+
+    ``real`` must have ``requires_grad`` set before ``real_logits = D(real)``.
+    The training step scales it by gamma / 2.
+    """
+    (gradient,) = torch.autograd.grad(real_logits.float().sum(), real, create_graph=True)
+    return gradient.float().flatten(1).pow(2).sum(1).mean()
+
+
 @dataclass(frozen=True)
 class GANLoss:
     """The pair of objectives one training run minimises."""
 
     discriminator: Callable[[Tensor, Tensor], Tensor]  # (real_logits, fake_logits) -> scalar
     generator: Callable[[Tensor], Tensor]  # fake_logits -> scalar
+    gradient_penalty: float = 0.0  # weight of WGAN-GP's gradient penalty in D's loss (0: none)
+    default_n_critic: int = 1  # discriminator updates per generator update, unless --n-critic says otherwise
 
 
 LOSSES: dict[str, GANLoss] = {
     "nonsaturating": GANLoss(discriminator_bce_loss, generator_nonsaturating_loss),
     "minimax": GANLoss(discriminator_bce_loss, generator_minimax_loss),
+    "hinge": GANLoss(discriminator_hinge_loss, generator_hinge_loss),
+    "lsgan": GANLoss(discriminator_least_squares_loss, generator_least_squares_loss),
+    # Gulrajani et al.: lambda = 10, five critic updates per generator update.
+    "wgan-gp": GANLoss(discriminator_wasserstein_loss, generator_hinge_loss, gradient_penalty=10.0, default_n_critic=5),
 }

@@ -39,7 +39,8 @@ class RunMonitor:
         self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, disable=not progress)
         self.writer = open_tensorboard(run_dir / "tensorboard") if tensorboard else None
         self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
+        self.count = 0  # steps since the last report
+        self.counts: dict[str, int] = {}  # steps that reported each statistic (g_loss: generator steps only)
         self.started = self.last_time = time.monotonic()
         self.last_step = start_step
         self.last: dict = {}  # the latest report
@@ -49,6 +50,7 @@ class RunMonitor:
         """Add one step's statistics; report when ``step`` is a multiple of ``log_every``."""
         for name, value in stats.items():
             self.sums[name] = self.sums[name] + value if name in self.sums else value.clone()
+            self.counts[name] = self.counts.get(name, 0) + 1
         self.count += 1
         if step % self.log_every == 0:
             self.report(step)
@@ -59,9 +61,9 @@ class RunMonitor:
             return
         now = time.monotonic()
         record = {"step": step, "epoch": round(step / self.steps_per_epoch, 3), "time": round(now - self.started, 2)}
-        record.update({name: round(value.item() / self.count, 5) for name, value in self.sums.items()})
+        record.update({name: round(value.item() / self.counts[name], 5) for name, value in self.sums.items()})
         record["images_per_sec"] = round((step - self.last_step) * self.batch_size / max(now - self.last_time, 1e-9), 1)
-        self.sums, self.count, self.last_step, self.last_time, self.last = {}, 0, step, now, record
+        self.sums, self.counts, self.count, self.last_step, self.last_time, self.last = {}, {}, 0, step, now, record
         self.metrics_file.write(json.dumps(record) + "\n")
         self.metrics_file.flush()
         if self.writer is not None:
@@ -69,7 +71,8 @@ class RunMonitor:
                 if name not in ("step", "time"):
                     self.writer.add_scalar(name, value, step)
         self.bar.set_postfix_str(
-            f"d_loss={record['d_loss']:.3f} g_loss={record['g_loss']:.3f} D(x)={record['d_real']:.2f} "
+            f"d_loss={record['d_loss']:.3f} g_loss={record.get('g_loss', float('nan')):.3f} "
+            f"D(x)={record['d_real']:.2f} "
             f"D(G(z))={record['d_fake']:.2f} {record['images_per_sec']:,.0f} img/s",
             refresh=False,
         )
@@ -97,7 +100,7 @@ class RunMonitor:
 
     def discard(self, step: int) -> None:
         """Forget the statistics gathered since the last report (after a rollback to ``step``)."""
-        self.sums, self.count, self.last_step, self.last_time = {}, 0, step, time.monotonic()
+        self.sums, self.counts, self.count, self.last_step, self.last_time = {}, {}, 0, step, time.monotonic()
         self.bar.n = step
         self.bar.refresh()
 

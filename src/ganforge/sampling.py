@@ -1,6 +1,7 @@
-"""Sampling: noise, images as uint8, and writing grids, .npz files and PNG folders."""
+"""Sampling: noise, labels, images as uint8, and writing grids, .npz files, PNG folders and labelled datasets."""
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ from PIL import Image
 from torch import nn
 from torchvision.utils import make_grid
 
-from ganforge.checkpoint import load_generator
+from ganforge.checkpoint import load_checkpoint, load_generator
 from ganforge.device import resolve_device
 from ganforge.errors import GanforgeError, UsageError
 
@@ -25,14 +26,55 @@ def to_uint8(images: torch.Tensor, output_range: tuple[float, float]) -> torch.T
     return ((images.float() - low) * (255.0 / (high - low))).round().clamp(0, 255).to(torch.uint8)
 
 
+def balanced_labels(n: int, num_classes: int, classes: Sequence[int] | None = None) -> torch.Tensor | None:
+    """(n,) labels cycling through ``classes`` (default: every class), or None for an unconditional model.
+
+    Cycling gives every class the same share of the samples, and one column per class in a grid
+    ``len(classes)`` images wide.
+    """
+    if not num_classes:
+        return None
+    classes = torch.as_tensor(list(classes) if classes is not None else range(num_classes), dtype=torch.long)
+    return classes[torch.arange(n) % len(classes)]
+
+
+def grid_columns(n: int, num_classes: int) -> int:
+    """Images per grid row: one column per class for a conditional model with few classes, else square."""
+    return num_classes if 0 < num_classes <= 16 else math.ceil(math.sqrt(n))
+
+
+def check_labels(generator: nn.Module, labels: torch.Tensor | None) -> None:
+    """One-line errors for labels the generator cannot take."""
+    num_classes = getattr(generator, "num_classes", 0)
+    if labels is not None and not num_classes:
+        raise GanforgeError("this generator is unconditional: it takes no --label")
+    if labels is not None and len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < num_classes):
+        raise GanforgeError(
+            f"labels must be in [0, {num_classes - 1}] for this generator; got {labels.unique().tolist()}"
+        )
+
+
 @torch.no_grad()
-def generate_images(generator: nn.Module, noise: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Run ``generator`` on (N, z_dim) noise in batches; returns (N, C, H, W) uint8 on the CPU."""
+def generate_images(
+    generator: nn.Module,
+    noise: torch.Tensor,  # (N, z_dim)
+    batch_size: int = 256,
+    labels: torch.Tensor | None = None,  # (N,) classes, for a conditional generator (default: balanced)
+) -> torch.Tensor:
+    """Run ``generator`` on noise (and labels) in batches; returns (N, C, H, W) uint8 on the CPU."""
     device = next(generator.parameters()).device
+    if labels is None:
+        labels = balanced_labels(len(noise), getattr(generator, "num_classes", 0))
+    check_labels(generator, labels)
     was_training = generator.training
     generator.eval()  # BatchNorm uses running statistics: samples do not depend on the batch
+    images = []
     try:
-        images = [to_uint8(generator(z.to(device)), generator.output_range).cpu() for z in noise.split(batch_size)]
+        for start in range(0, len(noise), batch_size):
+            z = noise[start : start + batch_size].to(device)
+            batch_labels = labels[start : start + batch_size].to(device) if labels is not None else None
+            fake = generator(z) if batch_labels is None else generator(z, batch_labels)  # (B, C, H, W)
+            images.append(to_uint8(fake, generator.output_range).cpu())
     finally:
         generator.train(was_training)
     return torch.cat(images)
@@ -51,11 +93,14 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -
     return Path(path)
 
 
-def write_images(images: torch.Tensor, out: str | Path, labels: torch.Tensor | None = None) -> Path:
+def write_images(
+    images: torch.Tensor, out: str | Path, labels: torch.Tensor | None = None, nrow: int | None = None
+) -> Path:
     """Write uint8 images where ``out`` says: a grid (.png/.jpg), an array (.npz) or one PNG each (folder).
 
     A path ending in '/' or naming an existing folder is a folder; .npz holds
-    ``images`` (N, C, H, W) uint8 and, when given, ``labels`` (N,).
+    ``images`` (N, C, H, W) uint8 and, when given, ``labels`` (N,). A grid has
+    ``nrow`` images per row (default: square).
     """
     out_text, out = str(out), Path(out)
     try:
@@ -71,7 +116,7 @@ def write_images(images: torch.Tensor, out: str | Path, labels: torch.Tensor | N
                 arrays["labels"] = labels.numpy()
             np.savez_compressed(out, **arrays)
         elif out.suffix.lower() in (".png", ".jpg", ".jpeg"):
-            save_grid(images, out)
+            save_grid(images, out, nrow)
         else:
             raise GanforgeError(f"--out {out_text!r}: use a .png/.jpg grid, an .npz file or a folder ending in '/'")
     except OSError as error:
@@ -86,40 +131,75 @@ def generate(
     out: str | Path | None = None,
     device: str = "auto",
     batch_size: int = 256,
+    labels: int | Sequence[int] | None = None,  # conditional models: one class, or classes to cycle through
+    ema: bool = True,  # sample the generator's moving average when the run kept one
 ) -> torch.Tensor:
     """Sample ``n`` images from a run directory or checkpoint; write them to ``out`` if given.
 
-    Returns (n, C, H, W) uint8. The same seed gives the same images.
+    Returns (n, C, H, W) uint8. The same seed gives the same images. A
+    conditional model's images cycle through ``labels`` (default: every class);
+    an .npz output then holds ``labels`` too.
     """
     if n < 1:
         raise GanforgeError(f"--n must be at least 1, got {n}")
-    generator = load_generator(source, resolve_device(device))
-    images = generate_images(generator, sample_noise(n, generator.z_dim, seed), batch_size)
+    generator = load_generator(source, resolve_device(device), ema=ema)
+    num_classes = getattr(generator, "num_classes", 0)
+    if labels is not None and not num_classes:
+        raise GanforgeError(f"{source} holds an unconditional generator: it takes no --label/--labels")
+    chosen = [labels] if isinstance(labels, int) else labels
+    label_tensor = balanced_labels(n, num_classes, chosen)
+    images = generate_images(generator, sample_noise(n, generator.z_dim, seed), batch_size, label_tensor)
     if out is not None:
-        write_images(images, out)
+        columns = len(chosen) if chosen is not None and len(chosen) > 1 else grid_columns(n, num_classes)
+        write_images(images, out, label_tensor, nrow=columns if label_tensor is not None else None)
     return images
 
 
-def class_labels(n: int, num_classes: int) -> torch.Tensor:
-    """(n,) labels cycling through the classes 0, 1, ..., num_classes - 1, 0, 1, ..."""
-    return torch.arange(n) % num_classes
+def export_dataset(
+    source: str | Path,
+    out: str | Path,
+    per_class: int = 1000,
+    seed: int = 0,
+    device: str = "auto",
+    batch_size: int = 256,
+    ema: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Write a labelled synthetic dataset from a conditional generator: ``per_class`` images of every class.
 
-
-def sample_images(
-    generator: nn.Module, noise: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 256
-) -> torch.Tensor:
-    """``generate_images`` for any generator: labels go to a conditional one (``num_classes`` > 0) only.
-
-    A conditional generator without ``labels`` gets the classes in turn; an
-    unconditional one must get none. Returns (N, C, H, W) uint8.
+    ``out`` ending in .npz gets ``images`` (N, C, H, W) uint8 and ``labels`` (N,);
+    any other path becomes a folder in ImageFolder layout, one subfolder per
+    class (named as in the training data) holding PNGs. Returns (images, labels).
     """
+    if per_class < 1:
+        raise GanforgeError(f"--per-class must be at least 1, got {per_class}")
+    generator = load_generator(source, resolve_device(device), ema=ema)
     num_classes = getattr(generator, "num_classes", 0)
     if not num_classes:
-        if labels is not None:
-            raise GanforgeError("this generator is unconditional: it takes no class labels")
-        return generate_images(generator, noise, batch_size)
-    labels = class_labels(len(noise), num_classes) if labels is None else labels
-    return generate_images(generator, noise, batch_size, labels=labels)
+        raise GanforgeError(f"{source} holds an unconditional generator: a labelled dataset needs --conditional")
+    labels = torch.arange(num_classes).repeat_interleave(per_class)  # (K * per_class,): class by class
+    images = generate_images(generator, sample_noise(len(labels), generator.z_dim, seed), batch_size, labels)
+    out = Path(out)
+    if out.suffix.lower() == ".npz":
+        write_images(images, out, labels)
+        return images, labels
+    names = class_folder_names(load_checkpoint(source).get("classes") or [], num_classes)
+    for label, name in enumerate(names):
+        write_images(images[labels == label], f"{out / name}/")
+    return images, labels
+
+
+def class_folder_names(classes: list[str], num_classes: int) -> list[str]:
+    """Folder names that sort in label order, as ImageFolder reads them back.
+
+    The training data's class names when they sort that way and are safe as
+    folder names, else zero-padded label numbers in front of them.
+    """
+    names = [str(name) for name in classes] if len(classes) == num_classes else [str(i) for i in range(num_classes)]
+    safe = all(name and "/" not in name and "\\" not in name and name not in (".", "..") for name in names)
+    if safe and names == sorted(names) and len(set(names)) == len(names):
+        return names
+    digits = len(str(num_classes - 1))
+    return [f"{i:0{digits}d}" + (f"-{name}" if safe else "") for i, name in enumerate(names)]
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -171,7 +251,8 @@ def interpolation_frames(
         path = path[:, None].expand(steps, num_classes, n, generator.z_dim)  # (steps, classes, n, z_dim)
         labels = torch.arange(num_classes).repeat_interleave(n).repeat(steps)  # class of each row, every frame
     per_frame = n * max(num_classes, 1)
-    images = sample_images(generator, path.reshape(-1, generator.z_dim), labels, batch_size)  # (steps * per_frame, ...)
+    noise = path.reshape(-1, generator.z_dim)  # (steps * per_frame, z_dim)
+    images = generate_images(generator, noise, batch_size, labels)  # (steps * per_frame, C, H, W)
     nrow = n if num_classes else min(n, 8)
     frames = [grid_image(frame, nrow) for frame in images.split(per_frame)]
     return [frame.convert("L") for frame in frames] if images.shape[1] == 1 else frames

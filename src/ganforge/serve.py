@@ -25,7 +25,7 @@ import torch
 from ganforge.checkpoint import describe_generator, load_checkpoint, load_generator, resolve_checkpoint
 from ganforge.device import resolve_device
 from ganforge.errors import GanforgeError, UsageError
-from ganforge.sampling import class_labels, grid_image, sample_images, sample_noise, slerp
+from ganforge.sampling import balanced_labels, generate_images, grid_columns, grid_image, sample_noise, slerp
 
 log = logging.getLogger("ganforge")
 
@@ -70,16 +70,17 @@ class Sampler:
 
     def labels(self, n: int, label: int | None) -> torch.Tensor | None:
         """(n,) labels: ``label`` throughout, else the classes in turn; None for an unconditional model."""
-        if not self.num_classes:
-            return None
-        return class_labels(n, self.num_classes) if label is None else torch.full((n,), label, dtype=torch.long)
+        return balanced_labels(n, self.num_classes, None if label is None else [label])
 
     def grid_png(self, noise: torch.Tensor, labels: torch.Tensor | None) -> bytes:
-        """The images of (n, z_dim) noise as one PNG grid (square, 2-pixel padding)."""
+        """The images of (n, z_dim) noise as one PNG grid laid out as ``ganforge generate`` lays it out.
+
+        Square, or one column per class for a conditional model; 2-pixel padding.
+        """
         with self.lock:
-            images = sample_images(self.generator, noise, labels)  # (n, C, H, W) uint8
+            images = generate_images(self.generator, noise, labels=labels)  # (n, C, H, W) uint8
         buffer = io.BytesIO()
-        grid_image(images).save(buffer, format="PNG")
+        grid_image(images, grid_columns(len(images), self.num_classes)).save(buffer, format="PNG")
         return buffer.getvalue()
 
 

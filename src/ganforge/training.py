@@ -1,15 +1,20 @@
 """The training loop: alternating discriminator and generator updates on in-memory data.
 
 Read ``training_step`` first: it is the algorithm box of Goodfellow et al.
-(2014) with the non-saturating generator loss, one generator forward shared by
-both updates as in the DCGAN reference code. ``train`` only orchestrates:
-data, models, optimisers, then steps, with reports, sample grids and
-checkpoints on their cadences.
+(2014), one generator forward shared by both updates as in the DCGAN reference
+code, with the variants as parameters of a ``Recipe``: the loss (and its
+gradient penalty), R1, several critic updates per generator update,
+DiffAugment, and the generator's moving average (EMA). ``train`` only
+orchestrates: data, models, optimisers, then steps, with reports, sample grids
+and checkpoints on their cadences.
 """
 
+import contextlib
 import dataclasses
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +24,7 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from ganforge import __version__
+from ganforge.augment import diff_augment, parse_policy
 from ganforge.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
@@ -49,13 +55,14 @@ from ganforge.data import (
     split_holdout,
 )
 from ganforge.device import autocast, resolve_device, to_fast_layout
+from ganforge.ema import EMA
 from ganforge.errors import GanforgeError, UsageError
-from ganforge.losses import LOSSES, GANLoss
+from ganforge.losses import LOSSES, GANLoss, gradient_penalty, r1_penalty
 from ganforge.metrics.evaluation import PeriodicEvaluator
 from ganforge.models import build_discriminator, build_generator
 from ganforge.monitor import CollapseWatch, RunMonitor, StopSignal
 from ganforge.rundir import check_new_run_dir, check_outside_data, prepare_run_dir, resume_checkpoint
-from ganforge.sampling import generate_images, sample_noise, save_grid
+from ganforge.sampling import balanced_labels, generate_images, grid_columns, sample_noise, save_grid
 
 log = logging.getLogger("ganforge")
 
@@ -88,47 +95,89 @@ RESUMABLE = (
 # ---------------------------------------------------------------- the step
 
 
-def discriminator_step(discriminator, optimizer, loss: GANLoss, real, fake, amp) -> tuple:
-    """Push D(x) up and D(G(z)) down. The fakes are detached: no gradient reaches G."""
-    with amp:
-        real_logits = discriminator(real)  # (B,)
-        fake_logits = discriminator(fake.detach())  # (B,)
+@dataclass
+class Batch:
+    """One step's inputs: real images (and labels) and the noise (and labels) of the fakes."""
+
+    real: torch.Tensor  # (B, C, H, W) float, in the generator's output range
+    z: torch.Tensor  # (B, z_dim)
+    real_labels: torch.Tensor | None = None  # (B,) int64, for conditional models
+    fake_labels: torch.Tensor | None = None  # (B,) int64: the classes the generator is asked for
+
+
+@dataclass
+class Recipe:
+    """How each step trains: the loss, its regularisers and the update schedule."""
+
+    loss: GANLoss
+    amp: contextlib.AbstractContextManager  # autocast for the forward passes, or a null context
+    n_critic: int = 1  # discriminator updates per generator update
+    r1_gamma: float = 0.0  # R1 weight (0: off)
+    r1_every: int = 16  # lazy R1: every this many steps, scaled by it
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None  # DiffAugment, applied to everything D sees
+
+    def view(self, images: torch.Tensor) -> torch.Tensor:
+        """What the discriminator sees of ``images``: augmented when DiffAugment is on."""
+        return images if self.augment is None else self.augment(images)
+
+
+def discriminator_step(models: "Models", recipe: Recipe, batch: Batch, fake: torch.Tensor, step: int) -> tuple:
+    """Push D(x) up and D(G(z)) down (plus the gradient penalty or R1). The fakes are detached."""
+    discriminator, loss = models.discriminator, recipe.loss
+    with_r1 = recipe.r1_gamma > 0 and step % recipe.r1_every == 0
+    real = batch.real.detach().requires_grad_(with_r1)
+    with recipe.amp:
+        real_logits = discriminator(recipe.view(real), batch.real_labels)  # (B,)
+        fake_logits = discriminator(recipe.view(fake.detach()), batch.fake_labels)  # (B,)
     d_loss = loss.discriminator(real_logits.float(), fake_logits.float())
-    optimizer.zero_grad(set_to_none=True)
-    d_loss.backward()
-    optimizer.step()
+    penalty = torch.zeros((), device=real.device)
+    if loss.gradient_penalty:
+        critic = functools.partial(discriminator, labels=batch.real_labels)
+        penalty = penalty + loss.gradient_penalty * gradient_penalty(critic, batch.real, fake.detach())
+    if with_r1:
+        penalty = penalty + (recipe.r1_gamma / 2) * recipe.r1_every * r1_penalty(real_logits, real)
+    models.d_optimizer.zero_grad(set_to_none=True)
+    (d_loss + penalty).backward()
+    models.d_optimizer.step()
     return d_loss, real_logits, fake_logits
 
 
-def generator_step(discriminator, optimizer, loss: GANLoss, fake, amp) -> torch.Tensor:
+def generator_step(models: "Models", recipe: Recipe, batch: Batch, fake: torch.Tensor) -> torch.Tensor:
     """Push the updated discriminator's D(G(z)) up. D's weights are frozen for this pass."""
+    discriminator = models.discriminator
     discriminator.requires_grad_(False)
-    with amp:
-        fake_logits = discriminator(fake)  # (B,)
-    g_loss = loss.generator(fake_logits.float())
-    optimizer.zero_grad(set_to_none=True)
+    with recipe.amp:
+        fake_logits = discriminator(recipe.view(fake), batch.fake_labels)  # (B,)
+    g_loss = recipe.loss.generator(fake_logits.float())
+    models.g_optimizer.zero_grad(set_to_none=True)
     g_loss.backward()
-    optimizer.step()
+    models.g_optimizer.step()
     discriminator.requires_grad_(True)
     return g_loss
 
 
-def training_step(generator, discriminator, g_optimizer, d_optimizer, loss: GANLoss, real, z, amp) -> dict:
-    """One discriminator update, then one generator update, on the same fakes.
+def training_step(models: "Models", recipe: Recipe, batch: Batch, step: int) -> dict:
+    """One discriminator update; then, every ``n_critic``-th step, one generator update on the same fakes.
 
-    Returns detached scalar tensors: d_loss, g_loss, d_real = mean D(x) and
-    d_fake = mean D(G(z)) (both as probabilities, before D's update).
+    ``step`` counts discriminator updates from 0. Returns detached scalar
+    tensors: d_loss, g_loss (on generator steps), d_real = mean D(x) and
+    d_fake = mean D(G(z)) (as probabilities, before D's update).
     """
-    with amp:
-        fake = generator(z)  # (B, C, H, W)
-    d_loss, real_logits, fake_logits = discriminator_step(discriminator, d_optimizer, loss, real, fake, amp)
-    g_loss = generator_step(discriminator, g_optimizer, loss, fake, amp)
-    return {
+    update_generator = (step + 1) % recipe.n_critic == 0
+    with recipe.amp, torch.set_grad_enabled(update_generator):
+        fake = models.generator(batch.z, batch.fake_labels)  # (B, C, H, W)
+    d_loss, real_logits, fake_logits = discriminator_step(models, recipe, batch, fake, step)
+    stats = {
         "d_loss": d_loss.detach(),
-        "g_loss": g_loss.detach(),
         "d_real": torch.sigmoid(real_logits.detach().float()).mean(),
         "d_fake": torch.sigmoid(fake_logits.detach().float()).mean(),
     }
+    if update_generator:
+        stats["g_loss"] = generator_step(models, recipe, batch, fake).detach()
+        if models.ema is not None:
+            batch_size = batch.z.shape[0]
+            models.ema.update(models.generator, batch_size, images_seen=(step + 1) * batch_size)
+    return stats
 
 
 # ---------------------------------------------------------------- the run
@@ -155,14 +204,18 @@ class Models:
     d_optimizer: torch.optim.Optimizer
     generator_args: dict
     discriminator_args: dict
+    ema: EMA | None = None  # the generator's moving average, with --ema
+
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """The generator that samples and scores: the moving average when there is one."""
+        return self.ema.generator if self.ema is not None else self.generator
 
 
-def build_models(config: TrainConfig, device: torch.device) -> Models:
-    """Both networks (initialised from ``config.seed``) and their Adam optimisers."""
-    generator_args = dict(
-        z_dim=config.z_dim, width=config.width, channels=config.channels, image_size=config.image_size
-    )
-    discriminator_args = dict(width=config.width, channels=config.channels, image_size=config.image_size)
+def build_models(config: TrainConfig, device: torch.device, num_classes: int = 0) -> Models:
+    """Both networks (initialised from ``config.seed``), their Adam optimisers and the EMA if asked for."""
+    shape = dict(width=config.width, channels=config.channels, image_size=config.image_size, num_classes=num_classes)
+    generator_args, discriminator_args = dict(z_dim=config.z_dim, **shape), shape
     torch.manual_seed(config.seed)
     try:
         generator = to_fast_layout(build_generator(config.model, generator_args).to(device))
@@ -173,10 +226,24 @@ def build_models(config: TrainConfig, device: torch.device) -> Models:
     return Models(
         generator,
         discriminator,
-        torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas),
-        torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas),
+        torch.optim.Adam(generator.parameters(), lr=config.g_lr, betas=betas),
+        torch.optim.Adam(discriminator.parameters(), lr=config.d_lr, betas=betas),
         generator_args,
         discriminator_args,
+        EMA(generator, config.ema_half_life, config.ema_warmup) if config.ema else None,
+    )
+
+
+def build_recipe(config: TrainConfig, device: torch.device) -> Recipe:
+    """The step's settings from the config."""
+    policy = parse_policy(config.diffaug_policy)
+    return Recipe(
+        loss=LOSSES[config.loss],
+        amp=autocast(device, config.precision),
+        n_critic=config.n_critic,
+        r1_gamma=config.r1,
+        r1_every=config.r1_every,
+        augment=functools.partial(diff_augment, policy=policy) if config.diffaug else None,
     )
 
 
@@ -191,13 +258,14 @@ def make_checkpoint(models: Models, config: TrainConfig, step: int, noise_rng: t
         "discriminator_args": models.discriminator_args,
         "generator": models.generator.state_dict(),
         "discriminator": models.discriminator.state_dict(),
+        **({"ema_generator": models.ema.state_dict()} if models.ema is not None else {}),
         "g_optimizer": models.g_optimizer.state_dict(),
         "d_optimizer": models.d_optimizer.state_dict(),
         "step": step,
         "config": dataclasses.asdict(config),
         "noise_rng": noise_rng.get_state(),
         "global_rng": global_rng_state(),
-        **extra,  # num_images (the data order depends on it), rollbacks
+        **extra,  # num_images (the data order depends on it), rollbacks, classes
     }
 
 
@@ -213,6 +281,8 @@ def restore_checkpoint(models: Models, config: TrainConfig, path: Path, noise_rn
         )
     for name in ("generator", "discriminator", "g_optimizer", "d_optimizer"):
         load_state(getattr(models, name), checkpoint[name], name, path)
+    if models.ema is not None:
+        load_state(models.ema.generator, checkpoint["ema_generator"], "EMA generator", path)
     noise_rng.set_state(checkpoint["noise_rng"])
     if "global_rng" in checkpoint:
         set_global_rng_state(checkpoint["global_rng"])
@@ -270,7 +340,11 @@ def train(config: TrainConfig, resume_from: str | Path | None = None) -> TrainRe
     data_paths = [config.data] if config.data not in BUILTIN_DATASETS else [config.data_root or default_data_root()]
     check_outside_data(Path(config.out), data_paths)
 
-    models = build_models(config, device)
+    if config.conditional and data.labels is None:
+        raise UsageError(
+            f"--conditional needs labelled data; {config.data} has no labels (a folder needs class subfolders)"
+        )
+    models = build_models(config, device, num_classes=len(data.classes) if config.conditional else 0)
     sampler = EpochSampler(len(data), config.batch_size, config.seed)
     noise_rng = torch.Generator().manual_seed(config.seed + 1)
     checkpoint = restore_checkpoint(models, config, Path(resume_from), noise_rng, len(data)) if resuming else {}
@@ -342,9 +416,12 @@ class TrainingLoop:
         self.device, self.noise_rng = device, noise_rng
         on_device = device.type != "cpu" and data.images.numel() <= ON_DEVICE_LIMIT
         self.images = data.images.to(device) if on_device else data.images  # (N, C, H, W) uint8
-        self.loss = LOSSES[config.loss]
-        self.amp = autocast(device, config.precision)
+        self.num_classes = models.generator_args["num_classes"]
+        self.labels = data.labels.to(self.images.device) if self.num_classes else None  # (N,) int64
+        self.classes = data.classes
+        self.recipe = build_recipe(config, device)
         self.fixed_noise = sample_noise(GRID_SIZE, config.z_dim, config.seed + 2)
+        self.fixed_labels = balanced_labels(GRID_SIZE, self.num_classes)  # a column per class in the grid
         self.checkpoint_cadence = Cadence(config.checkpoint_every, "checkpoint-every")
         self.sample_cadence = Cadence(config.sample_every, "sample-every")
         self.rollbacks = 0  # divergences recovered from so far in this run
@@ -352,19 +429,32 @@ class TrainingLoop:
         self.evaluator = None
         if config.eval_every != "0":
             self.evaluator = PeriodicEvaluator(
-                heldout, data, config.data, config.data_root, config.eval_samples, config.z_dim, config.seed + 3, device
+                heldout,
+                data,
+                config.data,
+                config.data_root,
+                config.eval_samples,
+                config.z_dim,
+                config.seed + 3,
+                device,
+                self.num_classes,
             )
         self.collapse = CollapseWatch()
         self.best_fid = best_fid(run_dir)
 
-    def next_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(real, z): the step's real images scaled to the generator's range, and fresh noise."""
-        indices = self.sampler.indices(step)
-        real = self.images[indices.to(self.images.device)].to(self.device, non_blocking=True)
+    def next_batch(self, step: int) -> Batch:
+        """The step's real images (scaled to the generator's range) and labels, fresh noise and fake labels."""
+        indices = self.sampler.indices(step).to(self.images.device)
+        real = self.images[indices].to(self.device, non_blocking=True)
         real = scale_images(real, self.models.generator.output_range)  # (B, C, H, W) float
         real = real.contiguous(memory_format=torch.channels_last)
-        z = torch.randn(self.config.batch_size, self.config.z_dim, generator=self.noise_rng).to(self.device)
-        return real, z
+        batch_size = self.config.batch_size
+        z = torch.randn(batch_size, self.config.z_dim, generator=self.noise_rng).to(self.device)
+        if not self.num_classes:
+            return Batch(real, z)
+        real_labels = self.labels[indices].to(self.device)
+        fake_labels = torch.randint(self.num_classes, (batch_size,), generator=self.noise_rng).to(self.device)
+        return Batch(real, z, real_labels, fake_labels)
 
     def run(self, step: int, total: int | None, deadline: float) -> tuple[int, bool]:
         """Train from ``step`` until ``total``, the deadline or a stop signal; returns (step, stopped early)."""
@@ -405,11 +495,9 @@ class TrainingLoop:
 
     def train_one_step(self, step: int, monitor: RunMonitor) -> int:
         """Train step ``step`` and do whatever is due after it; returns the next step."""
-        m = self.models
-        real, z = self.next_batch(step)
-        stats = training_step(m.generator, m.discriminator, m.g_optimizer, m.d_optimizer, self.loss, real, z, self.amp)
+        stats = training_step(self.models, self.recipe, self.next_batch(step), step)
         # One host sync per step, so that a NaN is caught at the step it appears, before anything is saved.
-        if not torch.isfinite(stats["d_loss"] + stats["g_loss"]).item():
+        if not torch.isfinite(stats["d_loss"] + stats.get("g_loss", 0)).item():
             raise Diverged(step + 1, "the losses")
         step += 1
         monitor.step(step, stats)
@@ -423,7 +511,7 @@ class TrainingLoop:
 
     def evaluate(self, step: int, monitor: RunMonitor) -> None:
         """Score the generator, log the scores, keep checkpoints/best.pt by FID, and watch for collapse."""
-        results = self.evaluator(self.models.generator)
+        results = self.evaluator(self.models.sampling_generator)
         monitor.event({"event": "eval", "step": step} | results)
         monitor.add_scalars("eval", {k: v for k, v in results.items() if isinstance(v, (int, float))}, step)
         best = self.run_dir / "checkpoints" / BEST
@@ -480,7 +568,7 @@ class TrainingLoop:
         for name in ("generator", "discriminator"):
             if not all(torch.isfinite(p).all() for p in getattr(self.models, name).parameters()):
                 raise Diverged(step, f"the {name}'s weights")
-        extra = {"num_images": len(self.images), "rollbacks": self.rollbacks}
+        extra = {"num_images": len(self.images), "rollbacks": self.rollbacks, "classes": self.classes}
         checkpoint = make_checkpoint(self.models, self.config, step, self.noise_rng, extra)
         save_run_checkpoint(
             self.run_dir / "checkpoints", checkpoint, self.config.keep_checkpoints, self.config.snapshot_every
@@ -490,9 +578,10 @@ class TrainingLoop:
 
     def save_samples(self, step: int, monitor: RunMonitor) -> None:
         """The fixed noise through the current generator, as samples/step_NNNNNNN.png."""
-        images = generate_images(self.models.generator, self.fixed_noise)  # (64, C, H, W) uint8
-        save_grid(images, self.run_dir / "samples" / f"step_{step:07d}.png")
-        monitor.add_grid(make_grid(images, nrow=8, padding=2), step)
+        images = generate_images(self.models.sampling_generator, self.fixed_noise, labels=self.fixed_labels)
+        nrow = grid_columns(GRID_SIZE, self.num_classes)
+        save_grid(images, self.run_dir / "samples" / f"step_{step:07d}.png", nrow)  # (64, C, H, W) uint8
+        monitor.add_grid(make_grid(images, nrow=nrow, padding=2), step)
 
 
 def resume(run_dir: str | Path, **overrides) -> TrainResult:

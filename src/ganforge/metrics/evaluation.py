@@ -24,11 +24,12 @@ from ganforge.data import (
 )
 from ganforge.device import resolve_device
 from ganforge.errors import GanforgeError
+from ganforge.metrics.cas import classification_accuracy_score
 from ganforge.metrics.inception import InceptionFeatures
 from ganforge.metrics.mnist_classifier import load_mnist_classifier
 from ganforge.metrics.scores import class_coverage, fid, inception_score, kid, precision_recall
 from ganforge.rundir import is_run
-from ganforge.sampling import generate, generate_images, sample_noise
+from ganforge.sampling import balanced_labels, generate, generate_images, sample_noise
 
 log = logging.getLogger("ganforge")
 
@@ -175,13 +176,73 @@ def evaluate(
     reference: str | None = None,  # dataset name, .npz or folder; None: the run's dataset, else mnist
     seed: int = 0,  # noise seed when sampling a generator
     device: str = "auto",
+    cas: bool = False,  # also the Classification Accuracy Score (labelled samples: a conditional run or .npz)
+    cas_epochs: int = 3,  # epochs of each CAS classifier
     **options,  # features, data_root, extractor, cache: as for evaluate_images
 ) -> dict:
-    """Score samples from a run, a checkpoint, an .npz or a folder: FID, KID, IS, precision/recall, coverage."""
+    """Score samples from a run, a checkpoint, an .npz or a folder: FID, KID, IS, precision/recall, coverage.
+
+    With ``cas``, also the Classification Accuracy Score (``metrics.cas``)
+    against a classifier trained on as many real training images.
+    """
     samples = load_samples(source, n, seed, resolve_device(device))
     log.info(f"scoring {len(samples):,} samples {tuple(samples.shape[1:])} from {source}")
     reference, holdout = (reference, 0.0) if reference else default_reference(source)
-    return evaluate_images(samples, reference, device=device, holdout=holdout, **options)
+    results = evaluate_images(samples, reference, device=device, holdout=holdout, **options)
+    if cas:
+        labels = sample_labels(source, len(samples))
+        results |= cas_against(samples, labels, reference, options.get("data_root"), holdout, cas_epochs, seed, device)
+    return results
+
+
+def sample_labels(source: str | Path, n: int) -> torch.Tensor:
+    """The labels of ``load_samples``' images: an .npz's own, or the balanced classes a conditional run samples."""
+    path = Path(source)
+    if path.suffix == ".npz":
+        labels = load_npz(path).labels
+        if labels is None:
+            raise GanforgeError(f"--cas needs labelled samples: {source} has no 'labels' array")
+        return labels[:n]
+    if path.is_dir() and not is_run(path):
+        raise GanforgeError("--cas needs labelled samples: a conditional run, a checkpoint or an .npz with labels")
+    num_classes = load_checkpoint(resolve_checkpoint(path))["generator_args"].get("num_classes", 0)
+    if not num_classes:
+        raise GanforgeError(f"--cas needs labelled samples, and {source} holds an unconditional generator")
+    return balanced_labels(n, num_classes)
+
+
+def cas_against(
+    samples: torch.Tensor,
+    labels: torch.Tensor,
+    reference: str,
+    data_root: str | None,
+    holdout: float,
+    epochs: int,
+    seed: int,
+    device: str,
+) -> dict:
+    """CAS of labelled samples: the reference's training part to compare with, its test part to test on."""
+    test_images, test_labels, _ = load_reference(reference, data_root, holdout)
+    if test_labels is None:
+        raise GanforgeError(f"--cas needs a labelled reference; {reference} has no labels")
+    if reference in BUILTIN_DATASETS:
+        train_set = load_torchvision_dataset(reference, Path(data_root or os.environ["GANFORGE_DATA_ROOT"]), "never")
+    else:
+        train_set = split_holdout(
+            load_npz(Path(reference)) if reference.endswith(".npz") else load_image_folder(Path(reference), None, None),
+            holdout,
+        )[0]
+    num_classes = max(int(test_labels.max()), int(labels.max())) + 1
+    log.info(f"CAS: training classifiers on {len(samples):,} generated and {len(samples):,} real images")
+    return classification_accuracy_score(
+        (samples, labels),
+        (train_set.images, train_set.labels),
+        (conform_images(test_images, samples.shape[-1], samples.shape[1]), test_labels),
+        num_classes,
+        epochs,
+        seed,
+        resolve_device(device),
+    )
 
 
 def evaluate_images(
@@ -259,11 +320,13 @@ class PeriodicEvaluator:
         z_dim: int,
         seed: int,
         device: torch.device,
+        num_classes: int = 0,  # a conditional generator is scored on every class equally
     ):
         # The digits classifier for 1x28x28 data, Inception (weights from $GANFORGE_INCEPTION_WEIGHTS or a download)
         # for the rest.
         self.extractor = make_extractor("auto", tuple(data.images.shape[1:]), device)
         self.noise = sample_noise(samples, z_dim, seed)
+        self.labels = balanced_labels(samples, num_classes)
         self.reference = None
         if dataset in BUILTIN_DATASETS:
             try:
@@ -281,4 +344,4 @@ class PeriodicEvaluator:
 
     def __call__(self, generator: torch.nn.Module) -> dict:
         """Scores of the generator's images for the fixed noise."""
-        return score(self.extractor, generate_images(generator, self.noise), self.reference)
+        return score(self.extractor, generate_images(generator, self.noise, labels=self.labels), self.reference)

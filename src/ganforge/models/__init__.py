@@ -2,10 +2,11 @@
 
 Every model is a plain ``nn.Module`` usable on its own
 (``MLPGenerator(z_dim=100)(torch.randn(16, 100))``). Generators take
-``(z_dim, width, channels, image_size)`` and discriminators
-``(width, channels, image_size)``, so the registry can build any pair from
-one set of arguments, and a checkpoint can rebuild it from the arguments it
-stores.
+``(z_dim, width, channels, image_size, num_classes)`` and discriminators
+``(width, channels, image_size, num_classes)``, so the registry can build any
+pair from one set of arguments, and a checkpoint can rebuild it from the
+arguments it stores. With ``num_classes > 0`` both are class-conditional:
+``generator(z, labels)`` and ``discriminator(images, labels)``.
 """
 
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from torch import nn
 
 from ganforge.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganforge.models.mlp import MLPDiscriminator, MLPGenerator
+from ganforge.models.resnet import ResNetDiscriminator, ResNetGenerator
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ MODELS: dict[str, ModelSpec] = {
     "mlp": ModelSpec(MLPGenerator, MLPDiscriminator, width=128, lr=1e-3, betas=(0.9, 0.999)),
     # Radford et al.: Adam(2e-4, betas=(0.5, 0.999)).
     "dcgan": ModelSpec(DCGANGenerator, DCGANDiscriminator, width=64, lr=2e-4, betas=(0.5, 0.999)),
+    # Miyato et al. (SNGAN): Adam(2e-4, betas=(0.0, 0.9)), 128 channels.
+    "resnet": ModelSpec(ResNetGenerator, ResNetDiscriminator, width=128, lr=2e-4, betas=(0.0, 0.9)),
 }
 
 
@@ -52,6 +56,8 @@ __all__ = [
     "MLPDiscriminator",
     "DCGANGenerator",
     "DCGANDiscriminator",
+    "ResNetGenerator",
+    "ResNetDiscriminator",
     "build_generator",
     "build_discriminator",
 ]

@@ -6,10 +6,16 @@ first layer) down to one logit in the discriminator; weights drawn from
 N(0, 0.02). The stack starts from a small base resolution: 7x7 for the native
 28x28 of MNIST-like data, 4x4 for 32 and 64 pixels, and doubles it until the
 image size is reached, so MNIST is trained at 28x28 rather than upscaled to 64.
+
+With ``num_classes``, the generator takes a learnt label embedding beside the
+noise (Mirza & Osindero 2014) and the discriminator adds the projection term
+<embed(y), sum-pooled features> to its logit (Miyato & Koyama 2018).
 """
 
 import torch
 from torch import nn
+
+from ganforge.models.layers import Projection, check_labels
 
 
 def base_resolution(image_size: int) -> tuple[int, int]:
@@ -44,14 +50,17 @@ class DCGANGenerator(nn.Module):
         width: int = 64,  # channels of the last hidden layer; doubled at each lower resolution
         channels: int = 1,  # image channels: 1 grayscale, 3 RGB
         image_size: int = 28,  # height and width in pixels: 28, 32, 64, ...
+        num_classes: int = 0,  # classes to condition on (0: unconditional)
     ):
         super().__init__()
-        self.z_dim = z_dim
+        self.z_dim, self.num_classes = z_dim, num_classes
         base, doublings = base_resolution(image_size)
         hidden = width * 2 ** (doublings - 1)
+        # The label's embedding is as long as the noise, and concatenated to it.
+        self.embed = nn.Embedding(num_classes, z_dim) if num_classes else None
         # Project the noise to a (hidden, base, base) map.
         layers = [
-            nn.ConvTranspose2d(z_dim, hidden, base, 1, 0, bias=False),
+            nn.ConvTranspose2d(z_dim * (2 if num_classes else 1), hidden, base, 1, 0, bias=False),
             nn.BatchNorm2d(hidden),
             nn.ReLU(True),
         ]
@@ -66,8 +75,11 @@ class DCGANGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
         self.apply(init_dcgan_weights)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z[:, :, None, None])  # (B, z_dim, 1, 1) -> (B, C, H, W)
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        check_labels(self.num_classes, labels)
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(labels)], dim=1)  # (B, 2 * z_dim)
+        return self.net(z[:, :, None, None])  # (B, z_dim', 1, 1) -> (B, C, H, W)
 
 
 class DCGANDiscriminator(nn.Module):
@@ -78,8 +90,10 @@ class DCGANDiscriminator(nn.Module):
         width: int = 64,  # channels of the first layer; doubled at each halving
         channels: int = 1,  # image channels: 1 grayscale, 3 RGB
         image_size: int = 28,  # height and width in pixels: 28, 32, 64, ...
+        num_classes: int = 0,  # classes to condition on (0: unconditional)
     ):
         super().__init__()
+        self.num_classes = num_classes
         base, doublings = base_resolution(image_size)
         # No BatchNorm on the input layer, as in the paper.
         layers = [nn.Conv2d(channels, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
@@ -94,7 +108,13 @@ class DCGANDiscriminator(nn.Module):
         # A (hidden, base, base) map -> one logit.
         layers += [nn.Conv2d(hidden, 1, base, 1, 0, bias=False)]
         self.net = nn.Sequential(*layers)
+        self.projection = Projection(hidden, num_classes) if num_classes else None
         self.apply(init_dcgan_weights)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images).flatten()  # (B,)
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        check_labels(self.num_classes, labels)
+        features = self.net[:-1](images)  # (B, hidden, base, base)
+        logits = self.net[-1](features).flatten()  # (B,)
+        if self.projection is None:
+            return logits
+        return logits + self.projection(features.sum((2, 3)), labels)

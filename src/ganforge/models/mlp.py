@@ -3,11 +3,14 @@
 Generator 100 -> 128 -> 784 (ReLU, then sigmoid, reshaped to 1x28x28) and
 discriminator 784 -> 128 -> 1. The discriminator returns a logit; the sigmoid
 lives in the loss. Other image sizes and channel counts change only the input
-and output sizes.
+and output sizes. With ``num_classes`` the generator takes a learnt label
+embedding beside the noise and the discriminator adds a projection term.
 """
 
 import torch
 from torch import nn
+
+from ganforge.models.layers import Projection, check_labels
 
 
 class MLPGenerator(nn.Module):
@@ -21,18 +24,24 @@ class MLPGenerator(nn.Module):
         width: int = 128,  # hidden units
         channels: int = 1,  # image channels: 1 grayscale, 3 RGB
         image_size: int = 28,  # height and width in pixels
+        num_classes: int = 0,  # classes to condition on (0: unconditional)
     ):
         super().__init__()
-        self.z_dim = z_dim
+        self.z_dim, self.num_classes = z_dim, num_classes
         self.image_shape = (channels, image_size, image_size)
+        # The label's embedding is as long as the noise, and concatenated to it.
+        self.embed = nn.Embedding(num_classes, z_dim) if num_classes else None
         self.net = nn.Sequential(
-            nn.Linear(z_dim, width),
+            nn.Linear(z_dim * (2 if num_classes else 1), width),
             nn.ReLU(),
             nn.Linear(width, channels * image_size * image_size),
             nn.Sigmoid(),
         )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        check_labels(self.num_classes, labels)
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(labels)], dim=1)  # (B, 2 * z_dim)
         return self.net(z).view(-1, *self.image_shape)  # (B, C, H, W)
 
 
@@ -44,13 +53,20 @@ class MLPDiscriminator(nn.Module):
         width: int = 128,  # hidden units
         channels: int = 1,  # image channels: 1 grayscale, 3 RGB
         image_size: int = 28,  # height and width in pixels
+        num_classes: int = 0,  # classes to condition on (0: unconditional)
     ):
         super().__init__()
+        self.num_classes = num_classes
         self.net = nn.Sequential(
             nn.Linear(channels * image_size * image_size, width),
             nn.ReLU(),
             nn.Linear(width, 1),
         )
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images.flatten(1)).squeeze(1)  # (B,)
+        self.projection = Projection(width, num_classes) if num_classes else None
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        check_labels(self.num_classes, labels)
+        hidden = self.net[:-1](images.flatten(1))  # (B, width)
+        logits = self.net[-1](hidden).squeeze(1)  # (B,)
+        return logits if self.projection is None else logits + self.projection(hidden, labels)

@@ -12,7 +12,7 @@ from ganforge.models import MODELS
 from ganforge.sampling import generate_images, sample_noise, to_uint8
 
 
-@pytest.fixture(scope="module", params=[("mlp",), ("dcgan",), ("dcgan", "--conditional")], ids=" ".join)
+@pytest.fixture(scope="module", params=[(name,) for name in MODELS] + [("dcgan", "--conditional")], ids=" ".join)
 def run(request, tiny_run):
     return tiny_run(*request.param)
 

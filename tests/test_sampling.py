@@ -46,6 +46,15 @@ def test_write_grid_png(tmp_path, images):
     write_images(images, tmp_path / "grid.png")
     grid = np.array(Image.open(tmp_path / "grid.png"))
     assert grid.shape == (2 + 2 * 10, 2 + 3 * 10, 3)  # 3 per row, 2 rows, 2-pixel padding
+    assert np.array_equal(grid[12:20, 2:10], images[3].permute(1, 2, 0).numpy())
+
+
+def test_a_grayscale_grid_is_a_grayscale_png_with_the_same_pixels(tmp_path):
+    gray = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    write_images(gray, tmp_path / "grid.png")
+    with Image.open(tmp_path / "grid.png") as grid:
+        assert grid.mode == "L" and grid.size == (22, 22)
+        assert np.array_equal(np.array(grid)[12:20, 12:20], gray[3, 0].numpy())
 
 
 def test_write_npz_holds_uint8_nchw_and_labels(tmp_path, images):

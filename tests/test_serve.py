@@ -2,6 +2,7 @@
 
 import io
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -178,3 +179,12 @@ def test_a_conditional_dcgan_draws_each_class_as_ganforge_generate_does(tiny_run
         response = client.get("/api/samples?label=10")
         assert response.status_code == 422
         assert response.json()["detail"] == "label: must be below the model's 10 classes (got 10)"
+
+
+def test_the_listener_is_tcp_so_that_responses_are_not_held_back_by_nagle():
+    listener = ganforge.serve.open_listener("127.0.0.1", 0)
+    try:
+        # asyncio sets TCP_NODELAY on accepted connections only when the listening socket says it is TCP.
+        assert listener.proto == socket.IPPROTO_TCP and listener.getsockname()[1] > 0
+    finally:
+        listener.close()

@@ -7,7 +7,6 @@ skipped with that reason without them.
 import base64
 import io
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-from ganforge.serve import create_app  # noqa: E402
+from ganforge.serve import create_app, open_listener  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -38,8 +37,7 @@ class ServerThread:
     """uvicorn serving ``app`` on 127.0.0.1 and a free port, in a thread of this process."""
 
     def __init__(self, app):
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
+        self.listener = open_listener("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.listener]}, daemon=True)

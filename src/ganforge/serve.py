@@ -190,6 +190,21 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def open_listener(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on host:port (0: a free port), or a one-line error."""
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and without it each
+    # response on a kept-alive connection waits about 40 ms for a delayed ACK (Nagle's algorithm).
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(2048)  # connections queue from now on, so the URL can be announced
+    except (OSError, UnicodeError) as error:
+        listener.close()
+        raise GanforgeError(f"cannot listen on {host}:{port}: {getattr(error, 'strerror', None) or error}") from None
+    return listener
+
+
 def serve(
     source: str | Path,
     host: str = "127.0.0.1",
@@ -210,14 +225,7 @@ def serve(
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {port}")
     shown = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL or Host header
-    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(2048)  # connections queue from now on, so the line printed below is true
-    except (OSError, UnicodeError) as error:
-        listener.close()
-        raise GanforgeError(f"cannot listen on {host}:{port}: {getattr(error, 'strerror', None) or error}") from None
+    listener = open_listener(host, port)
     if not is_loopback(host):
         log.warning(f"serving on {host}: anyone who can reach this machine on port {port} can use the page")
     torch.set_num_threads(threads or available_cores())

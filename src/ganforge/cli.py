@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: 8000)")
     serve.add_argument("--max-n", type=positive_int, default=MAX_N, help=f"most images per request (default: {MAX_N})")
     serve.add_argument(
-        "--threads", type=positive_int, default=None, help="torch threads for sampling (default: every core)"
+        "--threads", type=positive_int, default=None, help="torch threads for sampling (default: half the cores)"
     )
     serve.add_argument(
         "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device to sample on (default: auto)"

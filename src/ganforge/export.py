@@ -17,7 +17,13 @@ import torch
 from torch import nn
 
 from ganforge import __version__
-from ganforge.checkpoint import atomic_write, describe_generator, load_checkpoint, load_generator
+from ganforge.checkpoint import (
+    atomic_write,
+    describe_generator,
+    load_checkpoint,
+    load_generator,
+    resolve_checkpoint,
+)
 from ganforge.errors import GanforgeError, UsageError
 
 FORMATS = ("torchscript", "onnx", "safetensors")
@@ -102,9 +108,10 @@ def export_generator(source: str | Path, format: str, out: str | Path) -> Path:
         raise UsageError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")
     out = Path(out)
     check_output_path(out)
-    generator = load_generator(source, "cpu")
+    checkpoint = resolve_checkpoint(source)  # once: a run still training may move its latest checkpoint
+    generator = load_generator(checkpoint, "cpu")  # the moving average (EMA) when the run kept one
     metadata = {"format": "ganforge-generator", "ganforge_version": __version__}
-    metadata |= describe_generator(load_checkpoint(source), generator)
+    metadata |= describe_generator(load_checkpoint(checkpoint), generator)
     data = WRITERS[format](generator, metadata)
     atomic_write(out, lambda file: file.write(data))
     return out

@@ -245,6 +245,51 @@ def test_a_named_data_root_is_never_written(capsys, tmp_path):
     assert list(root.iterdir()) == []
 
 
+def test_labels_for_an_unconditional_generator(capsys, run):
+    code, err = run_cli(capsys, "generate", run, "--label", "3", "--out", run.parent / "x.png")
+    assert code == 1
+    assert_one_line_error(err, "holds an unconditional generator: it takes no --label/--labels")
+    code, err = run_cli(capsys, "generate", run, "--dataset", run.parent / "ds", "--per-class", "2")
+    assert code == 1
+    assert_one_line_error(err, "holds an unconditional generator: a labelled dataset needs --conditional")
+
+
+def test_labels_outside_the_generators_classes(capsys, tmp_path):
+    folder = gray_folder(tmp_path / "data")
+    gray_folder(folder / "b")  # a second class
+    out = tmp_path / "run"
+    assert main([str(a) for a in train_args(folder, out, "--conditional")]) == 0
+    code, err = run_cli(capsys, "generate", out, "--label", "5", "--out", tmp_path / "x.png")
+    assert code == 1
+    assert_one_line_error(err, "labels must be in [0, 1] for this generator; got [5]")
+    code, err = run_cli(capsys, "generate", out, "--labels", "0,x")
+    assert code == 2
+    assert_one_line_error(err, "expected class numbers such as 0,1,2; got '0,x'")
+
+
+def test_conditional_training_on_unlabelled_data(capsys, tmp_path):
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for index in range(8):
+        Image.fromarray(np.full((12, 12), index * 20, dtype=np.uint8), "L").save(folder / f"{index}.png")
+    code, err = run_cli(capsys, *train_args(folder, tmp_path / "run", "--conditional"))
+    assert code == 2
+    assert_one_line_error(err, "--conditional needs labelled data")
+
+
+def test_bad_recipe_flags(capsys, tmp_path):
+    folder = gray_folder(tmp_path / "data")
+    code, err = run_cli(capsys, *train_args(folder, tmp_path / "run", "--diffaug-policy", "color,flip"))
+    assert code == 2
+    assert_one_line_error(err, "--diffaug-policy: unknown DiffAugment policy 'color,flip'")
+    code, err = run_cli(capsys, *train_args(folder, tmp_path / "run", "--n-critic", "0"))
+    assert code == 2
+    assert_one_line_error(err, "--n-critic must be at least 1, got 0")
+    code, err = run_cli(capsys, *train_args(folder, tmp_path / "run", "--r1", "-1"))
+    assert code == 2
+    assert_one_line_error(err, "--r1 must be 0 or more, got -1.0")
+
+
 def viewing_args(command: str, tmp_path: Path) -> list:
     """The flags each command that reads a run needs besides its source."""
     return {

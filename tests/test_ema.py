@@ -34,12 +34,16 @@ def test_warm_up_shortens_the_half_life_early_on():
     assert ema.beta(64, images_seen=10**7) == pytest.approx(0.5 ** (64 / 10_000))  # capped at the half-life
 
 
-def test_buffers_are_copied_and_the_average_is_frozen():
+def test_batchnorm_statistics_are_averaged_like_the_weights_and_the_average_is_frozen():
     generator = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4))
-    ema = EMA(generator)
+    ema = EMA(generator, half_life=100, warmup=0)
+    before = ema.generator[1].running_mean.clone()
     generator(torch.randn(16, 2) * 5 + 3)  # moves BatchNorm's running statistics
     ema.update(generator, batch_size=16, images_seen=16)
-    assert torch.equal(ema.generator[1].running_mean, generator[1].running_mean)
+    beta = ema.beta(16, 16)
+    expected = beta * before + (1 - beta) * generator[1].running_mean
+    assert torch.allclose(ema.generator[1].running_mean, expected)
+    assert ema.generator[1].num_batches_tracked == generator[1].num_batches_tracked == 1
     assert not any(p.requires_grad for p in ema.generator.parameters())
     assert not ema.generator.training
 

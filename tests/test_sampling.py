@@ -86,6 +86,79 @@ def test_unknown_output_kind_and_unwritable_paths_are_errors(tmp_path, images):
         write_images(images, tmp_path / "missing-dir" / "grid.png")
 
 
+def conditional_checkpoint(tmp_path, classes):
+    """A small conditional dcgan saved as a checkpoint, with BatchNorm's class tables randomised."""
+    from ganforge.checkpoint import FORMAT, FORMAT_VERSION, save_checkpoint
+
+    torch.manual_seed(0)
+    args = dict(z_dim=16, width=8, channels=1, image_size=28, num_classes=len(classes))
+    generator = DCGANGenerator(**args)
+    for module in generator.modules():
+        if isinstance(module, torch.nn.Embedding):
+            torch.nn.init.normal_(module.weight)
+    checkpoint = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": "dcgan",
+        "generator_args": args,
+        "generator": generator.state_dict(),
+        "classes": classes,
+    }
+    save_checkpoint(checkpoint, tmp_path / "cond.pt")
+    return tmp_path / "cond.pt", generator.eval()
+
+
+def test_balanced_labels_cycle_through_the_classes():
+    from ganforge.sampling import balanced_labels, grid_columns
+
+    assert balanced_labels(5, 0) is None
+    assert balanced_labels(7, 3).tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert balanced_labels(5, 10, [7, 2]).tolist() == [7, 2, 7, 2, 7]
+    assert grid_columns(64, 10) == 10 and grid_columns(64, 0) == 8 and grid_columns(64, 100) == 8
+
+
+def test_generate_with_labels_writes_them_to_the_npz(tmp_path):
+    from ganforge.sampling import generate
+
+    path, generator = conditional_checkpoint(tmp_path, ["cat", "dog", "eel"])
+    sevens = generate(path, n=6, seed=1, labels=2, out=tmp_path / "eels.npz")
+    stored = np.load(tmp_path / "eels.npz")
+    assert stored["labels"].tolist() == [2] * 6 and np.array_equal(stored["images"], sevens.numpy())
+    expected = generate_images(generator, sample_noise(6, 16, seed=1), labels=torch.full((6,), 2))
+    assert torch.equal(sevens, expected)
+    mixed = generate(path, n=4, seed=1, labels=[0, 2])
+    assert not torch.equal(mixed[0], mixed[1])  # other classes, other images
+
+
+def test_a_synthetic_dataset_round_trips_through_the_imagefolder_loader(tmp_path):
+    import torchvision
+
+    from ganforge.data import load_image_folder
+    from ganforge.sampling import export_dataset
+
+    path, _ = conditional_checkpoint(tmp_path, ["cat", "dog", "eel"])
+    images, labels = export_dataset(path, tmp_path / "synthetic", per_class=4, seed=3)
+    assert labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    folder = torchvision.datasets.ImageFolder(str(tmp_path / "synthetic"))
+    assert folder.classes == ["cat", "dog", "eel"]
+    assert sorted(folder.targets) == labels.tolist()
+    loaded = load_image_folder(tmp_path / "synthetic", image_size=None, channels=None)
+    assert loaded.classes == ["cat", "dog", "eel"]
+    assert torch.equal(loaded.images, images) and torch.equal(loaded.labels, labels)  # lossless PNGs, same order
+    npz_images, npz_labels = export_dataset(path, tmp_path / "synthetic.npz", per_class=4, seed=3)
+    stored = np.load(tmp_path / "synthetic.npz")
+    assert np.array_equal(stored["images"], images.numpy()) and np.array_equal(stored["labels"], labels.numpy())
+
+
+def test_class_folder_names_sort_in_label_order():
+    from ganforge.sampling import class_folder_names
+
+    assert class_folder_names(["0 - zero", "1 - one"], 2) == ["0 - zero", "1 - one"]
+    assert class_folder_names(["zebra", "ant"], 2) == ["0-zebra", "1-ant"]
+    assert class_folder_names(["a/b", "c"], 2) == ["0", "1"]
+    assert class_folder_names([], 12)[:3] == ["00", "01", "02"]
+
+
 def test_slerp_ends_are_exact_and_the_midpoint_of_orthogonal_unit_vectors_is_hand_computed():
     a, b = sample_noise(5, 100, seed=1), sample_noise(5, 100, seed=2)
     assert torch.equal(slerp(a, b, 0.0), a) and torch.equal(slerp(a, b, 1.0), b)

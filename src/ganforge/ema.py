@@ -32,12 +32,20 @@ class EMA:
 
     @torch.no_grad()
     def update(self, generator: nn.Module, batch_size: int, images_seen: int) -> None:
-        """Move the average towards ``generator``; buffers (BatchNorm statistics) are copied as they are."""
+        """Move the average towards ``generator``.
+
+        Floating-point buffers (BatchNorm's running statistics) are averaged
+        like the weights, so the averaged weights are normalised with matching
+        statistics; integer ones (batch counters) are copied.
+        """
         beta = self.beta(batch_size, images_seen)
         averaged = list(self.generator.parameters())
         torch._foreach_lerp_(averaged, [p.detach() for p in generator.parameters()], 1.0 - beta)
         for average, buffer in zip(self.generator.buffers(), generator.buffers()):
-            average.copy_(buffer)
+            if average.is_floating_point():
+                average.lerp_(buffer, 1.0 - beta)
+            else:
+                average.copy_(buffer)
 
     def state_dict(self) -> dict:
         """The averaged generator's weights: a generator state dict like any other."""

@@ -200,11 +200,13 @@ def class_folder_names(classes: list[str], num_classes: int) -> list[str]:
     The training data's class names when they sort that way and are safe as
     folder names, else zero-padded label numbers in front of them.
     """
-    names = [str(name) for name in classes] if len(classes) == num_classes else [str(i) for i in range(num_classes)]
+    digits = len(str(num_classes - 1))
+    if len(classes) != num_classes:  # class names unknown: the label numbers
+        return [f"{i:0{digits}d}" for i in range(num_classes)]
+    names = [str(name) for name in classes]
     safe = all(name and "/" not in name and "\\" not in name and name not in (".", "..") for name in names)
     if safe and names == sorted(names) and len(set(names)) == len(names):
         return names
-    digits = len(str(num_classes - 1))
     return [f"{i:0{digits}d}" + (f"-{name}" if safe else "") for i, name in enumerate(names)]
 
 

@@ -44,7 +44,7 @@ def train_classifier(
     labels: torch.Tensor,  # (N,) int64
     num_classes: int,
     epochs: int = 3,
-    batch_size: int = 128,
+    batch_size: int = 64,
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> SmallClassifier:

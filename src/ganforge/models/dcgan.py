@@ -56,11 +56,13 @@ class DCGANGenerator(nn.Module):
         self.z_dim, self.num_classes = z_dim, num_classes
         base, doublings = base_resolution(image_size)
         hidden = width * 2 ** (doublings - 1)
-        # The label's embedding is as long as the noise, and concatenated to it.
-        self.embed = nn.Embedding(num_classes, z_dim) if num_classes else None
+        # A short label embedding beside the noise: long enough to tell the classes apart, short enough
+        # that the noise still carries most of the first layer's input (a long one lets G ignore the noise).
+        label_dim = min(num_classes, z_dim)
+        self.embed = nn.Embedding(num_classes, label_dim) if num_classes else None
         # Project the noise to a (hidden, base, base) map.
         layers = [
-            nn.ConvTranspose2d(z_dim * (2 if num_classes else 1), hidden, base, 1, 0, bias=False),
+            nn.ConvTranspose2d(z_dim + (label_dim if num_classes else 0), hidden, base, 1, 0, bias=False),
             nn.BatchNorm2d(hidden),
             nn.ReLU(True),
         ]
@@ -78,7 +80,7 @@ class DCGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         check_labels(self.num_classes, labels)
         if self.embed is not None:
-            z = torch.cat([z, self.embed(labels)], dim=1)  # (B, 2 * z_dim)
+            z = torch.cat([z, self.embed(labels)], dim=1)  # (B, z_dim + label_dim)
         return self.net(z[:, :, None, None])  # (B, z_dim', 1, 1) -> (B, C, H, W)
 
 

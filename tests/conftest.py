@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,3 +30,59 @@ def _deterministic_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """tiny_run(model, *flags) -> a finished run of a few steps of ``model`` on the embedded MNIST subset.
+
+    Each (model, flags) is trained once per session; ``tiny_run("dcgan", "--conditional")`` is class-conditional.
+    """
+    from ganforge.cli import main
+
+    runs = {}
+    empty_root = tmp_path_factory.mktemp("empty-root")
+
+    def make(model: str = "mlp", *flags: str) -> Path:
+        key = (model, *flags)
+        if key not in runs:
+            run = tmp_path_factory.mktemp(f"tiny-{model}") / "run"
+            args = ["train", "--model", model, "--steps", "6", "--batch-size", "16", "--log-every", "2", "--out", run]
+            args += ["--data-root", empty_root, "--no-download", "--no-progress", "--no-tensorboard"]
+            # Unconditional unless asked: main's newer defaults make dcgan conditional on labelled data.
+            args += list(flags) if "--conditional" in flags else ["--no-conditional", *flags]
+            assert main([str(arg) for arg in args]) == 0
+            runs[key] = run
+        return runs[key]
+
+    return make
+
+
+class TinyConditionalGenerator(nn.Module):
+    """A stand-in conditional generator: every pixel of an image is its class's gray level, 60 * (label + 1)."""
+
+    output_range = (0.0, 1.0)
+
+    def __init__(self, z_dim: int = 8, num_classes: int = 3):
+        super().__init__()
+        self.z_dim, self.num_classes = z_dim, num_classes
+        self.gain = nn.Parameter(torch.tensor(0.001))  # the noise moves pixels by less than half a gray level
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        level = (labels.float() + 1) * 60 / 255  # (B,)
+        return (level[:, None, None, None] + self.gain * z[:, :1, None, None].tanh()).expand(-1, 1, 8, 8)
+
+
+@pytest.fixture
+def conditional_generator() -> TinyConditionalGenerator:
+    """A TinyConditionalGenerator in eval mode."""
+    return TinyConditionalGenerator().eval()
+
+
+@pytest.fixture
+def conditional_app(tiny_run, conditional_generator, monkeypatch):
+    """The app around TinyConditionalGenerator (the checkpoint's other data come from a tiny mlp run)."""
+    import ganforge.serve
+
+    monkeypatch.setattr(ganforge.serve, "load_generator", lambda source, device: conditional_generator)
+    return ganforge.serve.create_app(tiny_run("mlp"))

@@ -3,6 +3,7 @@
 import errno
 import os
 import pickle
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -287,3 +288,77 @@ def test_bad_recipe_flags(capsys, tmp_path):
     code, err = run_cli(capsys, *train_args(folder, tmp_path / "run", "--r1", "-1"))
     assert code == 2
     assert_one_line_error(err, "--r1 must be 0 or more, got -1.0")
+
+
+def viewing_args(command: str, tmp_path: Path) -> list:
+    """The flags each command that reads a run needs besides its source."""
+    return {
+        "export": ["--format", "onnx", "--out", tmp_path / "g.onnx"],
+        "interpolate": ["--out", tmp_path / "walk.gif"],
+        "serve": ["--port", "0"],
+    }.get(command, [])
+
+
+@pytest.mark.parametrize("command", ["serve", "export", "interpolate", "plot"])
+def test_missing_run_directory_for_serve_export_interpolate_plot(capsys, tmp_path, command):
+    code, err = run_cli(capsys, command, tmp_path / "no-such-run", *viewing_args(command, tmp_path))
+    assert code == 1
+    assert_one_line_error(err, f"no such run directory{'' if command == 'plot' else ' or checkpoint'}: ")
+
+
+@pytest.mark.parametrize("command", ["serve", "export", "interpolate"])
+def test_a_file_that_is_not_a_checkpoint_for_serve_export_interpolate(capsys, tmp_path, command):
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    code, err = run_cli(capsys, command, tmp_path / "notes.pt", *viewing_args(command, tmp_path))
+    assert code == 1
+    assert_one_line_error(err, "notes.pt is not a readable ganforge checkpoint")
+
+
+def test_serve_on_a_port_in_use(capsys, run):
+    pytest.importorskip("uvicorn", reason="ganforge serve needs uvicorn")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = run_cli(capsys, "serve", run, "--port", port)
+    assert code == 1
+    assert_one_line_error(err, f"cannot listen on 127.0.0.1:{port}: Address already in use")
+
+
+def test_serve_with_a_port_out_of_range(capsys, run):
+    pytest.importorskip("uvicorn", reason="ganforge serve needs uvicorn")
+    code, err = run_cli(capsys, "serve", run, "--port", "70000")
+    assert code == 2
+    assert_one_line_error(err, "--port must be between 0 and 65535, got 70000")
+
+
+def test_export_in_an_unknown_format(capsys, tmp_path, run):
+    code, err = run_cli(capsys, "export", run, "--format", "pickle", "--out", tmp_path / "g.pkl")
+    assert code == 2
+    assert_one_line_error(err, "argument --format: invalid choice: 'pickle'")
+    assert not (tmp_path / "g.pkl").exists()
+
+
+def test_export_to_an_output_that_cannot_be_written(capsys, tmp_path, run):
+    code, err = run_cli(capsys, "export", run, "--format", "torchscript", "--out", tmp_path / "missing" / "g.pt")
+    assert code == 1
+    assert_one_line_error(err, f"the folder {tmp_path / 'missing'} does not exist")
+    code, err = run_cli(capsys, "export", run, "--format", "torchscript", "--out", tmp_path)
+    assert code == 1
+    assert_one_line_error(err, "it is a folder; give a file name")
+
+
+def test_interpolate_bad_flags(capsys, tmp_path, run):
+    code, err = run_cli(capsys, "interpolate", run, "--out", tmp_path / "walk.png")
+    assert code == 2
+    assert_one_line_error(err, "interpolate writes an animated .gif")
+    code, err = run_cli(capsys, "interpolate", run, "--steps", "1", "--out", tmp_path / "walk.gif")
+    assert code == 2
+    assert_one_line_error(err, "--steps must be at least 2, got 1")
+    assert not (tmp_path / "walk.gif").exists()
+
+
+def test_plot_a_folder_without_metrics(capsys, tmp_path):
+    code, err = run_cli(capsys, "plot", tmp_path)
+    assert code == 1
+    assert_one_line_error(err, "has no metrics.jsonl: is it a ganforge run directory?")

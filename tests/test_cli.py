@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ganforge.checkpoint import resolve_checkpoint
 from ganforge.cli import main
@@ -181,3 +182,22 @@ def test_resume_command_continues_a_run_to_a_new_length(capsys, trained_run):
     assert code == 0, err
     assert "resuming at step 20" in err
     assert torch.load(resolve_checkpoint(trained_run), weights_only=True)["step"] == 25
+
+
+def test_interpolate_writes_a_looping_gif_of_steps_frames(capsys, trained_run, tmp_path):
+    code, out, _ = run_cli(capsys, "interpolate", trained_run, "--steps", "9", "--n", "3", "--out", tmp_path / "w.gif")
+    assert code == 0 and "wrote 9 frames" in out
+    with Image.open(tmp_path / "w.gif") as gif:
+        assert gif.n_frames == 9 and gif.size == (2 + 3 * 30, 2 + 30) and gif.info["loop"] == 0
+
+
+def test_plot_and_export_commands_write_their_files(capsys, trained_run, tmp_path):
+    code, out, _ = run_cli(capsys, "plot", trained_run)
+    assert code == 0 and out.count("wrote") == 2 and (trained_run / "plots" / "losses.png").is_file()
+    code, out, _ = run_cli(capsys, "export", trained_run, "--format", "safetensors", "--out", tmp_path / "g.st")
+    assert code == 0 and "as safetensors" in out and (tmp_path / "g.st").stat().st_size > 100_000
+
+
+def test_import_ganforge_loads_neither_the_web_nor_the_plotting_libraries():
+    code = "import sys, ganforge; print(sorted({'fastapi', 'uvicorn', 'matplotlib', 'onnx'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"

@@ -12,10 +12,13 @@ from ganforge.checkpoint import load_checkpoint, load_generator  # noqa: E402
 from ganforge.config import TrainConfig, load_config, save_config  # noqa: E402
 from ganforge.data import ImageDataset, load_dataset  # noqa: E402
 from ganforge.errors import GanforgeError  # noqa: E402
+from ganforge.export import export_generator  # noqa: E402
 from ganforge.losses import LOSSES  # noqa: E402
 from ganforge.metrics import evaluate  # noqa: E402
 from ganforge.models import MODELS  # noqa: E402
-from ganforge.sampling import generate, generate_images, sample_noise, write_images  # noqa: E402
+from ganforge.plots import plot_run  # noqa: E402  (matplotlib is imported when plotting, not here)
+from ganforge.sampling import generate, generate_images, interpolate, sample_noise, slerp, write_images  # noqa: E402
+from ganforge.serve import create_app  # noqa: E402  (fastapi is imported when the app is made, not here)
 from ganforge.training import TrainResult, resume, train  # noqa: E402
 
 __all__ = [
@@ -24,18 +27,23 @@ __all__ = [
     "ImageDataset",
     "LOSSES",
     "MODELS",
+    "create_app",
     "evaluate",
+    "export_generator",
     "TrainConfig",
     "TrainResult",
     "generate",
     "generate_images",
+    "interpolate",
     "load_checkpoint",
     "load_config",
     "load_dataset",
     "load_generator",
+    "plot_run",
     "resume",
     "sample_noise",
     "save_config",
+    "slerp",
     "train",
     "write_images",
 ]

@@ -178,3 +178,25 @@ def load_generator(source: str | Path, device: str | torch.device = "cpu", ema: 
     which = "ema_generator" if ema and "ema_generator" in checkpoint else "generator"
     load_state(generator, checkpoint[which], which.replace("_", " "), source)
     return to_fast_layout(generator.to(device)).eval()
+
+
+@torch.no_grad()
+def describe_generator(checkpoint: dict, generator: nn.Module) -> dict:
+    """Plain data about a checkpoint's generator: what someone sampling it, or using an export of it, needs.
+
+    The image shape comes from one forward pass, so it holds for any architecture.
+    """
+    num_classes = getattr(generator, "num_classes", 0) or 0
+    device = next(generator.parameters()).device
+    inputs = [torch.zeros(1, generator.z_dim, device=device)]
+    if num_classes:
+        inputs.append(torch.zeros(1, dtype=torch.long, device=device))
+    return {
+        "model": checkpoint["model"],
+        "generator_args": dict(checkpoint["generator_args"]),
+        "z_dim": generator.z_dim,
+        "num_classes": num_classes,
+        "image_shape": list(generator(*inputs).shape[1:]),  # (C, H, W)
+        "output_range": list(generator.output_range),
+        "step": checkpoint.get("step", 0),
+    }

@@ -1,7 +1,8 @@
 """The command line: parse flags, call the library, print errors as one line.
 
 Every ``train`` flag is a field of ``TrainConfig`` (its help text lives there);
-every command is a public function first: ``train``, ``resume``, ``generate``.
+every command is a public function first: ``train``, ``resume``, ``generate``,
+``evaluate``, ``interpolate``, ``export_generator``, ``plot_run``, ``serve``.
 """
 
 import argparse
@@ -15,6 +16,8 @@ import typing
 from ganforge import __version__
 from ganforge.config import TrainConfig, flag
 from ganforge.errors import GanforgeError, UsageError
+from ganforge.export import FORMATS as EXPORT_FORMATS  # constants only: fastapi, onnx load when used
+from ganforge.serve import MAX_N
 
 log = logging.getLogger("ganforge")
 
@@ -216,6 +219,69 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout (default: a table)")
     evaluate.set_defaults(func=run_evaluate)
+
+    interpolate = commands.add_parser(
+        "interpolate",
+        parents=[debug],
+        help="an animated GIF of walks through the latent space",
+        description="Write an animated GIF of latent walks: each a closed loop of spherical interpolations "
+        "through random noise vectors. A conditional model gets one row per class.",
+    )
+    interpolate.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or a .pt checkpoint")
+    interpolate.add_argument("--out", default="walk.gif", help="the .gif to write (default: walk.gif)")
+    interpolate.add_argument("--steps", type=positive_int, default=60, help="frames in the loop (default: 60)")
+    interpolate.add_argument("--n", type=positive_int, default=8, help="walks side by side (default: 8)")
+    interpolate.add_argument("--seed", type=int, default=0, help="noise seed of the walks (default: 0)")
+    interpolate.add_argument("--fps", type=float, default=20.0, help="frames per second (default: 20)")
+    interpolate.add_argument(
+        "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device to sample on (default: auto)"
+    )
+    interpolate.set_defaults(func=run_interpolate)
+
+    export = commands.add_parser(
+        "export",
+        parents=[debug],
+        help="write the generator as TorchScript, ONNX or safetensors",
+        description="Write the generator for use without ganforge: noise (B, z_dim) [and labels (B,)] in, "
+        "images (B, C, H, W) in the model's output range out. The file carries the model's description as JSON.",
+    )
+    export.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or a .pt checkpoint")
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="file format")
+    export.add_argument("--out", required=True, help="the file to write")
+    export.set_defaults(func=run_export)
+
+    plot = commands.add_parser(
+        "plot",
+        parents=[debug],
+        help="plot a run's losses, D(x) and D(G(z)), and FID",
+        description="Write PNG plots of a run's metrics.jsonl into RUN_DIR/plots: losses.png, discriminator.png "
+        "and, when the run was evaluated during training (--eval-every), fid.png.",
+    )
+    plot.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
+    plot.set_defaults(func=run_plot)
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[debug],
+        help="a web page to explore a trained generator",
+        description="Serve a page with a grid of samples, a seed box, a class picker for conditional models, "
+        "a latent walk slider and a PNG download, and the API behind it (see the README).",
+    )
+    serve.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or a .pt checkpoint")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; anything but loopback opens the page to the network (default: 127.0.0.1)",
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: 8000)")
+    serve.add_argument("--max-n", type=positive_int, default=MAX_N, help=f"most images per request (default: {MAX_N})")
+    serve.add_argument(
+        "--threads", type=positive_int, default=None, help="torch threads for sampling (default: half the cores)"
+    )
+    serve.add_argument(
+        "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device to sample on (default: auto)"
+    )
+    serve.set_defaults(func=run_serve)
     return parser
 
 
@@ -246,6 +312,43 @@ def run_generate(args: argparse.Namespace) -> int:
     labels = args.label if args.label is not None else args.labels
     images = generate(args.source, n=args.n, out=args.out, labels=labels, **common)
     print(f"wrote {len(images)} images {tuple(images.shape[1:])} to {args.out}")
+    return 0
+
+
+def run_interpolate(args: argparse.Namespace) -> int:
+    """ganforge interpolate: write an animated GIF of latent walks."""
+    from ganforge.sampling import interpolate
+
+    path = interpolate(
+        args.source, out=args.out, steps=args.steps, n=args.n, seed=args.seed, fps=args.fps, device=args.device
+    )
+    print(f"wrote {args.steps} frames to {path}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """ganforge export: write the generator in another format."""
+    from ganforge.export import export_generator
+
+    path = export_generator(args.source, args.format, args.out)
+    print(f"wrote the generator as {args.format} to {path}")
+    return 0
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    """ganforge plot: PNG plots of a run's metrics."""
+    from ganforge.plots import plot_run
+
+    for path in plot_run(args.run_dir):
+        print(f"wrote {path}")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """ganforge serve: the web page, until Ctrl-C."""
+    from ganforge.serve import serve
+
+    serve(args.source, host=args.host, port=args.port, device=args.device, max_n=args.max_n, threads=args.threads)
     return 0
 
 

@@ -1,0 +1,247 @@
+"""The web page: explore a trained generator in a browser, and the small PNG/JSON API behind it.
+
+``create_app(source)`` builds a FastAPI app around one generator, loaded once
+(``torch.load(weights_only=True)``, like every checkpoint); ``serve(source)``
+runs it with uvicorn, on 127.0.0.1 unless told otherwise. Requests carry
+numbers only: every parameter is validated against declared bounds (422 with
+a one-line ``detail`` saying what was wrong), and none names a file.
+
+Same parameters, same bytes: the noise comes from ``sample_noise(n, z_dim,
+seed)``, the generator runs in eval mode, and PNG encoding is deterministic,
+so nothing is cached and nothing needs to be.
+"""
+
+import io
+import ipaddress
+import logging
+import os
+import socket
+import threading
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from ganforge.checkpoint import describe_generator, load_checkpoint, load_generator, resolve_checkpoint
+from ganforge.device import resolve_device
+from ganforge.errors import GanforgeError, UsageError
+from ganforge.sampling import balanced_labels, generate_images, grid_columns, grid_image, sample_noise, slerp
+
+log = logging.getLogger("ganforge")
+
+MAX_N = 64  # images per request: an 8x8 grid
+MAX_SEED = 2**32 - 1  # seeds are unsigned 32-bit integers, safe in JavaScript too
+PAGE_HEADERS = {
+    # The page loads nothing from elsewhere; its one script is inline.
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+}
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]  # Host headers a loopback server answers: no DNS rebinding
+
+
+def import_fastapi():
+    """FastAPI, or a one-line error saying how to install it."""
+    try:
+        import fastapi
+    except ImportError:
+        raise GanforgeError('ganforge serve needs FastAPI and uvicorn: pip install "ganforge[serve]"') from None
+    return fastapi
+
+
+class Sampler:
+    """The generator, loaded once, and a lock so that one forward pass runs at a time.
+
+    One pass at a time uses every core for that pass (torch's intra-op
+    threads) instead of splitting them between requests, and keeps the
+    module's state safe from concurrent calls.
+    """
+
+    def __init__(self, source: str | Path, device: str = "cpu"):
+        # Resolved once: a run still training may move its latest checkpoint between the two reads.
+        checkpoint = resolve_checkpoint(source)
+        self.generator = load_generator(checkpoint, resolve_device(device))
+        self.info = describe_generator(load_checkpoint(checkpoint), self.generator)
+        # A name to show, never a path: the run directory's name, else the checkpoint file's.
+        self.info["run"] = (checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint).name
+        self.num_classes = self.info["num_classes"]
+        self.lock = threading.Lock()
+        self.grid_png(sample_noise(1, self.generator.z_dim, 0), None)  # first pass: kernels chosen before requests
+
+    def labels(self, n: int, label: int | None) -> torch.Tensor | None:
+        """(n,) labels: ``label`` throughout, else the classes in turn; None for an unconditional model."""
+        return balanced_labels(n, self.num_classes, None if label is None else [label])
+
+    def grid_png(self, noise: torch.Tensor, labels: torch.Tensor | None) -> bytes:
+        """The images of (n, z_dim) noise as one PNG grid laid out as ``ganforge generate`` lays it out.
+
+        Square, or one column per class for a conditional model; 2-pixel padding.
+        """
+        with self.lock:
+            images = generate_images(self.generator, noise, labels=labels)  # (n, C, H, W) uint8
+        buffer = io.BytesIO()
+        grid_image(images, grid_columns(len(images), self.num_classes)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def validation_message(errors: list[dict]) -> str:
+    """FastAPI's validation errors as one line: 'n: Input should be less than or equal to 64 (got 65)'."""
+    parts = []
+    for error in errors:
+        name = ".".join(str(part) for part in error.get("loc", ())[1:]) or "request"
+        got = f" (got {error['input']!r})" if "input" in error and error["input"] is not None else ""
+        parts.append(f"{name}: {error.get('msg', 'invalid')}{got}")
+    return "; ".join(parts)
+
+
+def create_app(source: str | Path, device: str = "cpu", max_n: int = MAX_N, allowed_hosts: list[str] | None = None):
+    """The FastAPI app for the generator of a run directory or checkpoint.
+
+    ``max_n`` caps the images per request; ``allowed_hosts`` (default: any)
+    lists the Host headers answered, the rest get 400. Endpoints: see the
+    README's "Explore a generator in the browser".
+    """
+    fastapi = import_fastapi()
+    from fastapi import Query
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+    if max_n < 1:
+        raise UsageError(f"--max-n must be at least 1, got {max_n}")
+    sampler = Sampler(source, device)
+    page = resources.files("ganforge").joinpath("web/index.html").read_text(encoding="utf-8")
+    app = fastapi.FastAPI(title="ganforge", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.sampler = sampler
+    if allowed_hosts is not None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request, error: RequestValidationError):
+        return JSONResponse({"detail": validation_message(error.errors())}, status_code=422)
+
+    def check_label(label: int | None) -> None:
+        if label is None:
+            return
+        if not sampler.num_classes:
+            raise fastapi.HTTPException(422, "label: this model is unconditional; leave the label out")
+        if label >= sampler.num_classes:
+            raise fastapi.HTTPException(
+                422, f"label: must be below the model's {sampler.num_classes} classes (got {label})"
+            )
+
+    def png(data: bytes, download: bool, name: str) -> Response:
+        headers = {"Content-Disposition": f'attachment; filename="{name}.png"'} if download else {}
+        return Response(data, media_type="image/png", headers=headers | {"X-Content-Type-Options": "nosniff"})
+
+    n_query = Query(16, ge=1, le=max_n, description="images in the grid")
+    seed_query = Query(0, ge=0, le=MAX_SEED, description="noise seed")
+    label_query = Query(None, ge=0, description="class of every image (conditional models only)")
+    download_query = Query(False, description="send as an attachment")
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page, headers=PAGE_HEADERS)
+
+    @app.get("/api/model")
+    def model() -> dict:
+        return sampler.info | {"max_n": max_n, "max_seed": MAX_SEED}
+
+    @app.get("/api/samples")
+    def samples(
+        n: int = n_query, seed: int = seed_query, label: int | None = label_query, download: bool = download_query
+    ) -> Response:
+        check_label(label)
+        noise = sample_noise(n, sampler.generator.z_dim, seed)  # (n, z_dim)
+        name = f"samples-seed{seed}-n{n}" + ("" if label is None else f"-label{label}")
+        return png(sampler.grid_png(noise, sampler.labels(n, label)), download, name)
+
+    @app.get("/api/walk")
+    def walk(
+        seed_a: int = Query(0, ge=0, le=MAX_SEED, description="noise seed at t=0"),
+        seed_b: int = Query(1, ge=0, le=MAX_SEED, description="noise seed at t=1"),
+        t: float = Query(0.5, ge=0.0, le=1.0, allow_inf_nan=False, description="position along the walk"),
+        n: int = n_query,
+        label: int | None = label_query,
+        download: bool = download_query,
+    ) -> Response:
+        check_label(label)
+        z_dim = sampler.generator.z_dim
+        noise = slerp(sample_noise(n, z_dim, seed_a), sample_noise(n, z_dim, seed_b), t)  # (n, z_dim)
+        name = f"walk-{seed_a}-{seed_b}-t{t:g}-n{n}" + ("" if label is None else f"-label{label}")
+        return png(sampler.grid_png(noise, sampler.labels(n, label)), download, name)
+
+    return app
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def open_listener(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on host:port (0: a free port), or a one-line error."""
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and without it each
+    # response on a kept-alive connection waits about 40 ms for a delayed ACK (Nagle's algorithm).
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(2048)  # connections queue from now on, so the URL can be announced
+    except (OSError, UnicodeError) as error:
+        listener.close()
+        raise GanforgeError(f"cannot listen on {host}:{port}: {getattr(error, 'strerror', None) or error}") from None
+    return listener
+
+
+def serve(
+    source: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    device: str = "auto",
+    max_n: int = MAX_N,
+    threads: int | None = None,
+) -> None:
+    """Serve the page for the generator of ``source`` at http://host:port/ until Ctrl-C.
+
+    Port 0 picks a free port; the line printed on start names the one taken.
+    ``threads`` sets torch's threads for the forward pass (default: half the cores this process may use).
+    """
+    try:
+        import uvicorn
+    except ImportError:
+        raise GanforgeError('ganforge serve needs FastAPI and uvicorn: pip install "ganforge[serve]"') from None
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {port}")
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL or Host header
+    listener = open_listener(host, port)
+    if not is_loopback(host):
+        log.warning(f"serving on {host}: anyone who can reach this machine on port {port} can use the page")
+    # Half the cores for the (locked, one at a time) forward pass, the rest for the requests' PNG encoding and
+    # HTTP: on 2 cores, 1 thread served 4 concurrent clients ~35% faster than 2 (benchmarks/serve_latency.py).
+    torch.set_num_threads(threads or max(1, available_cores() // 2))
+    try:
+        allowed_hosts = [*LOOPBACK_HOSTS, shown] if is_loopback(host) else None
+        app = create_app(source, device, max_n, allowed_hosts=allowed_hosts)
+    except BaseException:
+        listener.close()
+        raise
+    run = app.state.sampler.info["run"]
+    print(f"ganforge: serving {run} at http://{shown}:{listener.getsockname()[1]}/ (Ctrl-C to stop)", flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    try:
+        uvicorn.Server(config).run(sockets=[listener])
+    except KeyboardInterrupt:  # uvicorn shuts down cleanly, then re-raises Ctrl-C: the normal way to stop
+        pass
+    print("ganforge: server stopped", flush=True)

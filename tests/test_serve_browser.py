@@ -1,0 +1,149 @@
+"""The page in a real browser: headless Chromium, driven by Selenium, against a server on 127.0.0.1.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them);
+skipped with that reason without them.
+"""
+
+import base64
+import io
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="ganforge serve needs fastapi: pip install -e '.[serve]'")
+uvicorn = pytest.importorskip("uvicorn", reason="ganforge serve needs uvicorn: pip install -e '.[serve]'")
+webdriver = pytest.importorskip("selenium.webdriver", reason="the browser test needs selenium: pip install -e '.[dev]'")
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+from ganforge.serve import create_app, open_listener  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
+    pytest.skip(
+        "Chromium or chromedriver is not installed (Debian: apt-get install chromium chromium-driver; .ci/run does)",
+        allow_module_level=True,
+    )
+
+
+class ServerThread:
+    """uvicorn serving ``app`` on 127.0.0.1 and a free port, in a thread of this process."""
+
+    def __init__(self, app):
+        self.listener = open_listener("127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.listener]}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.listener.close()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium through Debian's chromedriver; Selenium Manager never downloads anything."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"):
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    options.add_argument("--window-size=900,900")
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def wait_for(driver, condition, timeout: float = 30):
+    return WebDriverWait(driver, timeout).until(lambda d: condition(d))
+
+
+def grid_loaded(driver, src_other_than: str | None = None) -> str:
+    """Wait until the grid image has loaded (from a URL other than ``src_other_than``); returns its URL."""
+
+    def loaded(d):
+        src = d.execute_script(
+            "const g = document.getElementById('grid'); return g.complete && g.naturalWidth > 0 ? g.src : null;"
+        )
+        return src if src and src != src_other_than else None
+
+    return wait_for(driver, loaded)
+
+
+def grid_png(driver) -> Image.Image:
+    """The PNG the grid shows, fetched again by the page's own JavaScript."""
+    encoded = driver.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+        fetch(document.getElementById('grid').src).then(r => r.arrayBuffer()).then(buffer => {
+          let text = ''; for (const byte of new Uint8Array(buffer)) text += String.fromCharCode(byte);
+          done(btoa(text));
+        });"""
+    )
+    return Image.open(io.BytesIO(base64.b64decode(encoded)))
+
+
+def test_new_samples_the_walk_slider_and_errors_in_chromium(browser, tiny_run, tmp_path):
+    with ServerThread(create_app(tiny_run("dcgan"))) as server:
+        browser.get(server.url)
+        first = grid_loaded(browser)
+        assert "/api/samples?" in first and "seed=0" in first and "n=16" in first
+        wait_for(browser, lambda d: "dcgan" in d.find_element(By.ID, "model").text)
+        assert not browser.find_element(By.ID, "class-picker").is_displayed()  # unconditional: no classes
+        before = grid_png(browser)
+        assert before.size == (122, 122)
+
+        browser.find_element(By.ID, "new-samples").click()
+        second = grid_loaded(browser, src_other_than=first)
+        assert "/api/samples?" in second
+        after = grid_png(browser)
+        assert after.size == before.size and after.tobytes() != before.tobytes()
+        assert browser.find_element(By.ID, "download").get_attribute("href") == second + "&download=1"
+
+        # A click in the middle of the slider walks half-way to the other seed.
+        browser.find_element(By.ID, "walk").click()
+        walk = grid_loaded(browser, src_other_than=second)
+        assert "/api/walk?" in walk and "t=0.5" in walk
+        assert grid_png(browser).tobytes() not in (before.tobytes(), after.tobytes())
+        browser.save_screenshot(str(tmp_path / "serve-page.png"))
+
+        # A bad seed typed into the box gets the server's message on the page.
+        seed = browser.find_element(By.ID, "seed")
+        seed.send_keys(Keys.CONTROL, "a")
+        seed.send_keys("-5", Keys.ENTER)
+        error = wait_for(browser, lambda d: d.find_element(By.ID, "error").text)
+        assert error == "seed: Input should be greater than or equal to 0 (got '-5')"
+    assert Image.open(tmp_path / "serve-page.png").size[0] > 0
+
+
+def test_the_class_picker_asks_for_the_class_chosen(browser, conditional_app, tmp_path):
+    with ServerThread(conditional_app) as server:
+        browser.get(server.url)
+        first = grid_loaded(browser)
+        picker = browser.find_element(By.ID, "class-picker")
+        wait_for(browser, lambda d: picker.is_displayed())
+        choices = Select(browser.find_element(By.ID, "label"))
+        assert [option.text for option in choices.options] == ["all classes", "0", "1", "2"]
+
+        choices.select_by_value("2")
+        chosen = grid_loaded(browser, src_other_than=first)
+        assert "label=2" in chosen
+        grid = grid_png(browser).convert("L")
+        assert grid.getpixel((6, 6)) == 180 and grid.getpixel((16, 6)) == 180  # every image is class 2's gray
+        browser.save_screenshot(str(tmp_path / "serve-page-conditional.png"))

@@ -128,3 +128,17 @@ def test_r1_penalty_is_zero_where_the_discriminator_is_flat():
     real = torch.randn(4, 1, 3, 3, requires_grad=True)
     logits = real.sum((1, 2, 3)) * 0 + 1.5
     assert r1_penalty(logits, real).item() == 0
+
+
+def test_r1_under_float16_autocast_needs_the_loss_scale_to_survive():
+    """An input gradient of 1e-8 underflows in float16; scaled as the loss is, it comes back intact."""
+    critic = torch.nn.Sequential(torch.nn.Linear(8, 8, bias=False), torch.nn.Linear(8, 1, bias=False))
+    with torch.no_grad():
+        for layer in critic:
+            layer.weight.fill_(1e-4)  # d logit / d x = 8e-8 per input
+    real = torch.randn(4, 8).requires_grad_(True)
+    exact = r1_penalty(critic(real).squeeze(1), real).item()
+    with torch.autocast("cpu", dtype=torch.float16):
+        logits = critic(real).squeeze(1)  # (4,) float16
+    assert r1_penalty(logits, real).item() == 0  # underflowed
+    assert r1_penalty(logits, real, torch.tensor(2.0**16)).item() == pytest.approx(exact, rel=1e-2)

@@ -21,7 +21,7 @@ from ganforge.models import MODELS
 
 BUILTIN_DATASETS = ("mnist", "fashion-mnist", "cifar10")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("32", "bf16")
+PRECISIONS = ("32", "bf16", "16-mixed")
 DEFAULT_EPOCHS = 5  # when none of epochs, steps and minutes is given
 DEFAULT_HOLDOUT = 0.1  # share of a folder or .npz held out as the evaluation reference
 
@@ -112,8 +112,13 @@ class TrainConfig:
     diffaug: bool = _field(False, "differentiable augmentation of real and fake images in D (for small datasets)")
     diffaug_policy: str = _field("color,translation,cutout", "DiffAugment's augmentations, comma-separated")
     precision: str = _field(
-        "32", "float32, or bfloat16 autocast (fast on CPUs with AMX and on recent GPUs)", choices=PRECISIONS
+        "32",
+        "float32; bf16 autocast (fast on recent GPUs and on CPUs with AMX); "
+        "16-mixed: float16 autocast with loss scaling (GPUs)",
+        choices=PRECISIONS,
     )
+    compile: bool = _field(False, "compile both networks with torch.compile; falls back to eager with a warning")
+    sync_bn: bool = _field(False, "synchronise BatchNorm statistics across the processes of a torchrun run (CUDA only)")
     seed: int = _field(0, "random seed: the same seed on the same machine and device gives the same checkpoint")
     device: str = _field("auto", "auto picks cuda, then mps, then cpu", choices=DEVICES)
     # Output.

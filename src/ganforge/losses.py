@@ -80,14 +80,18 @@ def gradient_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor, fa
     return ((gradient.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
-def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
+def r1_penalty(real_logits: Tensor, real: Tensor, grad_scale: Tensor | float = 1.0) -> Tensor:
     """R1: E[||grad_x D(x)||^2] on real images (Mescheder et al. 2018).
 
     ``real`` must have ``requires_grad`` set before ``real_logits = D(real)``.
-    The training step scales it by gamma / 2.
+    The training step scales it by gamma / 2. ``grad_scale``: the float16 loss
+    scale under mixed precision, so that the input gradient does not underflow
+    on its way back through float16 layers (it is divided out again).
     """
-    (gradient,) = torch.autograd.grad(real_logits.float().sum(), real, create_graph=True)
-    return gradient.float().flatten(1).pow(2).sum(1).mean()
+    # d(mean)/d(logit) = scale / B stays inside float16's range where d(sum)/d(logit) = scale may not.
+    (gradient,) = torch.autograd.grad(real_logits.float().mean() * grad_scale, real, create_graph=True)
+    gradient = gradient.float() * (real.shape[0] / grad_scale)  # (B, C, H, W): the gradient of the sum
+    return gradient.flatten(1).pow(2).sum(1).mean()
 
 
 @dataclass(frozen=True)

@@ -83,3 +83,10 @@ def test_first_signal_asks_to_stop_and_a_second_quits_at_once():
             signal.raise_signal(signal.SIGINT)
     # The handlers found are restored: Python's default, or SIG_IGN where the shell started us in the background.
     assert {signum: signal.getsignal(signum) for signum in before} == before
+
+
+def test_a_signal_echoed_within_the_grace_period_is_the_same_request():
+    with StopSignal(repeat_grace=60.0) as stop:
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)  # torchrun passing the terminal's Ctrl-C on
+        assert stop.requested

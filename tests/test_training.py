@@ -202,11 +202,18 @@ def test_non_finite_weights_are_never_saved(tmp_path, monkeypatch):
     assert all(torch.isfinite(t).all() for t in tensors_of(checkpoint["generator"]).values())
 
 
-def test_a_nan_loss_is_caught_at_the_step_it_appears(tmp_path, monkeypatch):
+def test_a_nan_loss_is_caught_at_the_first_report_after_it(tmp_path, monkeypatch):
     poison_generator(monkeypatch, at_calls={4})  # weights NaN after step 4: step 5's losses are NaN
     with pytest.raises(GanforgeError, match="losses became non-finite at step 5 \\(--on-nan stop\\)"):
-        train(nan_config(tmp_path, checkpoint_every="1h", on_nan="stop"))
+        train(nan_config(tmp_path, checkpoint_every="1h", on_nan="stop", log_every=1))
     assert load_checkpoint(tmp_path / "run")["step"] == 0  # the initial checkpoint: nothing after it
+
+
+def test_the_losses_are_read_only_at_reports_and_saves_and_nothing_non_finite_is_saved(tmp_path, monkeypatch):
+    poison_generator(monkeypatch, at_calls={4})
+    with pytest.raises(GanforgeError, match="losses became non-finite between steps 4 and 6 \\(--on-nan stop\\)"):
+        train(nan_config(tmp_path, checkpoint_every="3", on_nan="stop", log_every=50))
+    assert load_checkpoint(tmp_path / "run")["step"] == 3  # the check before step 6's checkpoint caught it
 
 
 def test_divergence_rolls_back_with_halved_learning_rates(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import types
 import typing
@@ -398,6 +399,12 @@ def configure_logging() -> None:
     log.propagate = False
 
 
+def rank_tag() -> str:
+    """' (rank N)' in the errors of a torchrun process other than rank 0 (the others may fail alike)."""
+    rank = os.environ.get("RANK", "0")
+    return f" (rank {rank})" if rank != "0" and os.environ.get("WORLD_SIZE", "1") != "1" else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 runtime error, 2 usage error)."""
     args = build_parser().parse_args(argv)
@@ -411,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     except GanforgeError as error:
         if debug:
             raise
-        print(f"ganforge: error: {error}", file=sys.stderr)
+        print(f"ganforge: error{rank_tag()}: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("ganforge: interrupted", file=sys.stderr)
@@ -420,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(
-            f"ganforge: error: {type(error).__name__}: {error} (rerun with --debug for the traceback)", file=sys.stderr
+            f"ganforge: error{rank_tag()}: {type(error).__name__}: {error} (rerun with --debug for the traceback)",
+            file=sys.stderr,
         )
         return 1

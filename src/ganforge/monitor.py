@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -33,8 +34,9 @@ class RunMonitor:
         log_every: int,
         tensorboard: bool,
         progress: bool,
+        writes: bool = True,  # False: only sums (ranks other than 0 of a torchrun run)
     ):
-        self.metrics_file = open(run_dir / "metrics.jsonl", "a")
+        self.metrics_file = open(run_dir / "metrics.jsonl" if writes else os.devnull, "a")
         self.batch_size, self.steps_per_epoch, self.log_every = batch_size, steps_per_epoch, log_every
         self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, disable=not progress)
         self.writer = open_tensorboard(run_dir / "tensorboard") if tensorboard else None
@@ -135,19 +137,26 @@ def open_tensorboard(log_dir: Path):
 class StopSignal:
     """Turns the first SIGINT/SIGTERM into a request to stop after the current step.
 
-    A second signal raises KeyboardInterrupt at once. Outside the main thread
-    (where Python allows no handlers) it does nothing.
+    A second signal raises KeyboardInterrupt at once, unless it comes within
+    ``repeat_grace`` seconds of the first: under torchrun, Ctrl-C reaches each
+    process from the terminal and again from torchrun, and that echo must not
+    cut the final checkpoint short. Outside the main thread (where Python
+    allows no handlers) it does nothing.
     """
 
-    def __init__(self):
+    def __init__(self, repeat_grace: float = 0.0):
         self.requested = False
+        self.repeat_grace = repeat_grace  # seconds after the first signal in which a second is the same request
+        self._first = 0.0
         self._previous = {}
 
     def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
         name = signal.Signals(signum).name
+        if self.requested:
+            if time.monotonic() - self._first < self.repeat_grace:
+                return
+            raise KeyboardInterrupt
+        self.requested, self._first = True, time.monotonic()
         log.warning(f"{name} received: stopping after this step and saving a checkpoint (again to quit at once)")
 
     def __enter__(self):

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torchvision.utils import make_grid
 
-from ganforge import __version__
+from ganforge import __version__, distributed
 from ganforge.augment import diff_augment, parse_policy
 from ganforge.checkpoint import (
     FORMAT,
@@ -54,7 +55,8 @@ from ganforge.data import (
     scale_images,
     split_holdout,
 )
-from ganforge.device import autocast, resolve_device, to_fast_layout
+from ganforge.device import autocast, compile_module, grad_scaler, resolve_device, to_fast_layout
+from ganforge.distributed import Distributed
 from ganforge.ema import EMA
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.losses import LOSSES, GANLoss, gradient_penalty, r1_penalty
@@ -69,6 +71,7 @@ log = logging.getLogger("ganforge")
 GRID_SIZE = 64  # images in each fixed-noise sample grid
 ON_DEVICE_LIMIT = 2**30  # bytes of uint8 data kept on an accelerator rather than in host memory
 BEST = "best.pt"  # checkpoints/best.pt: the checkpoint with the lowest FID of the periodic evaluations
+STOP_ECHO_SECONDS = 5.0  # under torchrun, a second stop signal this soon after the first is torchrun's echo
 NAN_LR_FACTOR = 0.5  # learning rates are multiplied by this at each rollback after a divergence
 # Settings a resumed run may change; the rest would make it a different run.
 RESUMABLE = (
@@ -78,6 +81,7 @@ RESUMABLE = (
     "steps",
     "minutes",
     "device",
+    "compile",
     "log_every",
     "sample_every",
     "checkpoint_every",
@@ -111,6 +115,7 @@ class Recipe:
 
     loss: GANLoss
     amp: contextlib.AbstractContextManager  # autocast for the forward passes, or a null context
+    world_size: int = 1  # processes that share each batch (DDP): the EMA counts all their images
     n_critic: int = 1  # discriminator updates per generator update
     r1_gamma: float = 0.0  # R1 weight (0: off)
     r1_every: int = 16  # lazy R1: every this many steps, scaled by it
@@ -121,9 +126,17 @@ class Recipe:
         return images if self.augment is None else self.augment(images)
 
 
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    """Backpropagate ``loss`` and update: through the loss scaler, which only passes through unless 16-mixed."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)  # skipped when float16 gradients overflowed
+    scaler.update()
+
+
 def discriminator_step(models: "Models", recipe: Recipe, batch: Batch, fake: torch.Tensor, step: int) -> tuple:
     """Push D(x) up and D(G(z)) down (plus the gradient penalty or R1). The fakes are detached."""
-    discriminator, loss = models.discriminator, recipe.loss
+    discriminator, loss = models.train_discriminator, recipe.loss
     with_r1 = recipe.r1_gamma > 0 and step % recipe.r1_every == 0
     real = batch.real.detach().requires_grad_(with_r1)
     with recipe.amp:
@@ -135,24 +148,24 @@ def discriminator_step(models: "Models", recipe: Recipe, batch: Batch, fake: tor
         critic = functools.partial(discriminator, labels=batch.real_labels)
         penalty = penalty + loss.gradient_penalty * gradient_penalty(critic, batch.real, fake.detach())
     if with_r1:
-        penalty = penalty + (recipe.r1_gamma / 2) * recipe.r1_every * r1_penalty(real_logits, real)
-    models.d_optimizer.zero_grad(set_to_none=True)
-    (d_loss + penalty).backward()
-    models.d_optimizer.step()
+        # Under 16-mixed, R1's gradient goes through float16 layers: scale it as the loss is scaled.
+        grad_scale = models.d_scaler.scale(torch.ones((), device=real.device))
+        penalty = penalty + (recipe.r1_gamma / 2) * recipe.r1_every * r1_penalty(real_logits, real, grad_scale)
+    optimizer_step(d_loss + penalty, models.d_optimizer, models.d_scaler)
     return d_loss, real_logits, fake_logits
 
 
 def generator_step(models: "Models", recipe: Recipe, batch: Batch, fake: torch.Tensor) -> torch.Tensor:
-    """Push the updated discriminator's D(G(z)) up. D's weights are frozen for this pass."""
-    discriminator = models.discriminator
-    discriminator.requires_grad_(False)
+    """Push the updated discriminator's D(G(z)) up. D's weights are frozen for this pass.
+
+    D runs without its DDP wrapper here: nothing of D is updated, so nothing of D is synchronised.
+    """
+    models.discriminator.requires_grad_(False)
     with recipe.amp:
-        fake_logits = discriminator(recipe.view(fake), batch.fake_labels)  # (B,)
+        fake_logits = models.frozen_discriminator(recipe.view(fake), batch.fake_labels)  # (B,)
     g_loss = recipe.loss.generator(fake_logits.float())
-    models.g_optimizer.zero_grad(set_to_none=True)
-    g_loss.backward()
-    models.g_optimizer.step()
-    discriminator.requires_grad_(True)
+    optimizer_step(g_loss, models.g_optimizer, models.g_scaler)
+    models.discriminator.requires_grad_(True)
     return g_loss
 
 
@@ -165,7 +178,7 @@ def training_step(models: "Models", recipe: Recipe, batch: Batch, step: int) -> 
     """
     update_generator = (step + 1) % recipe.n_critic == 0
     with recipe.amp, torch.set_grad_enabled(update_generator):
-        fake = models.generator(batch.z, batch.fake_labels)  # (B, C, H, W)
+        fake = models.train_generator(batch.z, batch.fake_labels)  # (B, C, H, W)
     d_loss, real_logits, fake_logits = discriminator_step(models, recipe, batch, fake, step)
     stats = {
         "d_loss": d_loss.detach(),
@@ -175,7 +188,7 @@ def training_step(models: "Models", recipe: Recipe, batch: Batch, step: int) -> 
     if update_generator:
         stats["g_loss"] = generator_step(models, recipe, batch, fake).detach()
         if models.ema is not None:
-            batch_size = batch.z.shape[0]
+            batch_size = batch.z.shape[0] * recipe.world_size
             models.ema.update(models.generator, batch_size, images_seen=(step + 1) * batch_size)
     return stats
 
@@ -204,7 +217,23 @@ class Models:
     d_optimizer: torch.optim.Optimizer
     generator_args: dict
     discriminator_args: dict
+    g_scaler: torch.amp.GradScaler  # loss scaling under 16-mixed; a pass-through otherwise
+    d_scaler: torch.amp.GradScaler
     ema: EMA | None = None  # the generator's moving average, with --ema
+    # What the step calls: the networks above, or their compiled and DDP wrappers (``wrap_for_training``).
+    # Checkpoints and samples always use the plain networks.
+    train_generator: nn.Module | None = None  # None: the generator itself
+    train_discriminator: nn.Module | None = None  # for D's update
+    frozen_discriminator: nn.Module | None = None  # for G's update: compiled, but never DDP (D is not updated)
+
+    def __post_init__(self):
+        for wrapper, plain in (
+            ("train_generator", self.generator),
+            ("train_discriminator", self.discriminator),
+            ("frozen_discriminator", self.discriminator),
+        ):
+            if getattr(self, wrapper) is None:
+                setattr(self, wrapper, plain)
 
     @property
     def sampling_generator(self) -> nn.Module:
@@ -230,16 +259,44 @@ def build_models(config: TrainConfig, device: torch.device, num_classes: int = 0
         torch.optim.Adam(discriminator.parameters(), lr=config.d_lr, betas=betas),
         generator_args,
         discriminator_args,
+        grad_scaler(device, config.precision),
+        grad_scaler(device, config.precision),
         EMA(generator, config.ema_half_life, config.ema_warmup) if config.ema else None,
     )
 
 
-def build_recipe(config: TrainConfig, device: torch.device) -> Recipe:
+def wrap_for_training(models: Models, config: TrainConfig, context: Distributed, device: torch.device) -> None:
+    """Set the networks the step calls: SyncBatchNorm (--sync-bn), then torch.compile (--compile), then DDP.
+
+    Compiling before wrapping in DDP is the order DDP's graph-break
+    optimiser expects (as in nanoGPT). The plain networks stay in ``models``
+    for checkpoints, samples and the EMA.
+    """
+    if config.sync_bn and context.enabled:
+        if device.type != "cuda":
+            raise UsageError("--sync-bn needs CUDA GPUs: PyTorch's SyncBatchNorm does not run on the CPU")
+        for name in ("generator", "discriminator"):
+            setattr(models, name, nn.SyncBatchNorm.convert_sync_batchnorm(getattr(models, name)))
+    elif config.sync_bn:
+        log.info("--sync-bn has no effect in a single process")
+    generator, discriminator = models.generator, models.discriminator
+    if config.compile:
+        generator, discriminator = compile_module(generator, device), compile_module(discriminator, device)
+    models.frozen_discriminator = discriminator
+    if context.enabled:
+        device_ids = [device.index] if device.type == "cuda" else None
+        generator = DistributedDataParallel(generator, device_ids=device_ids)
+        discriminator = DistributedDataParallel(discriminator, device_ids=device_ids)
+    models.train_generator, models.train_discriminator = generator, discriminator
+
+
+def build_recipe(config: TrainConfig, device: torch.device, world_size: int = 1) -> Recipe:
     """The step's settings from the config."""
     policy = parse_policy(config.diffaug_policy)
     return Recipe(
         loss=LOSSES[config.loss],
         amp=autocast(device, config.precision),
+        world_size=world_size,
         n_critic=config.n_critic,
         r1_gamma=config.r1,
         r1_every=config.r1_every,
@@ -261,6 +318,11 @@ def make_checkpoint(models: Models, config: TrainConfig, step: int, noise_rng: t
         **({"ema_generator": models.ema.state_dict()} if models.ema is not None else {}),
         "g_optimizer": models.g_optimizer.state_dict(),
         "d_optimizer": models.d_optimizer.state_dict(),
+        **(
+            {"g_scaler": models.g_scaler.state_dict(), "d_scaler": models.d_scaler.state_dict()}
+            if models.g_scaler.is_enabled()
+            else {}
+        ),
         "step": step,
         "config": dataclasses.asdict(config),
         "noise_rng": noise_rng.get_state(),
@@ -283,6 +345,9 @@ def restore_checkpoint(models: Models, config: TrainConfig, path: Path, noise_rn
         load_state(getattr(models, name), checkpoint[name], name, path)
     if models.ema is not None:
         load_state(models.ema.generator, checkpoint["ema_generator"], "EMA generator", path)
+    if models.g_scaler.is_enabled() and "g_scaler" in checkpoint:
+        models.g_scaler.load_state_dict(checkpoint["g_scaler"])
+        models.d_scaler.load_state_dict(checkpoint["d_scaler"])
     noise_rng.set_state(checkpoint["noise_rng"])
     if "global_rng" in checkpoint:
         set_global_rng_state(checkpoint["global_rng"])
@@ -327,17 +392,37 @@ def train(config: TrainConfig, resume_from: str | Path | None = None) -> TrainRe
 
     Writes the run directory (config.yaml, metrics.jsonl, samples/, checkpoints/)
     and returns the trained models. SIGINT/SIGTERM stop it cleanly after the
-    current step, with a checkpoint.
+    current step, with a checkpoint. Under torchrun, every process calls it
+    and trains its share of each batch (``ganforge.distributed``).
     """
+    context = distributed.setup(config.device)
+    try:
+        return train_process(config, resume_from, context)
+    finally:
+        distributed.teardown(context)
+
+
+def train_process(config: TrainConfig, resume_from: str | Path | None, context: Distributed) -> TrainResult:
+    """``train`` as one process of the run: ``context`` says which, and rank 0 writes the run directory."""
     started = time.monotonic()
     config.validate()
-    resuming = resume_from is not None
-    if config.out and not resuming:
+    resuming, main = resume_from is not None, context.is_main_process
+    if config.out and not resuming and main:
         check_new_run_dir(Path(config.out), config.overwrite)  # before a possibly long decode of the data
-    device = resolve_device(config.device)
+    device = context.device(resolve_device(config.device))
+    if not main:
+        context.barrier()  # rank 0 loads first: it alone may download the data
     data = load_dataset(config.data, config.data_root, config.image_size, config.channels, config.download)
+    if main:
+        context.barrier()
     log.info(f"data: {data.description}, {tuple(data.images.shape[1:])} uint8, {data.images.numel() / 2**20:.0f} MiB")
     config = resolve_config(config, data)
+    config = dataclasses.replace(config, out=context.from_main(config.out))  # its default holds the time
+    if config.batch_size % context.world_size:
+        raise UsageError(
+            f"--batch-size {config.batch_size} is the global batch and must divide evenly "
+            f"among the {context.world_size} processes"
+        )
     data, heldout = split_holdout(data, config.holdout)
     if len(heldout):
         log.info(f"holding out {len(heldout):,} images ({config.holdout:.0%}) as the evaluation reference")
@@ -352,17 +437,22 @@ def train(config: TrainConfig, resume_from: str | Path | None = None) -> TrainRe
     sampler = EpochSampler(len(data), config.batch_size, config.seed)
     noise_rng = torch.Generator().manual_seed(config.seed + 1)
     checkpoint = restore_checkpoint(models, config, Path(resume_from), noise_rng, len(data)) if resuming else {}
-    run_dir = prepare_run_dir(Path(config.out), resuming, config.overwrite)
-    save_config(config, run_dir / "config.yaml")
+    wrap_for_training(models, config, context, device)
+    run_dir = Path(config.out)
+    if main:
+        prepare_run_dir(run_dir, resuming, config.overwrite)
+        save_config(config, run_dir / "config.yaml")
+    context.barrier()  # the run directory exists before any rank goes on
     total = total_steps(config, sampler.steps_per_epoch)
     deadline = started + config.minutes * 60 if config.minutes else float("inf")
     step = checkpoint.get("step", 0)
+    processes = f" x {context.world_size} processes" if context.enabled else ""
     log.info(
-        f"run: {run_dir}; {config.model} on {device}, {f'{total:,} steps' if total else 'until --minutes'}"
+        f"run: {run_dir}; {config.model} on {device}{processes}, {f'{total:,} steps' if total else 'until --minutes'}"
         + (f", resuming at step {step:,}" if step else "")
     )
 
-    loop = TrainingLoop(config, models, data, heldout, sampler, run_dir, device, noise_rng)
+    loop = TrainingLoop(config, models, data, heldout, sampler, run_dir, device, noise_rng, context)
     loop.rollbacks = checkpoint.get("rollbacks", 0)
     step, stopped = loop.run(step, total, deadline)
     return TrainResult(run_dir, step, models.generator, models.discriminator, stopped)
@@ -395,15 +485,26 @@ class Cadence:
 
 
 class Diverged(Exception):
-    """A loss or weight became NaN or infinite at ``step``."""
+    """A loss or weight became NaN or infinite: at ``step``, or after ``since`` and by ``step``."""
 
-    def __init__(self, step: int, what: str):
-        super().__init__(f"{what} became non-finite at step {step}")
+    def __init__(self, step: int, what: str, since: int | None = None):
+        when = f"at step {step}" if since is None or since + 1 >= step else f"between steps {since + 1} and {step}"
+        super().__init__(f"{what} became non-finite {when}")
         self.step, self.what = step, what
 
 
+def all_finite(module: nn.Module) -> torch.Tensor:
+    """Whether every weight of ``module`` is finite, as a bool tensor on its device (no sync)."""
+    return torch.stack([torch.isfinite(p).all() for p in module.parameters()]).all()
+
+
 class TrainingLoop:
-    """Steps with reports, sample grids and checkpoints on their cadences, and recovery from divergence."""
+    """Steps with reports, sample grids and checkpoints on their cadences, and recovery from divergence.
+
+    Under torchrun every rank runs the loop; rank 0 alone writes, and the
+    decisions that hang on a clock or a signal are agreed (``Distributed.any``)
+    so that every rank saves, evaluates and stops at the same step.
+    """
 
     def __init__(
         self,
@@ -411,19 +512,21 @@ class TrainingLoop:
         models: Models,
         data: ImageDataset,
         heldout: ImageDataset,  # the images kept out of training (empty for built-in datasets)
-        sampler: EpochSampler,  # the batch indices of each step
+        sampler: EpochSampler,  # the global batch indices of each step
         run_dir: Path,
         device: torch.device,
         noise_rng: torch.Generator,  # draws the training noise; saved in every checkpoint
+        context: Distributed,  # this process's rank in a torchrun run (one process: rank 0 of 1)
     ):
         self.config, self.models, self.sampler, self.run_dir = config, models, sampler, run_dir
-        self.device, self.noise_rng = device, noise_rng
+        self.device, self.noise_rng, self.context = device, noise_rng, context
+        self.main = context.is_main_process
         on_device = device.type != "cpu" and data.images.numel() <= ON_DEVICE_LIMIT
         self.images = data.images.to(device) if on_device else data.images  # (N, C, H, W) uint8
         self.num_classes = models.generator_args["num_classes"]
         self.labels = data.labels.to(self.images.device) if self.num_classes else None  # (N,) int64
         self.classes = data.classes
-        self.recipe = build_recipe(config, device)
+        self.recipe = build_recipe(config, device, context.world_size)
         self.fixed_noise = sample_noise(GRID_SIZE, config.z_dim, config.seed + 2)
         self.fixed_labels = balanced_labels(GRID_SIZE, self.num_classes)  # a column per class in the grid
         self.checkpoint_cadence = Cadence(config.checkpoint_every, "checkpoint-every")
@@ -431,7 +534,7 @@ class TrainingLoop:
         self.rollbacks = 0  # divergences recovered from so far in this run
         self.eval_cadence = Cadence(config.eval_every, "eval-every")
         self.evaluator = None
-        if config.eval_every != "0":
+        if config.eval_every != "0" and self.main:
             self.evaluator = PeriodicEvaluator(
                 heldout,
                 data,
@@ -445,20 +548,26 @@ class TrainingLoop:
             )
         self.collapse = CollapseWatch()
         self.best_fid = best_fid(run_dir)
+        # The losses' finiteness is gathered on the device and read only at reports and before saves:
+        # reading it every step would wait for the device every step.
+        self.losses_finite = torch.ones((), dtype=torch.bool, device=device)
+        self.checked_step = 0  # the last step whose losses were read as finite
 
     def next_batch(self, step: int) -> Batch:
-        """The step's real images (scaled to the generator's range) and labels, fresh noise and fake labels."""
-        indices = self.sampler.indices(step).to(self.images.device)
+        """This rank's share of the step's real images (scaled) and labels, noise and fake labels."""
+        indices = self.context.shard(self.sampler.indices(step)).to(self.images.device)
         real = self.images[indices].to(self.device, non_blocking=True)
         real = scale_images(real, self.models.generator.output_range)  # (B, C, H, W) float
         real = real.contiguous(memory_format=torch.channels_last)
+        # Every rank draws the whole batch's noise and keeps its slice: the run takes the same steps
+        # whatever the number of processes.
         batch_size = self.config.batch_size
-        z = torch.randn(batch_size, self.config.z_dim, generator=self.noise_rng).to(self.device)
+        z = self.context.shard(torch.randn(batch_size, self.config.z_dim, generator=self.noise_rng)).to(self.device)
         if not self.num_classes:
             return Batch(real, z)
         real_labels = self.labels[indices].to(self.device)
-        fake_labels = torch.randint(self.num_classes, (batch_size,), generator=self.noise_rng).to(self.device)
-        return Batch(real, z, real_labels, fake_labels)
+        fake_labels = torch.randint(self.num_classes, (batch_size,), generator=self.noise_rng)
+        return Batch(real, z, real_labels, self.context.shard(fake_labels).to(self.device))
 
     def run(self, step: int, total: int | None, deadline: float) -> tuple[int, bool]:
         """Train from ``step`` until ``total``, the deadline or a stop signal; returns (step, stopped early)."""
@@ -470,26 +579,30 @@ class TrainingLoop:
             config.batch_size,
             self.sampler.steps_per_epoch,
             config.log_every,
-            config.tensorboard,
-            config.progress,
+            config.tensorboard and self.main,
+            config.progress and self.main,
+            writes=self.main,
         )
+        self.checked_step = step
+        stopping = False
         try:
-            with StopSignal() as stop:
+            with StopSignal(repeat_grace=STOP_ECHO_SECONDS if self.context.enabled else 0.0) as stop:
                 if step == 0:
                     self.save(0)  # a good state to roll back to
                 while True:
                     try:
-                        while (total is None or step < total) and not stop.requested and time.monotonic() < deadline:
-                            step = self.train_one_step(step, monitor)
+                        while (total is None or step < total) and not stopping:
+                            step, stopping = self.train_one_step(step, monitor, stop, deadline)
+                        self.check_finite(step, weights=True)
                         monitor.report(step)
                         self.save_samples(step, monitor)
                         self.save(step)
                         break
                     except Diverged as divergence:
-                        step = self.recover(divergence, monitor)
+                        step, stopping = self.recover(divergence, monitor), False
         finally:
             monitor.close()
-        stopped = stop.requested or (total is not None and step < total)
+        stopped = stopping or (total is not None and step < total)
         where = self.run_dir / "checkpoints"
         if stopped:
             log.info(f"stopped at step {step:,}; checkpoint in {where}; continue with: ganforge resume {self.run_dir}")
@@ -497,21 +610,45 @@ class TrainingLoop:
             log.info(f"done: {step:,} steps; checkpoint in {where}; samples in {self.run_dir / 'samples'}")
         return step, stopped
 
-    def train_one_step(self, step: int, monitor: RunMonitor) -> int:
-        """Train step ``step`` and do whatever is due after it; returns the next step."""
+    def train_one_step(self, step: int, monitor: RunMonitor, stop: StopSignal, deadline: float) -> tuple[int, bool]:
+        """Train step ``step`` and do whatever is due after it; returns the next step and whether to stop."""
         stats = training_step(self.models, self.recipe, self.next_batch(step), step)
-        # One host sync per step, so that a NaN is caught at the step it appears, before anything is saved.
-        if not torch.isfinite(stats["d_loss"] + stats.get("g_loss", 0)).item():
-            raise Diverged(step + 1, "the losses")
+        self.losses_finite &= torch.isfinite(stats["d_loss"] + stats.get("g_loss", 0))
         step += 1
+        # Rank 0's clock decides what is due; a signal or the deadline on any rank stops every rank.
+        stopping, sample, checkpoint, evaluate = self.context.any(
+            [
+                stop.requested or time.monotonic() >= deadline,
+                self.main and self.sample_cadence.due(step),
+                self.main and (self.checkpoint_cadence.due(step) or self.snapshot_due(step)),
+                self.evaluator is not None and self.eval_cadence.due(step),
+            ]
+        )
+        saving = sample or checkpoint or evaluate
+        if saving or step % self.config.log_every == 0:
+            self.check_finite(step, weights=saving)  # nothing non-finite is saved or reported
         monitor.step(step, stats)
-        if self.sample_cadence.due(step):
+        if sample:
             self.save_samples(step, monitor)
-        if self.checkpoint_cadence.due(step) or self.snapshot_due(step):
+        if checkpoint:
             self.save(step)
-        if self.evaluator is not None and self.eval_cadence.due(step):
+        if evaluate:
             self.evaluate(step, monitor)
-        return step
+        return step, stopping
+
+    def check_finite(self, step: int, weights: bool = False) -> None:
+        """Raise Diverged if a loss since the last check (or, with ``weights``, a weight) is not finite, on any rank."""
+        flags = [self.losses_finite]
+        if weights:
+            flags += [all_finite(self.models.generator), all_finite(self.models.discriminator)]
+        finite = self.context.all_true(torch.stack(flags))
+        self.losses_finite = torch.ones((), dtype=torch.bool, device=self.device)
+        since, self.checked_step = self.checked_step, step
+        if not finite[0]:
+            raise Diverged(step, "the losses", since)
+        for name, ok in zip(("generator", "discriminator"), finite[1:]):
+            if not ok:
+                raise Diverged(step, f"the {name}'s weights")
 
     def evaluate(self, step: int, monitor: RunMonitor) -> None:
         """Score the generator, log the scores, keep checkpoints/best.pt by FID, and watch for collapse."""
@@ -530,7 +667,10 @@ class TrainingLoop:
             log.warning(f"{warning}; the best checkpoint is {best} (FID {self.best_fid:.2f})")
 
     def recover(self, divergence: Diverged, monitor: RunMonitor) -> int:
-        """Roll back to the last good checkpoint with halved learning rates, or stop; returns the step to go on from."""
+        """Roll back to the last good checkpoint with halved learning rates, or stop; returns the step to go on from.
+
+        Every rank gets here together (the finiteness checks are agreed) and reads the same checkpoint.
+        """
         latest = latest_checkpoint(self.run_dir / "checkpoints")
         if self.config.on_nan == "stop" or self.rollbacks >= self.config.max_rollbacks or latest is None:
             why = "--on-nan stop" if self.config.on_nan == "stop" else f"{self.rollbacks} rollbacks already"
@@ -543,6 +683,7 @@ class TrainingLoop:
             for group in optimizer.param_groups:
                 group["lr"] *= NAN_LR_FACTOR
         self.rollbacks += 1
+        self.checked_step = checkpoint["step"]
         monitor.discard(checkpoint["step"])
         lrs = [optimizer.param_groups[0]["lr"] for optimizer in (self.models.g_optimizer, self.models.d_optimizer)]
         log.warning(
@@ -565,13 +706,13 @@ class TrainingLoop:
         return bool(self.config.snapshot_every) and step % self.config.snapshot_every == 0
 
     def save(self, step: int, also_best: dict | None = None) -> None:
-        """Write the step's checkpoint and point checkpoints/latest at it. Never saves NaN weights.
+        """Write the step's checkpoint (rank 0) and point checkpoints/latest at it.
 
-        ``also_best``: the evaluation that makes this checkpoint the best so far; it is copied to best.pt too.
+        The caller has checked the weights (``check_finite``). ``also_best``:
+        the evaluation that makes this checkpoint the best so far; it is copied to best.pt too.
         """
-        for name in ("generator", "discriminator"):
-            if not all(torch.isfinite(p).all() for p in getattr(self.models, name).parameters()):
-                raise Diverged(step, f"the {name}'s weights")
+        if not self.main:
+            return
         extra = {"num_images": len(self.images), "rollbacks": self.rollbacks, "classes": self.classes}
         checkpoint = make_checkpoint(self.models, self.config, step, self.noise_rng, extra)
         save_run_checkpoint(
@@ -581,7 +722,9 @@ class TrainingLoop:
             save_checkpoint(checkpoint | {"eval": also_best}, self.run_dir / "checkpoints" / BEST)
 
     def save_samples(self, step: int, monitor: RunMonitor) -> None:
-        """The fixed noise through the current generator, as samples/step_NNNNNNN.png."""
+        """The fixed noise through the current generator, as samples/step_NNNNNNN.png (rank 0)."""
+        if not self.main:
+            return
         images = generate_images(self.models.sampling_generator, self.fixed_noise, labels=self.fixed_labels)
         nrow = grid_columns(GRID_SIZE, self.num_classes)
         save_grid(images, self.run_dir / "samples" / f"step_{step:07d}.png", nrow)  # (64, C, H, W) uint8

@@ -1,0 +1,141 @@
+"""Training under torchrun: two CPU processes (gloo) against one process with the same global batch."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganforge import TrainConfig, load_checkpoint, train
+from test_training import QUIET, make_digits_folder
+
+# Each rank of a torchrun run trains, then saves the weights it ended with.
+WORKER = """
+import json, os, sys
+import torch
+from ganforge import TrainConfig, train
+
+result = train(TrainConfig(**json.loads(sys.argv[1])))
+weights = {"generator": result.generator.state_dict(), "discriminator": result.discriminator.state_dict()}
+torch.save({"step": result.step, **weights}, os.path.join(sys.argv[2], f"rank{os.environ['RANK']}.pt"))
+"""
+
+
+def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc-per-node 2 ARGS`` with one thread per process."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
+    environment = os.environ | {"OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=600)
+
+
+def train_two_processes(tmp_path: Path, config: TrainConfig) -> list[dict]:
+    """Train ``config`` with two processes; the weights each rank ended with."""
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    values = {name: value for name, value in vars(config).items()}
+    done = torchrun(str(script), json.dumps(values), str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(2)]
+
+
+def assert_same_weights(a: dict, b: dict, parameters_only: bool = False) -> None:
+    """Bit-identical tensors; ``parameters_only`` skips BatchNorm's running statistics.
+
+    Each rank's BatchNorm updates its running statistics from its own shard;
+    DDP copies rank 0's over them at every forward, and rank 0's are the ones saved.
+    """
+    assert a.keys() == b.keys()
+    for name in a:
+        if not (parameters_only and ("running_" in name or "num_batches_tracked" in name)):
+            assert torch.equal(a[name], b[name]), name
+
+
+def assert_equal_up_to_rounding(a: dict, b: dict, initial: dict) -> None:
+    """``a`` and ``b`` differ by far less than training moved them from ``initial``.
+
+    Summing the gradient over two shards rounds differently from summing it
+    over one batch, and Adam's normalisation lifts those roundings to updates
+    near the learning rate where a gradient is near zero; a wrong data split or
+    noise would move the weights apart as far as training moves them.
+    """
+    difference = max((a[name].float() - b[name].float()).abs().max().item() for name in a)
+    moved = max((b[name].float() - initial[name].float()).abs().max().item() for name in b)
+    assert moved > 1e-3 and difference < 0.02 * moved, (difference, moved)
+
+
+def test_two_processes_take_the_same_steps_as_one_with_the_whole_batch(tmp_path):
+    """Conditional MLP with EMA and lazy R1: each rank trains half of every batch of 16."""
+    data = make_digits_folder(tmp_path)
+    common = dict(model="mlp", data=str(data), conditional=True, ema=True, r1=1.0, r1_every=2, batch_size=16, steps=6)
+    ranks = train_two_processes(tmp_path, TrainConfig(out=str(tmp_path / "two"), **common, **QUIET))
+    assert ranks[0]["step"] == ranks[1]["step"] == 6
+    for network in ("generator", "discriminator"):
+        assert_same_weights(ranks[0][network], ranks[1][network])  # DDP keeps the ranks bit-identical
+
+    single = train(TrainConfig(out=str(tmp_path / "one"), **common, **QUIET))
+    initial = load_checkpoint(tmp_path / "one" / "checkpoints" / "ckpt_00000000.pt")
+    for network in ("generator", "discriminator"):
+        assert_equal_up_to_rounding(ranks[0][network], getattr(single, network).state_dict(), initial[network])
+    # The EMA generator counted every rank's images.
+    two, one = (load_checkpoint(tmp_path / name) for name in ("two", "one"))
+    assert_equal_up_to_rounding(two["ema_generator"], one["ema_generator"], initial["generator"])
+
+
+def test_batchnorm_and_the_gradient_penalty_keep_the_ranks_identical(tmp_path):
+    data = make_digits_folder(tmp_path)
+    config = TrainConfig(
+        model="dcgan",
+        data=str(data),
+        loss="wgan-gp",
+        n_critic=2,
+        batch_size=8,
+        steps=4,
+        out=str(tmp_path / "run"),
+        **QUIET,
+    )
+    ranks = train_two_processes(tmp_path, config)
+    initial = load_checkpoint(tmp_path / "run" / "checkpoints" / "ckpt_00000000.pt")
+    for network in ("generator", "discriminator"):
+        assert_same_weights(ranks[0][network], ranks[1][network], parameters_only=True)
+        assert not torch.equal(ranks[0][network]["net.0.weight"], initial[network]["net.0.weight"])
+
+
+def test_torchrun_cli_resumes_a_two_process_run_exactly(tmp_path):
+    data = make_digits_folder(tmp_path)
+    flags = ["--model", "mlp", "--data", str(data), "--batch-size", "8", "--no-progress", "--no-tensorboard"]
+    flags += ["--log-every", "2"]
+    whole = torchrun("-m", "ganforge", "train", *flags, "--steps", "8", "--out", "whole", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    first = torchrun("-m", "ganforge", "train", *flags, "--steps", "4", "--out", "split", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = torchrun("-m", "ganforge", "train", "--resume", "split", "--steps", "8", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+
+    resumed, uninterrupted = load_checkpoint(tmp_path / "split"), load_checkpoint(tmp_path / "whole")
+    assert resumed["step"] == uninterrupted["step"] == 8
+    for network in ("generator", "discriminator"):
+        assert_same_weights(resumed[network], uninterrupted[network])
+    # Only rank 0 writes: one metrics line per report, no line twice.
+    steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6, 8]
+    assert "x 2 processes" in first.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--batch-size", "7"], "--batch-size 7 is the global batch and must divide evenly among the 2 processes"),
+        (["--model", "dcgan", "--batch-size", "8", "--sync-bn"], "--sync-bn needs CUDA GPUs"),
+    ],
+)
+def test_bad_distributed_settings_give_one_line_errors(tmp_path, flags, message):
+    data = make_digits_folder(tmp_path)
+    done = torchrun(
+        "-m", "ganforge", "train", "--data", str(data), "--steps", "2", "--no-progress", *flags, cwd=tmp_path
+    )
+    assert done.returncode != 0
+    assert f"ganforge: error: {message}" in done.stderr
+    assert "Traceback" not in done.stderr.split("ganforge: error")[0]

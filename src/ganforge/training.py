@@ -605,7 +605,9 @@ class TrainingLoop:
         stopped = stopping or (total is not None and step < total)
         where = self.run_dir / "checkpoints"
         if stopped:
-            log.info(f"stopped at step {step:,}; checkpoint in {where}; continue with: ganforge resume {self.run_dir}")
+            launcher = "torchrun ... -m ganforge train --resume" if self.context.enabled else "ganforge resume"
+            again = f"{launcher} {self.run_dir}"
+            log.info(f"stopped at step {step:,}; checkpoint in {where}; continue with: {again}")
         else:
             log.info(f"done: {step:,} steps; checkpoint in {where}; samples in {self.run_dir / 'samples'}")
         return step, stopped

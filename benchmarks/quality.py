@@ -44,6 +44,7 @@ VARIANTS = {
     "cond-dcgan": dict(model="dcgan", conditional=True, ema=False),
     "cond-dcgan-ema-b64": dict(model="dcgan", conditional=True, ema=True, batch_size=64),
     "cond-dcgan-ema-hinge": dict(model="dcgan", conditional=True, ema=True, loss="hinge"),
+    "cond-dcgan-ema-b128": dict(model="dcgan", conditional=True, ema=True, batch_size=128),
 }
 
 
@@ -180,6 +181,7 @@ def train_ganforge(name: str, data_root: str, budgets: list[float], work: Path, 
         overwrite=True,
         checkpoint_every=f"{every * 60:g}s",
         keep_checkpoints=1000,
+        snapshot_every=0,  # only the wall-clock checkpoints: the budgets are picked from them by position
         sample_every="0",
         progress=False,
         tensorboard=False,

@@ -106,8 +106,9 @@ def test_batchnorm_and_the_gradient_penalty_keep_the_ranks_identical(tmp_path):
 def test_torchrun_cli_resumes_a_two_process_run_exactly(tmp_path):
     data = make_digits_folder(tmp_path)
     flags = ["--model", "mlp", "--data", str(data), "--batch-size", "8", "--no-progress", "--no-tensorboard"]
-    flags += ["--log-every", "2"]
-    whole = torchrun("-m", "ganforge", "train", *flags, "--steps", "8", "--out", "whole", cwd=tmp_path)
+    flags += ["--log-every", "2", "--image-size", "28"]  # 28 px: evaluations use the shipped digits classifier
+    evaluating = ["--eval-every", "4", "--eval-samples", "10"]  # on rank 0; the others wait for it
+    whole = torchrun("-m", "ganforge", "train", *flags, *evaluating, "--steps", "8", "--out", "whole", cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr[-3000:]
     first = torchrun("-m", "ganforge", "train", *flags, "--steps", "4", "--out", "split", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -121,6 +122,8 @@ def test_torchrun_cli_resumes_a_two_process_run_exactly(tmp_path):
     # Only rank 0 writes: one metrics line per report, no line twice.
     steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6, 8]
+    records = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r.get("event") == "eval"] == [4, 8]
     assert "x 2 processes" in first.stderr
 
 

@@ -43,6 +43,13 @@ def test_compiled_training_matches_eager_and_saves_the_plain_networks(tmp_path):
         assert moved > 1e-3 and difference < 0.02 * moved  # the same steps, up to the kernels' rounding
 
 
+def test_compile_keeps_the_discriminator_eager_when_a_penalty_differentiates_it_twice(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="ganforge"):
+        result = train(recipe_config(tmp_path, "run", model="mlp", steps=2, compile=True, r1=1.0, r1_every=1))
+    assert result.step == 2
+    assert "the discriminator stays eager" in caplog.text
+
+
 def test_compile_falls_back_to_eager_with_a_warning_where_it_cannot_run(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(ganforge.device, "compile_problem", lambda device: "no C++ compiler here (test)")
     module = torch.nn.Linear(2, 2)

@@ -118,7 +118,8 @@ def global_rng_state() -> dict:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # The device this process trains on: under torchrun, rank k's GPU k, whose state rank 0's matches.
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -130,7 +131,8 @@ def set_global_rng_state(state: dict) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        cuda = state["cuda"]  # one state; older checkpoints held a list, one per GPU
+        torch.cuda.set_rng_state(cuda[0] if isinstance(cuda, list) else cuda)
 
 
 def load_checkpoint(source: str | Path, map_location: str | torch.device = "cpu") -> dict:

@@ -69,7 +69,8 @@ def compile_module(module: nn.Module, device: torch.device) -> nn.Module:
     """``torch.compile(module)``, or ``module`` itself with a warning where compiling cannot work.
 
     A graph that fails to compile later, at its first call, runs eagerly
-    (dynamo's ``suppress_errors``), so --compile never stops a run.
+    (dynamo's ``suppress_errors``). Compiled modules cannot be differentiated
+    twice (R1, the gradient penalty): ``wrap_for_training`` keeps D eager then.
     """
     problem = compile_problem(device)
     if problem is not None:

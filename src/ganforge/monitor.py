@@ -138,9 +138,9 @@ class StopSignal:
     """Turns the first SIGINT/SIGTERM into a request to stop after the current step.
 
     A second signal raises KeyboardInterrupt at once, unless it comes within
-    ``repeat_grace`` seconds of the first: under torchrun, Ctrl-C reaches each
-    process from the terminal and again from torchrun, and that echo must not
-    cut the final checkpoint short. Outside the main thread (where Python
+    ``repeat_grace`` seconds of the first: a scheduler (SLURM) may signal every
+    process of a torchrun run and torchrun pass the signal on again, and that
+    echo must not cut the final checkpoint short. Outside the main thread (where Python
     allows no handlers) it does nothing.
     """
 

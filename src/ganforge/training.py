@@ -252,11 +252,12 @@ def build_models(config: TrainConfig, device: torch.device, num_classes: int = 0
     except ValueError as error:
         raise UsageError(str(error)) from None
     betas = (config.beta1, config.beta2)
+    fused = True if device.type == "cuda" else None  # one kernel per update on GPUs; PyTorch's default elsewhere
     return Models(
         generator,
         discriminator,
-        torch.optim.Adam(generator.parameters(), lr=config.g_lr, betas=betas),
-        torch.optim.Adam(discriminator.parameters(), lr=config.d_lr, betas=betas),
+        torch.optim.Adam(generator.parameters(), lr=config.g_lr, betas=betas, fused=fused),
+        torch.optim.Adam(discriminator.parameters(), lr=config.d_lr, betas=betas, fused=fused),
         generator_args,
         discriminator_args,
         grad_scaler(device, config.precision),
@@ -281,7 +282,14 @@ def wrap_for_training(models: Models, config: TrainConfig, context: Distributed,
         log.info("--sync-bn has no effect in a single process")
     generator, discriminator = models.generator, models.discriminator
     if config.compile:
-        generator, discriminator = compile_module(generator, device), compile_module(discriminator, device)
+        generator = compile_module(generator, device)
+        if config.r1 > 0 or LOSSES[config.loss].gradient_penalty:
+            log.warning(
+                "--compile: the discriminator stays eager, since torch.compile cannot backpropagate twice "
+                "through it (R1, gradient penalty); the generator is compiled"
+            )
+        else:
+            discriminator = compile_module(discriminator, device)
     models.frozen_discriminator = discriminator
     if context.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
@@ -407,14 +415,22 @@ def train_process(config: TrainConfig, resume_from: str | Path | None, context: 
     started = time.monotonic()
     config.validate()
     resuming, main = resume_from is not None, context.is_main_process
+    resume_from = context.from_main(resume_from)  # every rank continues from the checkpoint rank 0 found
     if config.out and not resuming and main:
         check_new_run_dir(Path(config.out), config.overwrite)  # before a possibly long decode of the data
     device = context.device(resolve_device(config.device))
-    if not main:
-        context.barrier()  # rank 0 loads first: it alone may download the data
-    data = load_dataset(config.data, config.data_root, config.image_size, config.channels, config.download)
-    if main:
+    first_on_machine = context.local_rank == 0  # loads (and may download) before the others on its machine
+    if not first_on_machine:
         context.barrier()
+    data = load_dataset(config.data, config.data_root, config.image_size, config.channels, config.download)
+    if first_on_machine:
+        context.barrier()
+    loaded = (tuple(data.images.shape), data.classes)
+    if (main_loaded := context.from_main(loaded)) != loaded:
+        raise GanforgeError(
+            f"rank {context.rank} loaded {data.description}, not the images rank 0 loaded "
+            f"({main_loaded[0][0]:,} of {main_loaded[0][1:]}): every machine needs the same data (--data-root)"
+        )
     log.info(f"data: {data.description}, {tuple(data.images.shape[1:])} uint8, {data.images.numel() / 2**20:.0f} MiB")
     config = resolve_config(config, data)
     config = dataclasses.replace(config, out=context.from_main(config.out))  # its default holds the time
@@ -634,8 +650,8 @@ class TrainingLoop:
             self.save_samples(step, monitor)
         if checkpoint:
             self.save(step)
-        if evaluate:
-            self.evaluate(step, monitor)
+        if evaluate and self.main:
+            self.evaluate(step, monitor)  # the other ranks wait at the next gradient synchronisation
         return step, stopping
 
     def check_finite(self, step: int, weights: bool = False) -> None:
@@ -673,7 +689,7 @@ class TrainingLoop:
 
         Every rank gets here together (the finiteness checks are agreed) and reads the same checkpoint.
         """
-        latest = latest_checkpoint(self.run_dir / "checkpoints")
+        latest = self.context.from_main(latest_checkpoint(self.run_dir / "checkpoints"))  # the file rank 0 wrote
         if self.config.on_nan == "stop" or self.rollbacks >= self.config.max_rollbacks or latest is None:
             why = "--on-nan stop" if self.config.on_nan == "stop" else f"{self.rollbacks} rollbacks already"
             raise GanforgeError(

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ganforge import TrainConfig, load_checkpoint, train
-from test_training import QUIET, make_digits_folder
+from test_training import QUIET, assert_equal_up_to_rounding, assert_same_tensors, make_digits_folder
 
 # Each rank of a torchrun run trains, then saves the weights it ended with.
 WORKER = """
@@ -41,29 +41,13 @@ def train_two_processes(tmp_path: Path, config: TrainConfig) -> list[dict]:
     return [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(2)]
 
 
-def assert_same_weights(a: dict, b: dict, parameters_only: bool = False) -> None:
-    """Bit-identical tensors; ``parameters_only`` skips BatchNorm's running statistics.
+def parameters_of(state: dict) -> dict:
+    """A state dict without BatchNorm's running statistics.
 
-    Each rank's BatchNorm updates its running statistics from its own shard;
-    DDP copies rank 0's over them at every forward, and rank 0's are the ones saved.
+    Each rank's BatchNorm updates them from its own shard; DDP copies rank 0's
+    over them after forwards that ran with gradients, and rank 0's are saved.
     """
-    assert a.keys() == b.keys()
-    for name in a:
-        if not (parameters_only and ("running_" in name or "num_batches_tracked" in name)):
-            assert torch.equal(a[name], b[name]), name
-
-
-def assert_equal_up_to_rounding(a: dict, b: dict, initial: dict) -> None:
-    """``a`` and ``b`` differ by far less than training moved them from ``initial``.
-
-    Summing the gradient over two shards rounds differently from summing it
-    over one batch, and Adam's normalisation lifts those roundings to updates
-    near the learning rate where a gradient is near zero; a wrong data split or
-    noise would move the weights apart as far as training moves them.
-    """
-    difference = max((a[name].float() - b[name].float()).abs().max().item() for name in a)
-    moved = max((b[name].float() - initial[name].float()).abs().max().item() for name in b)
-    assert moved > 1e-3 and difference < 0.02 * moved, (difference, moved)
+    return {name: t for name, t in state.items() if "running_" not in name and "num_batches_tracked" not in name}
 
 
 def test_two_processes_take_the_same_steps_as_one_with_the_whole_batch(tmp_path):
@@ -73,7 +57,7 @@ def test_two_processes_take_the_same_steps_as_one_with_the_whole_batch(tmp_path)
     ranks = train_two_processes(tmp_path, TrainConfig(out=str(tmp_path / "two"), **common, **QUIET))
     assert ranks[0]["step"] == ranks[1]["step"] == 6
     for network in ("generator", "discriminator"):
-        assert_same_weights(ranks[0][network], ranks[1][network])  # DDP keeps the ranks bit-identical
+        assert_same_tensors(ranks[0][network], ranks[1][network])  # DDP keeps the ranks bit-identical
 
     single = train(TrainConfig(out=str(tmp_path / "one"), **common, **QUIET))
     initial = load_checkpoint(tmp_path / "one" / "checkpoints" / "ckpt_00000000.pt")
@@ -99,7 +83,7 @@ def test_batchnorm_and_the_gradient_penalty_keep_the_ranks_identical(tmp_path):
     ranks = train_two_processes(tmp_path, config)
     initial = load_checkpoint(tmp_path / "run" / "checkpoints" / "ckpt_00000000.pt")
     for network in ("generator", "discriminator"):
-        assert_same_weights(ranks[0][network], ranks[1][network], parameters_only=True)
+        assert_same_tensors(parameters_of(ranks[0][network]), parameters_of(ranks[1][network]))
         assert not torch.equal(ranks[0][network]["net.0.weight"], initial[network]["net.0.weight"])
 
 
@@ -118,7 +102,7 @@ def test_torchrun_cli_resumes_a_two_process_run_exactly(tmp_path):
     resumed, uninterrupted = load_checkpoint(tmp_path / "split"), load_checkpoint(tmp_path / "whole")
     assert resumed["step"] == uninterrupted["step"] == 8
     for network in ("generator", "discriminator"):
-        assert_same_weights(resumed[network], uninterrupted[network])
+        assert_same_tensors(resumed[network], uninterrupted[network])
     # Only rank 0 writes: one metrics line per report, no line twice.
     steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6, 8]

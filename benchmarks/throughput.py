@@ -203,17 +203,17 @@ def count_step_flops(task: dict) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from ganforge.config import TrainConfig
-    from ganforge.training import Batch, build_models, build_recipe, training_step
+    from ganforge.training import Batch, build_recipe, build_train_state, training_step
 
     config = TrainConfig(
         model=task["model"], conditional=False, ema=False, batch_size=task["batch_size"], channels=1, image_size=28
     ).with_model_defaults()
     device = torch.device("cpu")  # the count does not depend on the device
-    models, recipe = build_models(config, device), build_recipe(config, device)
+    state, recipe = build_train_state(config, device, task["batch_size"]), build_recipe(config, device)
     real = torch.rand(task["batch_size"], 1, 28, 28).contiguous(memory_format=torch.channels_last)
     batch = Batch(real, torch.randn(task["batch_size"], config.z_dim))
     with FlopCounterMode(display=False) as counter:
-        training_step(models, recipe, batch, step=0)
+        training_step(state, recipe, batch, step=0)
     return {"flops": counter.get_total_flops()}
 
 

@@ -86,7 +86,7 @@ def test_least_squares_loss_by_hand():
 def test_wasserstein_loss_is_the_difference_of_mean_scores():
     real, fake = torch.tensor([3.0, 1.0]), torch.tensor([-1.0, 0.0])
     assert discriminator_wasserstein_loss(real, fake).item() == pytest.approx(-0.5 - 2.0)
-    assert LOSSES["wgan-gp"].gradient_penalty == 10 and LOSSES["wgan-gp"].default_n_critic == 5
+    assert LOSSES["wgan-gp"].penalties == (("gradient-penalty", 10.0),) and LOSSES["wgan-gp"].default_n_critic == 5
 
 
 @pytest.mark.parametrize("scale", [0.5, 1.0, 3.0])

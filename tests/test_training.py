@@ -181,19 +181,19 @@ def test_minutes_stops_the_run_cleanly_with_a_checkpoint(tmp_path):
 
 def poison_generator(monkeypatch, at_calls):
     """Make training_step set a generator weight to NaN on the given calls (1-based)."""
-    import ganforge.training
+    import ganforge.training.task
 
-    original, calls = ganforge.training.training_step, []
+    original, calls = ganforge.training.task.training_step, []
 
-    def poisoned_step(models, *args):
-        stats = original(models, *args)
+    def poisoned_step(state, *args):
+        stats = original(state, *args)
         calls.append(1)
         if len(calls) in at_calls:
             with torch.no_grad():
-                next(models.generator.parameters())[0].fill_(float("nan"))
+                next(state.generator.parameters())[0].fill_(float("nan"))
         return stats
 
-    monkeypatch.setattr(ganforge.training, "training_step", poisoned_step)
+    monkeypatch.setattr(ganforge.training.task, "training_step", poisoned_step)
 
 
 def nan_config(tmp_path, **changes) -> TrainConfig:

@@ -18,10 +18,48 @@ from torch import nn
 from ganforge.device import to_fast_layout
 from ganforge.errors import GanforgeError
 from ganforge.models import MODELS, build_generator
+from ganforge.version import __version__
 
 FORMAT = "ganforge-checkpoint"
 FORMAT_VERSION = 2  # 2: optional ema_generator and classes; num_classes in the models' arguments
 POINTER = "latest"  # a run's checkpoints/latest names its newest complete checkpoint file
+BEST = "best.pt"  # checkpoints/best.pt: the checkpoint with the lowest FID of the periodic evaluations
+
+
+def make_checkpoint(state: dict, config: dict, **extra) -> dict:
+    """The envelope around a train state's ``state_dict()``: format, version and the run's config.
+
+    ``extra``: plain data about the run (the classes' names, the number of images).
+    """
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "ganforge_version": __version__,
+        **state,
+        "config": config,
+        **extra,
+    }
+
+
+def upgrade_checkpoint(checkpoint: dict) -> dict:
+    """A checkpoint of an older format in today's form, so that no reader needs to know the old ones.
+
+    Format 1 (ganforge 0.1.0) had no class-conditional models, no EMA and no class names.
+    """
+    if checkpoint.get("format_version", 1) < 2:
+        checkpoint = dict(checkpoint)
+        for args in ("generator_args", "discriminator_args"):
+            checkpoint[args] = {"num_classes": 0} | checkpoint[args]
+        checkpoint["classes"] = checkpoint.get("classes") or []
+        checkpoint["config"] = {"conditional": False, "ema": False} | checkpoint["config"]
+        checkpoint["format_version"] = FORMAT_VERSION
+    return checkpoint
+
+
+def best_fid(folder: Path) -> float:
+    """The FID of a run's checkpoints/best.pt, or infinity when it has none."""
+    path = folder / BEST
+    return load_checkpoint(path).get("eval", {}).get("fid", float("inf")) if path.is_file() else float("inf")
 
 
 def checkpoint_name(step: int) -> str:
@@ -152,7 +190,7 @@ def load_checkpoint(source: str | Path, map_location: str | torch.device = "cpu"
         )
     if checkpoint.get("model") not in MODELS:
         raise GanforgeError(f"{path} holds a model {checkpoint.get('model')!r} that this ganforge does not know")
-    return checkpoint
+    return upgrade_checkpoint(checkpoint)
 
 
 def load_state(module: nn.Module, state: dict, what: str, path: str | Path) -> None:

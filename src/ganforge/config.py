@@ -10,6 +10,7 @@ import dataclasses
 import re
 import typing
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -26,8 +27,9 @@ DEFAULT_EPOCHS = 5  # when none of epochs, steps and minutes is given
 DEFAULT_HOLDOUT = 0.1  # share of a folder or .npz held out as the evaluation reference
 
 
-def _field(default, help: str, choices=None, default_help: str | None = None):
-    metadata = {"help": help, "choices": choices, "default_help": default_help}
+def _field(default, help: str, choices=None, default_help: str | None = None, resumable: bool = False):
+    """A config field with its help text; ``resumable``: a resumed run may change it (how long, where, logging)."""
+    metadata = {"help": help, "choices": choices, "default_help": default_help, "resumable": resumable}
     return field(default=default, metadata=metadata)
 
 
@@ -63,8 +65,9 @@ class TrainConfig:
         None,
         "torchvision data root holding the dataset; ganforge never downloads into a root you name",
         default_help="$GANFORGE_DATA_ROOT, else ~/.cache/ganforge/data",
+        resumable=True,
     )
-    download: bool = _field(True, "download a missing built-in dataset into ganforge's cache folder")
+    download: bool = _field(True, "download a missing built-in dataset into ganforge's cache folder", resumable=True)
     image_size: int | None = _field(
         None,
         "image height and width in pixels; data are resized and center-cropped",
@@ -80,13 +83,22 @@ class TrainConfig:
     )
     # How long: the first limit reached ends the run.
     epochs: int | None = _field(
-        None, "passes over the data", default_help=f"{DEFAULT_EPOCHS} when neither --steps nor --minutes is given"
+        None,
+        "passes over the data",
+        default_help=f"{DEFAULT_EPOCHS} when neither --steps nor --minutes is given",
+        resumable=True,
     )
     steps: int | None = _field(
-        None, "total training steps of the run (one step = one D and one G update)", default_help="none"
+        None,
+        "total training steps of the run (one step = one D and one G update)",
+        default_help="none",
+        resumable=True,
     )
     minutes: float | None = _field(
-        None, "stop cleanly after this many minutes of wall time of this invocation", default_help="none"
+        None,
+        "stop cleanly after this many minutes of wall time of this invocation",
+        default_help="none",
+        resumable=True,
     )
     # Optimisation.
     batch_size: int | None = _field(None, "images per step", default_help="mlp 128, dcgan and resnet 64")
@@ -117,37 +129,48 @@ class TrainConfig:
         "16-mixed: float16 autocast with loss scaling (GPUs)",
         choices=PRECISIONS,
     )
-    compile: bool = _field(False, "compile both networks with torch.compile; falls back to eager with a warning")
+    compile: bool = _field(
+        False, "compile both networks with torch.compile; falls back to eager with a warning", resumable=True
+    )
     sync_bn: bool = _field(False, "synchronise BatchNorm statistics across the processes of a torchrun run (CUDA only)")
     seed: int = _field(0, "random seed: the same seed on the same machine and device gives the same checkpoint")
-    device: str = _field("auto", "auto picks cuda, then mps, then cpu", choices=DEVICES)
+    device: str = _field("auto", "auto picks cuda, then mps, then cpu", choices=DEVICES, resumable=True)
     # Output.
     out: str | None = _field(None, "run directory", default_help="runs/MODEL-DATA-TIMESTAMP")
-    log_every: int = _field(50, "steps between progress updates and metrics.jsonl lines")
+    log_every: int = _field(50, "steps between progress updates and metrics.jsonl lines", resumable=True)
     sample_every: str = _field(
         "30s",
         "how often a fixed-noise sample grid goes to samples/: wall time ('30s', '5m') or steps ('500'); 0: at the end",
+        resumable=True,
     )
     checkpoint_every: str = _field(
-        "1m", "how often a checkpoint is written: wall time ('30s', '5m', '1h') or steps ('1000')"
+        "1m",
+        "how often a checkpoint is written: wall time ('30s', '5m', '1h') or steps ('1000')",
+        resumable=True,
     )
-    keep_checkpoints: int = _field(3, "how many of the newest checkpoints to keep")
-    snapshot_every: int = _field(5000, "steps whose checkpoints are kept for good, beyond --keep-checkpoints (0: none)")
+    keep_checkpoints: int = _field(3, "how many of the newest checkpoints to keep", resumable=True)
+    snapshot_every: int = _field(
+        5000, "steps whose checkpoints are kept for good, beyond --keep-checkpoints (0: none)", resumable=True
+    )
     on_nan: str = _field(
         "rollback",
         "on a non-finite loss or weight: roll back to the last good checkpoint with halved learning rates, or stop",
         choices=("rollback", "stop"),
+        resumable=True,
     )
-    max_rollbacks: int = _field(3, "rollbacks allowed before the run stops")
+    max_rollbacks: int = _field(3, "rollbacks allowed before the run stops", resumable=True)
     eval_every: str = _field(
         "0",
         "how often to score the generator (FID, recall, classes covered) into metrics.jsonl "
         "and keep checkpoints/best.pt: wall time ('5m') or steps ('1000'); 0: never",
+        resumable=True,
     )
-    eval_samples: int = _field(2000, "samples generated at each --eval-every evaluation")
+    eval_samples: int = _field(2000, "samples generated at each --eval-every evaluation", resumable=True)
     overwrite: bool = _field(False, "replace the run (or write into the non-empty folder) that --out names")
-    tensorboard: bool = _field(True, "write TensorBoard logs to tensorboard/ when tensorboard is installed")
-    progress: bool = _field(True, "show a progress bar")
+    tensorboard: bool = _field(
+        True, "write TensorBoard logs to tensorboard/ when tensorboard is installed", resumable=True
+    )
+    progress: bool = _field(True, "show a progress bar", resumable=True)
 
     def validate(self) -> None:
         """Raise UsageError naming the first setting that cannot work."""
@@ -222,6 +245,45 @@ class TrainConfig:
             beta1=self.beta1 if self.beta1 is not None else spec.betas[0],
             beta2=self.beta2 if self.beta2 is not None else spec.betas[1],
         )
+
+
+def resumable_fields() -> tuple[str, ...]:
+    """The settings a resumed run may change (how long, where, logging); the rest would make it another run."""
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["resumable"])
+
+
+def resolve_config(config: TrainConfig, image_shape: tuple[int, int, int], labelled: bool) -> TrainConfig:
+    """Fill every None with what the run uses, so config.yaml says what it starts with.
+
+    ``image_shape`` is the loaded data's (C, H, W); ``labelled``: it has two classes or more.
+    """
+    config = config.with_model_defaults()
+    channels, height, _ = image_shape
+    builtin = config.data in BUILTIN_DATASETS
+    data_name = config.data if builtin else Path(config.data).stem
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return dataclasses.replace(
+        config,
+        # Absolute paths, so the run can be resumed from any working directory.
+        data=config.data if builtin else str(Path(config.data).resolve()),
+        data_root=str(Path(config.data_root).resolve()) if config.data_root else None,
+        image_size=height,
+        channels=channels,
+        holdout=0.0 if builtin else (DEFAULT_HOLDOUT if config.holdout is None else config.holdout),
+        epochs=config.epochs if (config.epochs or config.steps or config.minutes) else DEFAULT_EPOCHS,
+        conditional=config.conditional
+        if config.conditional is not None
+        else MODELS[config.model].conditional and labelled,
+        out=config.out or str(Path("runs") / f"{config.model}-{data_name}-{stamp}"),
+    )
+
+
+def total_steps(config: TrainConfig, steps_per_epoch: int) -> int | None:
+    """The run's length in steps: the smaller of --steps and --epochs; None if only --minutes bounds it."""
+    limits = [config.steps] if config.steps else []
+    if config.epochs:
+        limits.append(config.epochs * steps_per_epoch)
+    return min(limits) if limits else None
 
 
 def flag(name: str) -> str:

@@ -2,8 +2,9 @@
 
 Every loss works on logits (``binary_cross_entropy_with_logits`` is the
 numerically stable form of BCE on a sigmoid). A new loss is one function here
-and one entry in ``LOSSES``; the penalties (WGAN-GP's gradient penalty, R1) are
-functions too, added to the discriminator's loss by the training step.
+and one entry in ``LOSSES``; a penalty (WGAN-GP's gradient penalty, R1) is one
+function and one entry in ``PENALTIES``, added to the discriminator's loss by
+the training step on the steps it is due.
 """
 
 from collections.abc import Callable
@@ -94,13 +95,54 @@ def r1_penalty(real_logits: Tensor, real: Tensor, grad_scale: Tensor | float = 1
     return gradient.flatten(1).pow(2).sum(1).mean()
 
 
+@dataclass
+class PenaltyInputs:
+    """What a discriminator penalty may look at, in one discriminator update."""
+
+    critic: Callable[[Tensor], Tensor]  # images -> logits (B,), with the real images' labels
+    real: Tensor  # (B, C, H, W); requires grad when a due penalty has ``needs_real_grad``
+    fake: Tensor  # (B, C, H, W), detached
+    real_logits: Tensor  # (B,): critic(real) as D's loss saw it (augmented when DiffAugment is on)
+    scaler: "torch.amp.GradScaler"  # D's loss scaler: a pass-through unless 16-mixed
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """A regulariser added to the discriminator's loss as ``weight * every * fn(inputs)`` on the steps it is due.
+
+    Every penalty here differentiates D's output with respect to its input,
+    so D's graph is backpropagated twice (torch.compile cannot do that).
+    """
+
+    fn: Callable[[PenaltyInputs], Tensor]  # -> scalar
+    needs_real_grad: bool = False  # the real images need requires_grad before D(x) (R1 differentiates that pass)
+
+
+def gradient_penalty_term(inputs: PenaltyInputs) -> Tensor:
+    """WGAN-GP's penalty between the step's real and fake images."""
+    return gradient_penalty(inputs.critic, inputs.real, inputs.fake)
+
+
+def r1_term(inputs: PenaltyInputs) -> Tensor:
+    """R1 on the step's real images; under 16-mixed its input gradient is scaled as the loss is."""
+    grad_scale = inputs.scaler.scale(torch.ones((), device=inputs.real.device))
+    return r1_penalty(inputs.real_logits, inputs.real, grad_scale)
+
+
+# A new penalty is one function above and one entry here; a loss names its default ones in ``GANLoss.penalties``.
+PENALTIES: dict[str, Penalty] = {
+    "gradient-penalty": Penalty(gradient_penalty_term),
+    "r1": Penalty(r1_term, needs_real_grad=True),  # turned on by --r1 GAMMA (weight gamma / 2), every --r1-every
+}
+
+
 @dataclass(frozen=True)
 class GANLoss:
-    """The pair of objectives one training run minimises."""
+    """The pair of objectives one training run minimises, with the penalties that come with it."""
 
     discriminator: Callable[[Tensor, Tensor], Tensor]  # (real_logits, fake_logits) -> scalar
     generator: Callable[[Tensor], Tensor]  # fake_logits -> scalar
-    gradient_penalty: float = 0.0  # weight of WGAN-GP's gradient penalty in D's loss (0: none)
+    penalties: tuple[tuple[str, float], ...] = ()  # (PENALTIES name, weight) added to D's loss at every step
     default_n_critic: int = 1  # discriminator updates per generator update, unless --n-critic says otherwise
 
 
@@ -110,5 +152,10 @@ LOSSES: dict[str, GANLoss] = {
     "hinge": GANLoss(discriminator_hinge_loss, generator_hinge_loss),
     "lsgan": GANLoss(discriminator_least_squares_loss, generator_least_squares_loss),
     # Gulrajani et al.: lambda = 10, five critic updates per generator update.
-    "wgan-gp": GANLoss(discriminator_wasserstein_loss, generator_hinge_loss, gradient_penalty=10.0, default_n_critic=5),
+    "wgan-gp": GANLoss(
+        discriminator_wasserstein_loss,
+        generator_hinge_loss,
+        penalties=(("gradient-penalty", 10.0),),
+        default_n_critic=5,
+    ),
 }

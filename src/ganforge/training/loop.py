@@ -1,0 +1,253 @@
+"""The loop: steps with reports, sample grids, checkpoints and evaluations on their cadences, and recovery.
+
+It owns everything every kind of GAN shares (time, ``--minutes``, signals, NaN
+rollback, checkpoints, exact resume, DDP agreements, logging, TensorBoard,
+best-by-metric) and is handed a task (``training.task``) that owns the models,
+the step and the pictures.
+"""
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.utils import make_grid
+
+from ganforge.checkpoint import (
+    BEST,
+    best_fid,
+    latest_checkpoint,
+    load_checkpoint,
+    make_checkpoint,
+    save_checkpoint,
+    save_run_checkpoint,
+)
+from ganforge.config import TrainConfig, parse_interval
+from ganforge.distributed import Distributed
+from ganforge.errors import GanforgeError
+from ganforge.monitor import CollapseWatch, RunMonitor, StopSignal
+from ganforge.sampling import save_grid
+
+log = logging.getLogger("ganforge")
+
+STOP_ECHO_SECONDS = 5.0  # under torchrun, a second stop signal this soon after the first is torchrun's echo
+NAN_LR_FACTOR = 0.5  # learning rates are multiplied by this at each rollback after a divergence
+
+
+class Cadence:
+    """When something periodic is due: every N steps ('500') or every T of wall time ('30s', '5m').
+
+    '0' means never (the loop still does it once at the end).
+    """
+
+    def __init__(self, interval: str, name: str):
+        self.unit, self.every = ("never", 0) if interval == "0" else parse_interval(interval, name)
+        self.last = time.monotonic()
+
+    def due(self, step: int) -> bool:
+        """Whether it is due after ``step``; a time cadence restarts its clock when it says yes."""
+        if self.unit == "steps":
+            return step % self.every == 0
+        if self.unit == "seconds" and time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            return True
+        return False
+
+
+class Diverged(Exception):
+    """A loss or weight became NaN or infinite: at ``step``, or after ``since`` and by ``step``."""
+
+    def __init__(self, step: int, what: str, since: int | None = None):
+        when = f"at step {step}" if since is None or since + 1 >= step else f"between steps {since + 1} and {step}"
+        super().__init__(f"{what} became non-finite {when}")
+        self.step, self.what = step, what
+
+
+def all_finite(module: nn.Module) -> torch.Tensor:
+    """Whether every weight of ``module`` is finite, as a bool tensor on its device (no sync)."""
+    return torch.stack([torch.isfinite(p).all() for p in module.parameters()]).all()
+
+
+class TrainingLoop:
+    """Steps with reports, sample grids and checkpoints on their cadences, and recovery from divergence.
+
+    Under torchrun every rank runs the loop; rank 0 alone writes, and the
+    decisions that hang on a clock or a signal are agreed (``Distributed.any``)
+    so that every rank saves, evaluates and stops at the same step.
+    """
+
+    def __init__(self, config: TrainConfig, task, run_dir: Path, device: torch.device, context: Distributed):
+        self.config, self.task, self.run_dir, self.device, self.context = config, task, run_dir, device, context
+        self.is_main = context.is_main_process
+        self.checkpoint_cadence = Cadence(config.checkpoint_every, "checkpoint-every")
+        self.sample_cadence = Cadence(config.sample_every, "sample-every")
+        self.eval_cadence = Cadence(config.eval_every, "eval-every")
+        self.collapse = CollapseWatch()
+        self.best_fid = best_fid(run_dir / "checkpoints")
+        # The losses' finiteness is gathered on the device and read only at reports and before saves:
+        # reading it every step would wait for the device every step.
+        self.losses_finite = torch.ones((), dtype=torch.bool, device=device)
+        self.checked_step = 0  # the last step whose losses were read as finite
+
+    @property
+    def state(self):
+        return self.task.state
+
+    def run(self, step: int, total: int | None, deadline: float) -> tuple[int, bool]:
+        """Train from ``step`` until ``total``, the deadline or a stop signal; returns (step, stopped early)."""
+        config = self.config
+        monitor = RunMonitor(
+            self.run_dir,
+            total,
+            step,
+            config.batch_size,
+            self.task.steps_per_epoch,
+            config.log_every,
+            config.tensorboard and self.is_main,
+            config.progress and self.is_main,
+            writes=self.is_main,
+        )
+        self.checked_step = step
+        stopping = False
+        try:
+            with StopSignal(repeat_grace=STOP_ECHO_SECONDS if self.context.enabled else 0.0) as stop:
+                if step == 0:
+                    self.save(0)  # a good state to roll back to
+                while True:
+                    try:
+                        while (total is None or step < total) and not stopping:
+                            step, stopping = self.train_one_step(step, monitor, stop, deadline)
+                        self.check_finite(step, weights=True)
+                        monitor.report(step)
+                        self.save_samples(step, monitor)
+                        self.save(step)
+                        break
+                    except Diverged as divergence:
+                        step, stopping = self.recover(divergence, monitor), False
+        finally:
+            monitor.close()
+        stopped = stopping or (total is not None and step < total)
+        where = self.run_dir / "checkpoints"
+        if stopped:
+            launcher = "torchrun ... -m ganforge train --resume" if self.context.enabled else "ganforge resume"
+            again = f"{launcher} {self.run_dir}"
+            log.info(f"stopped at step {step:,}; checkpoint in {where}; continue with: {again}")
+        else:
+            log.info(f"done: {step:,} steps; checkpoint in {where}; samples in {self.run_dir / 'samples'}")
+        return step, stopped
+
+    def train_one_step(self, step: int, monitor: RunMonitor, stop: StopSignal, deadline: float) -> tuple[int, bool]:
+        """Train step ``step`` and do whatever is due after it; returns the next step and whether to stop."""
+        stats = self.task.train_step(step)
+        self.losses_finite &= torch.isfinite(stats["d_loss"] + stats.get("g_loss", 0))
+        step += 1
+        # Rank 0's clock decides what is due; a signal or the deadline on any rank stops every rank.
+        stopping, sample, checkpoint, evaluate = self.context.any(
+            [
+                stop.requested or time.monotonic() >= deadline,
+                self.is_main and self.sample_cadence.due(step),
+                self.is_main and (self.checkpoint_cadence.due(step) or self.snapshot_due(step)),
+                self.task.evaluator is not None and self.eval_cadence.due(step),
+            ]
+        )
+        saving = sample or checkpoint or evaluate
+        if saving or step % self.config.log_every == 0:
+            self.check_finite(step, weights=saving)  # nothing non-finite is saved or reported
+        monitor.step(step, stats)
+        if sample:
+            self.save_samples(step, monitor)
+        if checkpoint:
+            self.save(step)
+        if evaluate and self.is_main:
+            self.evaluate(step, monitor)  # the other ranks wait at the next gradient synchronisation
+        return step, stopping
+
+    def check_finite(self, step: int, weights: bool = False) -> None:
+        """Raise Diverged if a loss since the last check (or, with ``weights``, a weight) is not finite, on any rank."""
+        networks = self.state.networks if weights else {}
+        flags = [self.losses_finite] + [all_finite(network) for network in networks.values()]
+        finite = self.context.all_true(torch.stack(flags))
+        self.losses_finite = torch.ones((), dtype=torch.bool, device=self.device)
+        since, self.checked_step = self.checked_step, step
+        if not finite[0]:
+            raise Diverged(step, "the losses", since)
+        for name, ok in zip(networks, finite[1:]):
+            if not ok:
+                raise Diverged(step, f"the {name}'s weights")
+
+    def evaluate(self, step: int, monitor: RunMonitor) -> None:
+        """Score the generator, log the scores, keep checkpoints/best.pt by FID, and watch for collapse."""
+        results = self.task.evaluate()
+        monitor.event({"event": "eval", "step": step} | results)
+        monitor.add_scalars("eval", {k: v for k, v in results.items() if isinstance(v, (int, float))}, step)
+        best = self.run_dir / "checkpoints" / BEST
+        if results["fid"] < self.best_fid:
+            self.best_fid = results["fid"]
+            self.save(step, also_best=results)
+        log.info(
+            f"step {step:,}: FID {results['fid']:.2f}, recall {results['recall']:.2f}"
+            + (f", {results['classes_covered']} classes" if "classes_covered" in results else "")
+        )
+        for warning in self.collapse.update(step, results):
+            log.warning(f"{warning}; the best checkpoint is {best} (FID {self.best_fid:.2f})")
+
+    def recover(self, divergence: Diverged, monitor: RunMonitor) -> int:
+        """Roll back to the last good checkpoint with halved learning rates, or stop; returns the step to go on from.
+
+        Every rank gets here together (the finiteness checks are agreed) and reads the same checkpoint.
+        """
+        latest = self.context.from_main(latest_checkpoint(self.run_dir / "checkpoints"))  # the file rank 0 wrote
+        rollbacks = self.state.rollbacks
+        if self.config.on_nan == "stop" or rollbacks >= self.config.max_rollbacks or latest is None:
+            why = "--on-nan stop" if self.config.on_nan == "stop" else f"{rollbacks} rollbacks already"
+            raise GanforgeError(
+                f"{divergence} ({why}); nothing non-finite was saved: the last good checkpoint is {latest}. "
+                "Try a lower --lr"
+            )
+        self.state.load_state_dict(load_checkpoint(latest), str(latest))
+        for optimizer in self.state.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] *= NAN_LR_FACTOR
+        self.state.rollbacks = rollbacks + 1
+        step = self.state.step
+        self.checked_step = step
+        monitor.discard(step)
+        lrs = [optimizer.param_groups[0]["lr"] for optimizer in self.state.optimizers]
+        log.warning(
+            f"{divergence}: rolled back to step {step:,} ({latest.name}) with learning rates "
+            f"G {lrs[0]:.3g}, D {lrs[1]:.3g} (rollback {self.state.rollbacks} of {self.config.max_rollbacks})"
+        )
+        monitor.event(
+            {"event": "rollback", "at_step": divergence.step, "to_step": step, "g_lr": lrs[0], "d_lr": lrs[1]}
+        )
+        return step
+
+    def snapshot_due(self, step: int) -> bool:
+        """Whether ``step`` is one whose checkpoint is kept for good."""
+        return bool(self.config.snapshot_every) and step % self.config.snapshot_every == 0
+
+    def save(self, step: int, also_best: dict | None = None) -> None:
+        """Write the step's checkpoint (rank 0) and point checkpoints/latest at it.
+
+        The caller has checked the weights (``check_finite``). ``also_best``:
+        the evaluation that makes this checkpoint the best so far; it is copied to best.pt too.
+        """
+        if not self.is_main:
+            return
+        self.state.step = step
+        config = dataclasses.asdict(self.config)
+        checkpoint = make_checkpoint(self.state.state_dict(), config, **self.task.checkpoint_extra())
+        folder = self.run_dir / "checkpoints"
+        save_run_checkpoint(folder, checkpoint, self.config.keep_checkpoints, self.config.snapshot_every)
+        if also_best is not None:
+            save_checkpoint(checkpoint | {"eval": also_best}, folder / BEST)
+
+    def save_samples(self, step: int, monitor: RunMonitor) -> None:
+        """The task's sample grid as samples/step_NNNNNNN.png (rank 0)."""
+        if not self.is_main:
+            return
+        images, nrow = self.task.sample_grid()
+        save_grid(images, self.run_dir / "samples" / f"step_{step:07d}.png", nrow)  # (64, C, H, W) uint8
+        monitor.add_grid(make_grid(images, nrow=nrow, padding=2), step)

@@ -1,0 +1,145 @@
+"""The training step: one discriminator update, then one generator update on the same fakes.
+
+Read ``training_step`` first: it is the algorithm box of Goodfellow et al.
+(2014), one generator forward shared by both updates as in the DCGAN reference
+code, with the variants as parameters of a ``Recipe``: the loss, the
+discriminator's penalties (gradient penalty, R1, each due on its own steps),
+several critic updates per generator update, DiffAugment, and the generator's
+moving average (EMA). Networks never compute losses; losses never touch
+optimisers; this file joins them.
+"""
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from ganforge.augment import diff_augment, parse_policy
+from ganforge.config import TrainConfig
+from ganforge.device import autocast
+from ganforge.losses import LOSSES, PENALTIES, GANLoss, Penalty, PenaltyInputs
+
+
+@dataclass
+class Batch:
+    """One step's inputs: real images (and labels) and the noise (and labels) of the fakes."""
+
+    real: torch.Tensor  # (B, C, H, W) float, in the generator's output range
+    z: torch.Tensor  # (B, z_dim)
+    real_labels: torch.Tensor | None = None  # (B,) int64, for conditional models
+    fake_labels: torch.Tensor | None = None  # (B,) int64: the classes the generator is asked for
+
+
+@dataclass(frozen=True)
+class ScheduledPenalty:
+    """A penalty of the discriminator with its weight and lazy interval."""
+
+    penalty: Penalty
+    weight: float
+    every: int = 1  # due on steps divisible by this, and then scaled by it (lazy regularisation)
+
+
+@dataclass
+class Recipe:
+    """How each step trains: the loss, its penalties and the update schedule."""
+
+    loss: GANLoss
+    amp: object  # autocast for the forward passes, or a null context
+    world_size: int = 1  # processes that share each batch (DDP): the EMA counts all their images
+    n_critic: int = 1  # discriminator updates per generator update
+    d_penalties: tuple[ScheduledPenalty, ...] = field(default_factory=tuple)  # added to D's loss when due
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None  # DiffAugment, applied to everything D sees
+
+    def augment_for_discriminator(self, images: torch.Tensor) -> torch.Tensor:
+        """What the discriminator sees of ``images``: augmented when DiffAugment is on."""
+        return images if self.augment is None else self.augment(images)
+
+
+def discriminator_penalties(config: TrainConfig) -> tuple[ScheduledPenalty, ...]:
+    """The loss's own penalties (WGAN-GP's gradient penalty) at every step, then R1 when --r1 asks for it."""
+    penalties = [ScheduledPenalty(PENALTIES[name], weight) for name, weight in LOSSES[config.loss].penalties]
+    if config.r1 > 0:
+        penalties.append(ScheduledPenalty(PENALTIES["r1"], config.r1 / 2, config.r1_every))
+    return tuple(penalties)
+
+
+def build_recipe(config: TrainConfig, device: torch.device, world_size: int = 1) -> Recipe:
+    """The step's settings from the config."""
+    policy = parse_policy(config.diffaug_policy)
+    return Recipe(
+        loss=LOSSES[config.loss],
+        amp=autocast(device, config.precision),
+        world_size=world_size,
+        n_critic=config.n_critic,
+        d_penalties=discriminator_penalties(config),
+        augment=functools.partial(diff_augment, policy=policy) if config.diffaug else None,
+    )
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    """Backpropagate ``loss`` and update: through the loss scaler, which only passes through unless 16-mixed."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)  # skipped when float16 gradients overflowed
+    scaler.update()
+
+
+def discriminator_step(state, recipe: Recipe, batch: Batch, fake: torch.Tensor, step: int) -> tuple:
+    """Push D(x) up and D(G(z)) down, plus the penalties due at ``step``. The fakes are detached.
+
+    ``state``: the ``TrainState`` whose networks, optimisers and scalers are used.
+    """
+    discriminator, view = state.train_discriminator, recipe.augment_for_discriminator
+    due = [p for p in recipe.d_penalties if step % p.every == 0]
+    real = batch.real.detach().requires_grad_(any(p.penalty.needs_real_grad for p in due))
+    with recipe.amp:
+        real_logits = discriminator(view(real), batch.real_labels)  # (B,)
+        fake_logits = discriminator(view(fake.detach()), batch.fake_labels)  # (B,)
+    d_loss = recipe.loss.discriminator(real_logits.float(), fake_logits.float())
+    penalty = torch.zeros((), device=real.device)
+    if due:
+        critic = functools.partial(discriminator, labels=batch.real_labels)
+        inputs = PenaltyInputs(critic, real, fake.detach(), real_logits, state.d_scaler)
+        for scheduled in due:
+            penalty = penalty + scheduled.weight * scheduled.every * scheduled.penalty.fn(inputs)
+    optimizer_step(d_loss + penalty, state.d_optimizer, state.d_scaler)
+    return d_loss, real_logits, fake_logits
+
+
+def generator_step(state, recipe: Recipe, batch: Batch, fake: torch.Tensor) -> torch.Tensor:
+    """Push the updated discriminator's D(G(z)) up. D's weights are frozen for this pass.
+
+    D runs without its DDP wrapper here: nothing of D is updated, so nothing of D is synchronised.
+    """
+    state.discriminator.requires_grad_(False)
+    with recipe.amp:
+        fake_logits = state.frozen_discriminator(recipe.augment_for_discriminator(fake), batch.fake_labels)  # (B,)
+    g_loss = recipe.loss.generator(fake_logits.float())
+    optimizer_step(g_loss, state.g_optimizer, state.g_scaler)
+    state.discriminator.requires_grad_(True)
+    return g_loss
+
+
+def training_step(state, recipe: Recipe, batch: Batch, step: int) -> dict:
+    """One discriminator update; then, every ``n_critic``-th step, one generator update on the same fakes.
+
+    ``step`` counts discriminator updates from 0. Returns detached scalar
+    tensors: d_loss, g_loss (on generator steps), d_real = mean D(x) and
+    d_fake = mean D(G(z)) (as probabilities, before D's update).
+    """
+    update_generator = (step + 1) % recipe.n_critic == 0
+    with recipe.amp, torch.set_grad_enabled(update_generator):
+        fake = state.train_generator(batch.z, batch.fake_labels)  # (B, C, H, W)
+    d_loss, real_logits, fake_logits = discriminator_step(state, recipe, batch, fake, step)
+    stats = {
+        "d_loss": d_loss.detach(),
+        "d_real": torch.sigmoid(real_logits.detach().float()).mean(),
+        "d_fake": torch.sigmoid(fake_logits.detach().float()).mean(),
+    }
+    if update_generator:
+        stats["g_loss"] = generator_step(state, recipe, batch, fake).detach()
+        if state.ema is not None:
+            batch_size = batch.z.shape[0] * recipe.world_size
+            state.ema.update(state.generator, batch_size, images_seen=(step + 1) * batch_size)
+    return stats

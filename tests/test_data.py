@@ -166,3 +166,47 @@ def test_the_held_out_part_is_fixed_disjoint_and_sized():
     assert torch.equal(held.labels, held.images[:, 0, 0, 0].long() % 5)  # labels follow their images
     assert ids(split_holdout(dataset, 0.1)[1]) == ids(held)  # the same images every time
     assert len(split_holdout(dataset, 0.0)[1]) == 0
+
+
+def squares_dataset(count: int, seed: int) -> ImageDataset:
+    """Bright squares of two sizes on black, labelled by size: a stand-in for a new kind of source."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(2, (count,), generator=generator)
+    images = torch.zeros(count, 1, 28, 28, dtype=torch.uint8)
+    for index, label in enumerate(labels.tolist()):
+        top, left = torch.randint(4, 12, (2,), generator=generator).tolist()
+        side = 6 if label == 0 else 12
+        images[index, 0, top : top + side, left : left + side] = 255
+    return ImageDataset(images, labels, ["small", "large"], f"{count} squares")
+
+
+def test_a_new_kind_of_source_is_one_registry_entry(tmp_path, monkeypatch):
+    """Registered from this file alone, a source trains, evaluates against its own test split, and scores CAS."""
+    from ganforge import evaluate, train
+    from ganforge.config import TrainConfig
+    from ganforge.data import SOURCES, DataSource
+
+    loaded = []
+
+    def load(data, root, image_size, channels, download):
+        loaded.append(data)
+        return squares_dataset(int(data.split("-")[1]), seed=0)
+
+    squares = DataSource(
+        matches=lambda data: data.startswith("squares-"),
+        load=load,
+        load_test=lambda data, root: squares_dataset(200, seed=1),
+        is_path=False,
+    )
+    monkeypatch.setitem(SOURCES, "squares", squares)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig(model="mlp", data="squares-256", steps=4, batch_size=32, progress=False, tensorboard=False)
+    result = train(config)
+    assert loaded == ["squares-256"]
+    assert result.run_dir.name.startswith("mlp-squares-256-")  # the run is named after the source's short name
+    saved = (result.run_dir / "config.yaml").read_text()
+    assert "data: squares-256" in saved and "holdout: 0.0" in saved  # a source with a test split holds nothing out
+    scores = evaluate(result.run_dir, n=200, device="cpu")
+    assert scores["reference"] == "squares-256 (test, 200 images)"
+    assert scores["fid"] > 0

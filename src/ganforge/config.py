@@ -20,7 +20,6 @@ from ganforge.errors import GanforgeError, UsageError
 from ganforge.losses import LOSSES
 from ganforge.models import MODELS
 
-BUILTIN_DATASETS = ("mnist", "fashion-mnist", "cifar10")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("32", "bf16", "16-mixed")
 DEFAULT_EPOCHS = 5  # when none of epochs, steps and minutes is given
@@ -58,7 +57,7 @@ class TrainConfig:
     # The data.
     data: str = _field(
         "mnist",
-        f"dataset: {', '.join(BUILTIN_DATASETS)}, a folder of images (subfolders become labels), "
+        "dataset: a built-in name (mnist, fashion-mnist, cifar10), a folder of images (subfolders become labels), "
         "or an .npz with a uint8 'images' array",
     )
     data_root: str | None = _field(
@@ -215,11 +214,10 @@ class TrainConfig:
         for name, allowed in (("model", MODELS), ("loss", LOSSES), ("device", DEVICES), ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise UsageError(f"unknown --{name} {getattr(self, name)!r}; choose from {', '.join(allowed)}")
-        if self.data not in BUILTIN_DATASETS and not (Path(self.data).is_dir() or Path(self.data).suffix == ".npz"):
-            raise UsageError(
-                f"--data {self.data!r} is neither a known dataset ({', '.join(BUILTIN_DATASETS)}), "
-                "a folder nor an .npz file"
-            )
+        # The kinds of data source live in data.py, which needs torch: imported here, not when the CLI starts.
+        from ganforge.data import resolve_source
+
+        resolve_source(self.data)
         if self.on_nan not in ("rollback", "stop"):
             raise UsageError(f"unknown --on-nan {self.on_nan!r}; choose from rollback, stop")
         parse_interval(self.checkpoint_every, "checkpoint-every")
@@ -252,29 +250,28 @@ def resumable_fields() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["resumable"])
 
 
-def resolve_config(config: TrainConfig, image_shape: tuple[int, int, int], labelled: bool) -> TrainConfig:
+def resolve_config(config: TrainConfig, image_shape: tuple[int, int, int], labelled: bool, source) -> TrainConfig:
     """Fill every None with what the run uses, so config.yaml says what it starts with.
 
-    ``image_shape`` is the loaded data's (C, H, W); ``labelled``: it has two classes or more.
+    ``image_shape`` is the loaded data's (C, H, W); ``labelled``: it has two classes or more;
+    ``source``: the ``data.DataSource`` that ``config.data`` names.
     """
     config = config.with_model_defaults()
     channels, height, _ = image_shape
-    builtin = config.data in BUILTIN_DATASETS
-    data_name = config.data if builtin else Path(config.data).stem
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return dataclasses.replace(
         config,
         # Absolute paths, so the run can be resumed from any working directory.
-        data=config.data if builtin else str(Path(config.data).resolve()),
+        data=source.canonical(config.data),
         data_root=str(Path(config.data_root).resolve()) if config.data_root else None,
         image_size=height,
         channels=channels,
-        holdout=0.0 if builtin else (DEFAULT_HOLDOUT if config.holdout is None else config.holdout),
+        holdout=0.0 if source.has_test_split else (DEFAULT_HOLDOUT if config.holdout is None else config.holdout),
         epochs=config.epochs if (config.epochs or config.steps or config.minutes) else DEFAULT_EPOCHS,
         conditional=config.conditional
         if config.conditional is not None
         else MODELS[config.model].conditional and labelled,
-        out=config.out or str(Path("runs") / f"{config.model}-{data_name}-{stamp}"),
+        out=config.out or str(Path("runs") / f"{config.model}-{source.short_name(config.data)}-{stamp}"),
     )
 
 

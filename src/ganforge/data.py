@@ -9,6 +9,7 @@ ships inside the package when the full set is neither on disk nor downloadable.
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from ganforge.errors import GanforgeError
+from ganforge.errors import GanforgeError, UsageError
 
 log = logging.getLogger("ganforge")
 
@@ -43,12 +44,106 @@ class ImageDataset:
         return self.images.shape[0]
 
 
+def cache_home() -> Path:
+    """ganforge's folder in the user's cache: $XDG_CACHE_HOME/ganforge, else ~/.cache/ganforge."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ganforge"
+
+
+def data_root(root: str | Path | None = None) -> tuple[Path, bool]:
+    """(torchvision data root, whether the user named it): ``root``, else $GANFORGE_DATA_ROOT, else the cache.
+
+    A root the user names must exist and is only ever read; downloads go to ganforge's own cache folder alone.
+    """
+    if root is not None or os.environ.get("GANFORGE_DATA_ROOT"):
+        return Path(root if root is not None else os.environ["GANFORGE_DATA_ROOT"]), True
+    return cache_home() / "data", False
+
+
 def default_data_root() -> Path:
     """$GANFORGE_DATA_ROOT, else ganforge's folder in the user's cache."""
-    if os.environ.get("GANFORGE_DATA_ROOT"):
-        return Path(os.environ["GANFORGE_DATA_ROOT"])
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "ganforge" / "data"
+    return data_root()[0]
+
+
+# ---------------------------------------------------------------- dataset sources
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One kind of dataset source: how ``--data`` text names it, how to load it, what its evaluation reference is.
+
+    ``data`` below is that text (a built-in name, a path, ...); ``root`` the --data-root (None: the default).
+    """
+
+    matches: Callable[[str], bool]  # whether ``data`` names a source of this kind
+    # (data, root, image_size or None, channels or None, download) -> every image of the training split
+    load: Callable[[str, str | Path | None, int | None, int | None, bool], ImageDataset]
+    # (data, root) -> the test split; None: this kind has none, and evaluation uses the share training held out
+    load_test: Callable[[str, str | Path | None], ImageDataset] | None = None
+    is_path: bool = True  # ``data`` is a file or folder: recorded as an absolute path, and never written into
+    default_image_size: int | None = None  # --image-size when none is given (None: the images' own)
+
+    @property
+    def has_test_split(self) -> bool:
+        return self.load_test is not None
+
+    def canonical(self, data: str) -> str:
+        """How a run's config records ``data``: an absolute path for files and folders, so any directory resumes it."""
+        return str(Path(data).resolve()) if self.is_path else data
+
+    def short_name(self, data: str) -> str:
+        """The name a run directory is given after: 'mnist', or a file's or folder's stem."""
+        return Path(data).stem if self.is_path else data
+
+    def protected_paths(self, data: str, root: str | Path | None) -> list[Path]:
+        """What a run must never write into: the file or folder itself, else the data root it is read from."""
+        return [Path(data)] if self.is_path else [data_root(root)[0]]
+
+
+def load_builtin(data: str, root, image_size, channels, download: bool) -> ImageDataset:
+    """A torchvision dataset's training split (read only from a root the user names)."""
+    path, named = data_root(root)
+    if named and not path.is_dir():
+        raise GanforgeError(f"data root {path} does not exist")
+    return load_torchvision_dataset(data, path, download="never" if named else download)
+
+
+def load_builtin_test(data: str, root) -> ImageDataset:
+    """A torchvision dataset's test split, from a data root the user names (never downloaded)."""
+    path, named = data_root(root)
+    if not named or not path.is_dir():
+        raise GanforgeError(f"the {data} reference needs its test split: pass --data-root DIR")
+    return load_torchvision_dataset(data, path, download="never", train=False)
+
+
+# Each kind of source, tried in this order. A new kind is one entry (and its loader): training, evaluation,
+# CAS and the periodic evaluator all ask ``resolve_source``.
+SOURCES: dict[str, DataSource] = {
+    "torchvision": DataSource(
+        matches=lambda data: data in TORCHVISION_DATASETS,
+        load=load_builtin,
+        load_test=load_builtin_test,
+        is_path=False,
+    ),
+    "folder": DataSource(
+        matches=lambda data: Path(data).is_dir(),
+        load=lambda data, root, image_size, channels, download: load_image_folder(Path(data), image_size, channels),
+        default_image_size=FOLDER_IMAGE_SIZE,
+    ),
+    "npz": DataSource(
+        matches=lambda data: Path(data).suffix == ".npz",
+        load=lambda data, root, image_size, channels, download: load_npz(Path(data)),
+    ),
+}
+
+
+def resolve_source(data: str) -> DataSource:
+    """The kind of source ``data`` names; a one-line UsageError when it names none."""
+    for source in SOURCES.values():
+        if source.matches(data):
+            return source
+    raise UsageError(
+        f"{data!r} is neither a known dataset ({', '.join(TORCHVISION_DATASETS)}), a folder nor an .npz file"
+    )
 
 
 def load_dataset(
@@ -58,7 +153,7 @@ def load_dataset(
     channels: int | None = None,
     download: bool = True,
 ) -> ImageDataset:
-    """Load ``data`` (a built-in dataset name, a folder or an .npz file) into memory.
+    """Load the training images of ``data`` (a built-in dataset name, a folder or an .npz file) into memory.
 
     ``root`` is the torchvision data root (default ``default_data_root()``).
     A root the user names (argument or $GANFORGE_DATA_ROOT) must exist and is
@@ -66,22 +161,29 @@ def load_dataset(
     ``image_size`` and ``channels`` default to the dataset's own; otherwise the
     images are resized, center-cropped and converted once, here.
     """
-    if data in TORCHVISION_DATASETS:
-        explicit = root is not None or bool(os.environ.get("GANFORGE_DATA_ROOT"))
-        root = Path(root) if root is not None else default_data_root()
-        if explicit and not root.is_dir():
-            raise GanforgeError(f"data root {root} does not exist")
-        dataset = load_torchvision_dataset(data, root, download="never" if explicit else download)
-    elif Path(data).is_dir():
-        dataset = load_image_folder(Path(data), image_size or FOLDER_IMAGE_SIZE, channels)
-    elif Path(data).suffix == ".npz":
-        dataset = load_npz(Path(data))
-    else:
-        raise GanforgeError(
-            f"{data!r} is neither a known dataset ({', '.join(TORCHVISION_DATASETS)}), a folder nor an .npz file"
-        )
+    source = resolve_source(data)
+    dataset = source.load(data, root, image_size or source.default_image_size, channels, download)
     dataset.images = conform_images(dataset.images, image_size, channels)
     return dataset
+
+
+def load_reference(data: str, root: str | Path | None = None, holdout: float = 0.0) -> tuple[ImageDataset, str]:
+    """(the evaluation reference of ``data``, which split it is): the test split where the source has one, else
+    with ``holdout`` the share training held out (``split_holdout``), else every image."""
+    source = resolve_source(data)
+    if source.has_test_split:
+        return source.load_test(data, root), "test"
+    dataset = source.load(data, root, None, None, False)
+    if holdout:
+        return split_holdout(dataset, holdout)[1], "held-out"
+    return dataset, "all"
+
+
+def load_training_part(data: str, root: str | Path | None = None, holdout: float = 0.0) -> ImageDataset:
+    """The images of ``data`` that training saw: its training split, less the held-out share (for CAS's baseline)."""
+    source = resolve_source(data)
+    dataset = source.load(data, root, None, None, False)
+    return dataset if source.has_test_split else split_holdout(dataset, holdout)[0]
 
 
 # ---------------------------------------------------------------- torchvision

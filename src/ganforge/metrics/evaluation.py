@@ -7,20 +7,20 @@ hash and the number of images.
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import torch
 
 from ganforge.checkpoint import load_checkpoint, resolve_checkpoint
-from ganforge.config import BUILTIN_DATASETS
 from ganforge.data import (
     ImageDataset,
+    cache_home,
     conform_images,
     load_image_folder,
     load_npz,
-    load_torchvision_dataset,
-    split_holdout,
+    load_reference,
+    load_training_part,
+    resolve_source,
 )
 from ganforge.device import resolve_device
 from ganforge.errors import GanforgeError
@@ -98,7 +98,11 @@ def default_reference(source: str | Path) -> tuple[str, float]:
         return "mnist", 0.0
     config = load_checkpoint(resolve_checkpoint(path))["config"]
     data = config.get("data", "mnist")
-    if data not in BUILTIN_DATASETS and not Path(data).exists():
+    try:
+        gone = resolve_source(data).is_path and not Path(data).exists()
+    except GanforgeError:
+        gone = True
+    if gone:
         raise GanforgeError(f"the run's data {data} is gone: pass --reference")
     return data, config.get("holdout") or 0.0
 
@@ -120,32 +124,6 @@ class ModuleFeatures:
         return torch.cat(batches).flatten(1), None
 
 
-def load_reference(
-    reference: str, data_root: str | None, holdout: float = 0.0
-) -> tuple[torch.Tensor, torch.Tensor | None, str]:
-    """(images, labels, split) of the reference set: a built-in dataset's test split, an .npz or a folder.
-
-    With ``holdout``, only the part of a folder or .npz that training held out (``data.split_holdout``).
-    """
-    if reference in BUILTIN_DATASETS:
-        root = data_root or os.environ.get("GANFORGE_DATA_ROOT")
-        if not root or not Path(root).is_dir():
-            raise GanforgeError(f"the {reference} reference needs its test split: pass --data-root DIR")
-        dataset = load_torchvision_dataset(reference, Path(root), download="never", train=False)
-        return dataset.images, dataset.labels, "test"
-    path = Path(reference)
-    if path.suffix == ".npz":
-        dataset = load_npz(path)
-    elif path.is_dir():
-        dataset = load_image_folder(path, image_size=None, channels=None)
-    else:
-        raise GanforgeError(f"--reference {reference!r} is neither {', '.join(BUILTIN_DATASETS)}, an .npz nor a folder")
-    if holdout:
-        dataset = split_holdout(dataset, holdout)[1]
-        return dataset.images, dataset.labels, "held-out"
-    return dataset.images, dataset.labels, "all"
-
-
 def reference_features(
     extractor, reference: str, data_root: str | None, n: int, cache: Path, holdout: float = 0.0
 ) -> dict:
@@ -156,7 +134,8 @@ def reference_features(
     if path.is_file():
         log.info(f"reference features: {path} (cached)")
         return torch.load(path, weights_only=True)
-    images, labels, split = load_reference(reference, data_root, holdout)
+    dataset, split = load_reference(reference, data_root, holdout)
+    images, labels = dataset.images, dataset.labels
     log.info(f"reference features: {min(n, len(images)):,} {reference} {split} images, cached to {path}")
     features, probabilities = extractor(images[:n])
     entry = {
@@ -222,16 +201,11 @@ def cas_against(
     device: str,
 ) -> dict:
     """CAS of labelled samples: the reference's training part to compare with, its test part to test on."""
-    test_images, test_labels, _ = load_reference(reference, data_root, holdout)
+    test_set, _ = load_reference(reference, data_root, holdout)
+    test_images, test_labels = test_set.images, test_set.labels
     if test_labels is None:
         raise GanforgeError(f"--cas needs a labelled reference; {reference} has no labels")
-    if reference in BUILTIN_DATASETS:
-        train_set = load_torchvision_dataset(reference, Path(data_root or os.environ["GANFORGE_DATA_ROOT"]), "never")
-    else:
-        train_set = split_holdout(
-            load_npz(Path(reference)) if reference.endswith(".npz") else load_image_folder(Path(reference), None, None),
-            holdout,
-        )[0]
+    train_set = load_training_part(reference, data_root, holdout)
     num_classes = max(int(test_labels.max()), int(labels.max())) + 1
     log.info(f"CAS: training classifiers on {len(samples):,} generated and {len(samples):,} real images")
     return classification_accuracy_score(
@@ -278,7 +252,7 @@ def evaluate_images(
 
 def default_cache() -> Path:
     """Where reference features are cached: ~/.cache/ganforge/stats (or under $XDG_CACHE_HOME)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ganforge" / "stats"
+    return cache_home() / "stats"
 
 
 def score(extractor, samples: torch.Tensor, real: dict) -> dict:
@@ -328,7 +302,7 @@ class PeriodicEvaluator:
         self.noise = sample_noise(samples, z_dim, seed)
         self.labels = balanced_labels(samples, num_classes)
         self.reference = None
-        if dataset in BUILTIN_DATASETS:
+        if resolve_source(dataset).has_test_split:
             try:
                 self.reference = reference_features(self.extractor, dataset, data_root, samples, default_cache())
             except GanforgeError:  # no readable test split (the embedded MNIST subset)

@@ -21,7 +21,6 @@ from torch import nn
 from ganforge import distributed
 from ganforge.checkpoint import load_checkpoint
 from ganforge.config import (
-    BUILTIN_DATASETS,
     TrainConfig,
     flag,
     load_config,
@@ -30,7 +29,7 @@ from ganforge.config import (
     save_config,
     total_steps,
 )
-from ganforge.data import ImageDataset, default_data_root, load_dataset, split_holdout
+from ganforge.data import ImageDataset, load_dataset, resolve_source, split_holdout
 from ganforge.device import resolve_device
 from ganforge.distributed import Distributed
 from ganforge.errors import GanforgeError, UsageError
@@ -112,7 +111,8 @@ def train_process(config: TrainConfig, resume_from: str | Path | None, context: 
     device = context.device(resolve_device(config.device))
     data = load_training_data(config, context)
     labelled = data.labels is not None and len(data.classes) >= 2
-    config = resolve_config(config, tuple(data.images.shape[1:]), labelled)
+    source = resolve_source(config.data)
+    config = resolve_config(config, tuple(data.images.shape[1:]), labelled, source)
     config = dataclasses.replace(config, out=context.from_main(config.out))  # its default holds the time
     if config.batch_size % context.world_size:
         raise UsageError(
@@ -122,8 +122,7 @@ def train_process(config: TrainConfig, resume_from: str | Path | None, context: 
     data, heldout = split_holdout(data, config.holdout)
     if len(heldout):
         log.info(f"holding out {len(heldout):,} images ({config.holdout:.0%}) as the evaluation reference")
-    data_paths = [config.data] if config.data not in BUILTIN_DATASETS else [config.data_root or default_data_root()]
-    check_outside_data(Path(config.out), data_paths)
+    check_outside_data(Path(config.out), source.protected_paths(config.data, config.data_root))
     if config.conditional and data.labels is None:
         raise UsageError(
             f"--conditional needs labelled data; {config.data} has no labels (a folder needs class subfolders)"

@@ -1,5 +1,7 @@
+import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -142,3 +144,28 @@ def test_r1_under_float16_autocast_needs_the_loss_scale_to_survive():
         logits = critic(real).squeeze(1)  # (4,) float16
     assert r1_penalty(logits, real).item() == 0  # underflowed
     assert r1_penalty(logits, real, torch.tensor(2.0**16)).item() == pytest.approx(exact, rel=1e-2)
+
+
+def test_a_new_penalty_is_one_registry_entry(tmp_path, monkeypatch):
+    """WGAN's drift penalty (Karras et al. 2018), registered from this file alone, is added to D's loss."""
+    from ganforge import TrainConfig, train
+    from ganforge.losses import PENALTIES, GANLoss, Penalty, discriminator_wasserstein_loss
+
+    calls = []
+
+    def drift(inputs):
+        calls.append(inputs.real_logits.shape)
+        return (inputs.real_logits.float() ** 2).mean()
+
+    monkeypatch.setitem(PENALTIES, "drift", Penalty(drift))
+    wasserstein = GANLoss(discriminator_wasserstein_loss, generator_hinge_loss)
+    monkeypatch.setitem(LOSSES, "wgan", wasserstein)
+    monkeypatch.setitem(LOSSES, "wgan-drift", dataclasses.replace(wasserstein, penalties=(("drift", 1e-3),)))
+    np_path = tmp_path / "images.npz"
+    np.savez(np_path, images=torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8).numpy())
+    common = dict(model="mlp", data=str(np_path), steps=3, batch_size=16, progress=False, tensorboard=False)
+    with_drift = train(TrainConfig(loss="wgan-drift", out=str(tmp_path / "drift"), **common))
+    assert len(calls) == 3 and calls[0] == (16,)  # due at every step, on the batch's real logits
+    plain = train(TrainConfig(loss="wgan", out=str(tmp_path / "plain"), **common))
+    first = next(with_drift.discriminator.parameters())
+    assert not torch.equal(first, next(plain.discriminator.parameters()))  # the penalty changed D's updates

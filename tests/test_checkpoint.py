@@ -187,3 +187,30 @@ def test_a_version_1_checkpoint_still_loads_and_samples_the_same(tmp_path):
     fixture = Path(__file__).parent / "data"
     images = generate(fixture / "checkpoint_v1.pt", n=8, seed=0)
     assert np.array_equal(images.numpy(), np.load(fixture / "checkpoint_v1_samples.npy"))
+
+
+def test_a_run_saved_before_the_training_split_resumes_bit_exactly(tmp_path):
+    """tests/data/run_format2 is a format-2 run (conditional dcgan, EMA, lazy R1) that ganforge at ec06dff stopped
+    at step 3 (its images are remade below). Resumed here to step 6, it equals a run trained here straight to 6."""
+    import shutil
+
+    import numpy as np
+    import yaml
+
+    from ganforge import TrainConfig, resume, train
+    from test_training import assert_same_tensors
+
+    generator = torch.Generator().manual_seed(7)
+    images = torch.randint(0, 256, (48, 1, 8, 8), generator=generator, dtype=torch.uint8).numpy()
+    np.savez(tmp_path / "images.npz", images=images, labels=(torch.arange(48) % 3).numpy())
+    run = tmp_path / "old-run"
+    shutil.copytree(Path(__file__).parent / "data" / "run_format2", run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump(config | {"data": str(tmp_path / "images.npz"), "out": str(run)}))
+    resume(run, steps=6)
+    fresh = dict(config, data=str(tmp_path / "images.npz"), out=str(tmp_path / "fresh"), steps=6)
+    train(TrainConfig(**fresh))
+    resumed, straight = load_checkpoint(run), load_checkpoint(tmp_path / "fresh")
+    assert resumed["step"] == straight["step"] == 6
+    parts = ("generator", "discriminator", "ema_generator", "g_optimizer", "d_optimizer", "noise_rng")
+    assert_same_tensors({p: resumed[p] for p in parts}, {p: straight[p] for p in parts})

@@ -15,19 +15,7 @@ noise (Mirza & Osindero 2014) and the discriminator adds the projection term
 import torch
 from torch import nn
 
-from ganforge.models.layers import Projection, check_labels
-
-
-def base_resolution(image_size: int) -> tuple[int, int]:
-    """Split image_size into (base, doublings): 28 -> (7, 2), 32 -> (4, 3), 64 -> (4, 4)."""
-    base, doublings = image_size, 0
-    while base > 7 and base % 2 == 0:
-        base, doublings = base // 2, doublings + 1
-    if doublings == 0:
-        raise ValueError(
-            f"dcgan needs an image size that halves to 7 pixels or fewer (e.g. 28, 32, 64); got {image_size}"
-        )
-    return base, doublings
+from ganforge.models.layers import LabelEmbedding, Projection, base_resolution, check_labels
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
@@ -56,13 +44,11 @@ class DCGANGenerator(nn.Module):
         self.z_dim, self.num_classes = z_dim, num_classes
         base, doublings = base_resolution(image_size)
         hidden = width * 2 ** (doublings - 1)
-        # A short label embedding beside the noise: long enough to tell the classes apart, short enough
-        # that the noise still carries most of the first layer's input (a long one lets G ignore the noise).
-        label_dim = min(num_classes, z_dim)
-        self.embed = nn.Embedding(num_classes, label_dim) if num_classes else None
+        self.embed = LabelEmbedding(num_classes, z_dim) if num_classes else None
+        label_dim = self.embed.embedding_dim if num_classes else 0
         # Project the noise to a (hidden, base, base) map.
         layers = [
-            nn.ConvTranspose2d(z_dim + (label_dim if num_classes else 0), hidden, base, 1, 0, bias=False),
+            nn.ConvTranspose2d(z_dim + label_dim, hidden, base, 1, 0, bias=False),
             nn.BatchNorm2d(hidden),
             nn.ReLU(True),
         ]
@@ -80,7 +66,7 @@ class DCGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         check_labels(self.num_classes, labels)
         if self.embed is not None:
-            z = torch.cat([z, self.embed(labels)], dim=1)  # (B, z_dim + label_dim)
+            z = self.embed.join(z, labels)  # (B, z_dim + label_dim)
         return self.net(z[:, :, None, None])  # (B, z_dim', 1, 1) -> (B, C, H, W)
 
 

@@ -1,7 +1,39 @@
-"""Building blocks shared by the conditional models: class-conditional BatchNorm and the projection head."""
+"""Building blocks shared by the models: the label embedding, class-conditional BatchNorm, the projection head."""
 
 import torch
 from torch import nn
+
+
+def base_resolution(image_size: int) -> tuple[int, int]:
+    """Split image_size into (base, doublings): 28 -> (7, 2), 32 -> (4, 3), 64 -> (4, 4)."""
+    base, doublings = image_size, 0
+    while base > 7 and base % 2 == 0:
+        base, doublings = base // 2, doublings + 1
+    if doublings == 0:
+        raise ValueError(
+            f"dcgan and resnet need an image size that halves to 7 pixels or fewer (e.g. 28, 32, 64); got {image_size}"
+        )
+    return base, doublings
+
+
+class LabelEmbedding(nn.Embedding):
+    """A short learnt code per class, put beside the generator's noise.
+
+    min(num_classes, z_dim) numbers: long enough to tell the classes apart,
+    short enough that the noise still carries most of the first layer's input
+    (a long one lets G ignore the noise).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        z_dim: int,  # the noise's length, which bounds the code's
+    ):
+        super().__init__(num_classes, min(num_classes, z_dim))
+
+    def join(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(B, z_dim) noise, (B,) labels -> (B, z_dim + embedding_dim)."""
+        return torch.cat([z, self(labels)], dim=1)
 
 
 class ConditionalBatchNorm2d(nn.Module):

@@ -10,7 +10,7 @@ embedding beside the noise and the discriminator adds a projection term.
 import torch
 from torch import nn
 
-from ganforge.models.layers import Projection, check_labels
+from ganforge.models.layers import LabelEmbedding, Projection, check_labels
 
 
 class MLPGenerator(nn.Module):
@@ -29,11 +29,10 @@ class MLPGenerator(nn.Module):
         super().__init__()
         self.z_dim, self.num_classes = z_dim, num_classes
         self.image_shape = (channels, image_size, image_size)
-        # A short label embedding (one number per class) beside the noise, as in the dcgan generator.
-        label_dim = min(num_classes, z_dim)
-        self.embed = nn.Embedding(num_classes, label_dim) if num_classes else None
+        self.embed = LabelEmbedding(num_classes, z_dim) if num_classes else None  # a short code beside the noise
+        label_dim = self.embed.embedding_dim if num_classes else 0
         self.net = nn.Sequential(
-            nn.Linear(z_dim + (label_dim if num_classes else 0), width),
+            nn.Linear(z_dim + label_dim, width),
             nn.ReLU(),
             nn.Linear(width, channels * image_size * image_size),
             nn.Sigmoid(),
@@ -42,7 +41,7 @@ class MLPGenerator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         check_labels(self.num_classes, labels)
         if self.embed is not None:
-            z = torch.cat([z, self.embed(labels)], dim=1)  # (B, z_dim + label_dim)
+            z = self.embed.join(z, labels)  # (B, z_dim + label_dim)
         return self.net(z).view(-1, *self.image_shape)  # (B, C, H, W)
 
 

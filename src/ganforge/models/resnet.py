@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ganforge.models.dcgan import base_resolution
-from ganforge.models.layers import ConditionalBatchNorm2d, Projection, check_labels
+from ganforge.models.layers import ConditionalBatchNorm2d, Projection, base_resolution, check_labels
 
 
 class GeneratorBlock(nn.Module):

@@ -100,13 +100,13 @@ class TrainingLoop:
         config = self.config
         monitor = RunMonitor(
             self.run_dir,
-            total,
-            step,
-            config.batch_size,
-            self.task.steps_per_epoch,
-            config.log_every,
-            config.tensorboard and self.is_main,
-            config.progress and self.is_main,
+            total_steps=total,
+            start_step=step,
+            batch_size=config.batch_size,
+            steps_per_epoch=self.task.steps_per_epoch,
+            log_every=config.log_every,
+            tensorboard=config.tensorboard and self.is_main,
+            progress=config.progress and self.is_main,
             writes=self.is_main,
         )
         self.checked_step = step

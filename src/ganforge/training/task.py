@@ -46,15 +46,15 @@ class GANTask:
         self.evaluator = None
         if config.eval_every != "0" and context.is_main_process:
             self.evaluator = PeriodicEvaluator(
-                heldout,
-                data,
-                config.data,
-                config.data_root,
-                config.eval_samples,
-                config.z_dim,
-                config.seed + 3,
-                device,
-                self.num_classes,
+                heldout=heldout,
+                data=data,
+                dataset=config.data,
+                data_root=config.data_root,
+                samples=config.eval_samples,
+                z_dim=config.z_dim,
+                seed=config.seed + 3,
+                device=device,
+                num_classes=self.num_classes,
             )
 
     @property

@@ -14,11 +14,11 @@ import sys
 import types
 import typing
 
-from ganforge import __version__
 from ganforge.config import TrainConfig, flag
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.export import FORMATS as EXPORT_FORMATS  # constants only: fastapi, onnx load when used
 from ganforge.serve import MAX_N
+from ganforge.version import __version__
 
 log = logging.getLogger("ganforge")
 

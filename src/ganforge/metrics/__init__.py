@@ -1,6 +1,7 @@
 """Sample-quality metrics: feature extractors, scores, and the evaluate pipeline."""
 
-from ganforge.metrics.evaluation import MNISTFeatures, evaluate, evaluate_images
+from ganforge.metrics.evaluation import evaluate, evaluate_images
+from ganforge.metrics.features import EXTRACTORS, MNISTFeatures, ModuleFeatures
 from ganforge.metrics.mnist_classifier import MNISTClassifier, load_mnist_classifier
 from ganforge.metrics.scores import (
     class_coverage,
@@ -12,6 +13,8 @@ from ganforge.metrics.scores import (
 )
 
 __all__ = [
+    "EXTRACTORS",
+    "ModuleFeatures",
     "MNISTClassifier",
     "MNISTFeatures",
     "class_coverage",

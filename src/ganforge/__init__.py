@@ -6,20 +6,19 @@
 >>> images = generator(torch.randn(16, generator.z_dim))  # (16, 1, 28, 28) in [-1, 1]
 """
 
-__version__ = "0.1.0"
-
-from ganforge.checkpoint import load_checkpoint, load_generator  # noqa: E402
-from ganforge.config import TrainConfig, load_config, save_config  # noqa: E402
-from ganforge.data import ImageDataset, load_dataset  # noqa: E402
-from ganforge.errors import GanforgeError  # noqa: E402
-from ganforge.export import export_generator  # noqa: E402
-from ganforge.losses import LOSSES  # noqa: E402
-from ganforge.metrics import evaluate  # noqa: E402
-from ganforge.models import MODELS  # noqa: E402
-from ganforge.plots import plot_run  # noqa: E402  (matplotlib is imported when plotting, not here)
-from ganforge.sampling import generate, generate_images, interpolate, sample_noise, slerp, write_images  # noqa: E402
-from ganforge.serve import create_app  # noqa: E402  (fastapi is imported when the app is made, not here)
-from ganforge.training import TrainResult, resume, train  # noqa: E402
+from ganforge.checkpoint import load_checkpoint, load_generator
+from ganforge.config import TrainConfig, load_config, save_config
+from ganforge.data import ImageDataset, load_dataset
+from ganforge.errors import GanforgeError
+from ganforge.export import export_generator
+from ganforge.losses import LOSSES
+from ganforge.metrics import evaluate
+from ganforge.models import MODELS
+from ganforge.plots import plot_run  # matplotlib is imported when plotting, not here
+from ganforge.sampling import generate, generate_images, interpolate, sample_noise, slerp, write_images
+from ganforge.serve import create_app  # fastapi is imported when the app is made, not here
+from ganforge.training import TrainResult, resume, train
+from ganforge.version import __version__
 
 __all__ = [
     "__version__",

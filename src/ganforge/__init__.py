@@ -17,7 +17,16 @@ from ganforge.losses import LOSSES  # noqa: E402
 from ganforge.metrics import evaluate  # noqa: E402
 from ganforge.models import MODELS  # noqa: E402
 from ganforge.plots import plot_run  # noqa: E402  (matplotlib is imported when plotting, not here)
-from ganforge.sampling import generate, generate_images, interpolate, sample_noise, slerp, write_images  # noqa: E402
+from ganforge.sampling import (  # noqa: E402
+    TrainedGenerator,
+    generate,
+    generate_images,
+    interpolate,
+    load,
+    sample_noise,
+    slerp,
+    write_images,
+)
 from ganforge.serve import create_app  # noqa: E402  (fastapi is imported when the app is made, not here)
 from ganforge.training import TrainResult, resume, train  # noqa: E402
 
@@ -32,9 +41,11 @@ __all__ = [
     "export_generator",
     "TrainConfig",
     "TrainResult",
+    "TrainedGenerator",
     "generate",
     "generate_images",
     "interpolate",
+    "load",
     "load_checkpoint",
     "load_config",
     "load_dataset",

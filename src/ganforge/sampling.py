@@ -101,6 +101,7 @@ class TrainedGenerator:
 
     @property
     def z_dim(self) -> int:
+        """The length of the generator's noise vector."""
         return self.description["z_dim"]
 
     @property

@@ -80,9 +80,15 @@ def conditional_generator() -> TinyConditionalGenerator:
 
 
 @pytest.fixture
-def conditional_app(tiny_run, conditional_generator, monkeypatch):
+def conditional_app(tiny_run, conditional_generator):
     """The app around TinyConditionalGenerator (the checkpoint's other data come from a tiny mlp run)."""
-    import ganforge.serve
+    import dataclasses
 
-    monkeypatch.setattr(ganforge.serve, "load_generator", lambda source, device: conditional_generator)
-    return ganforge.serve.create_app(tiny_run("mlp"))
+    import ganforge.serve
+    from ganforge.checkpoint import describe_generator, load_checkpoint
+    from ganforge.sampling import load
+
+    mlp = load(tiny_run("mlp"))
+    description = describe_generator(load_checkpoint(mlp.path), conditional_generator)
+    model = dataclasses.replace(mlp, generator=conditional_generator, description=description)
+    return ganforge.serve.create_app(model)

@@ -2,8 +2,8 @@
 
 >>> import ganforge
 >>> result = ganforge.train(ganforge.TrainConfig(model="dcgan", data="mnist", minutes=5))
->>> generator = ganforge.load_generator(result.run_dir)
->>> images = generator(torch.randn(16, generator.z_dim))  # (16, 1, 28, 28) in [-1, 1]
+>>> generator = ganforge.load(result.run_dir)  # the trained generator, its config and classes, loaded once
+>>> images = generator.sample(64)  # (64, 1, 28, 28) uint8, cycling through the classes
 """
 
 from ganforge.checkpoint import load_checkpoint, load_generator
@@ -15,7 +15,16 @@ from ganforge.losses import LOSSES
 from ganforge.metrics import evaluate
 from ganforge.models import MODELS
 from ganforge.plots import plot_run  # matplotlib is imported when plotting, not here
-from ganforge.sampling import generate, generate_images, interpolate, sample_noise, slerp, write_images
+from ganforge.sampling import (
+    TrainedGenerator,
+    generate,
+    generate_images,
+    interpolate,
+    load,
+    sample_noise,
+    slerp,
+    write_images,
+)
 from ganforge.serve import create_app  # fastapi is imported when the app is made, not here
 from ganforge.training import TrainResult, resume, train
 from ganforge.version import __version__
@@ -31,9 +40,11 @@ __all__ = [
     "export_generator",
     "TrainConfig",
     "TrainResult",
+    "TrainedGenerator",
     "generate",
     "generate_images",
     "interpolate",
+    "load",
     "load_checkpoint",
     "load_config",
     "load_dataset",

@@ -202,22 +202,45 @@ def load_state(module: nn.Module, state: dict, what: str, path: str | Path) -> N
         raise GanforgeError(f"{path}: the {what} weights do not fit the architecture ({detail[:200]})") from None
 
 
+def read_generator(source: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> dict:
+    """Everything someone sampling a run needs, from one read of one checkpoint, as plain data.
+
+    ``source`` (a run directory or a checkpoint file) is resolved once, so a run
+    still training cannot move its latest checkpoint between two reads. Returns
+    ``path`` (the checkpoint read), ``generator`` (eval mode, on ``device``; with
+    ``ema``, the moving average when the run kept one), ``config`` (the run's
+    TrainConfig as a dict, empty when the checkpoint holds none), ``classes``
+    (the training data's class names, possibly empty) and ``description``
+    (``describe_generator``'s dict).
+    """
+    path = resolve_checkpoint(source)
+    checkpoint = load_checkpoint(path)
+    try:
+        generator = build_generator(checkpoint["model"], checkpoint["generator_args"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise GanforgeError(f"{path}: cannot rebuild the {checkpoint['model']} generator ({error})") from None
+    which = "ema_generator" if ema and "ema_generator" in checkpoint else "generator"
+    load_state(generator, checkpoint[which], which.replace("_", " "), path)
+    generator = to_fast_layout(generator.to(device)).eval()
+    return {
+        "path": path,
+        "generator": generator,
+        "config": dict(checkpoint.get("config") or {}),
+        "classes": list(checkpoint.get("classes") or []),
+        "description": describe_generator(checkpoint, generator),
+    }
+
+
 def load_generator(source: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> nn.Module:
     """The trained generator of a run directory or checkpoint, in eval mode on ``device``.
 
     With ``ema`` (the default), the generator's moving average when the run kept one.
+    ``ganforge.load(source)`` gives it together with its config, classes and a ``sample`` method.
 
     >>> generator = load_generator("runs/my-run")
     >>> images = generator(torch.randn(16, generator.z_dim))  # (16, C, H, W)
     """
-    checkpoint = load_checkpoint(source)
-    try:
-        generator = build_generator(checkpoint["model"], checkpoint["generator_args"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise GanforgeError(f"{source}: cannot rebuild the {checkpoint['model']} generator ({error})") from None
-    which = "ema_generator" if ema and "ema_generator" in checkpoint else "generator"
-    load_state(generator, checkpoint[which], which.replace("_", " "), source)
-    return to_fast_layout(generator.to(device)).eval()
+    return read_generator(source, device, ema)["generator"]
 
 
 @torch.no_grad()

@@ -16,14 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ganforge.checkpoint import (
-    atomic_write,
-    describe_generator,
-    load_checkpoint,
-    load_generator,
-    resolve_checkpoint,
-)
+from ganforge.checkpoint import atomic_write
 from ganforge.errors import GanforgeError, UsageError
+from ganforge.sampling import TrainedGenerator, load
 from ganforge.version import __version__
 
 FORMATS = ("torchscript", "onnx", "safetensors")
@@ -32,9 +27,10 @@ METADATA_KEY = "ganforge"  # the name of the JSON metadata in each format
 
 def example_inputs(generator: nn.Module, batch: int = 2) -> tuple[torch.Tensor, ...]:
     """(z,) or (z, labels) for tracing: what the generator's forward takes."""
-    z = torch.randn(batch, generator.z_dim, generator=torch.Generator().manual_seed(0))
+    device = next(generator.parameters()).device
+    z = torch.randn(batch, generator.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
     if getattr(generator, "num_classes", 0):
-        return z, torch.arange(batch) % generator.num_classes
+        return z, (torch.arange(batch) % generator.num_classes).to(device)
     return (z,)
 
 
@@ -99,8 +95,10 @@ def check_output_path(out: Path) -> None:
         raise GanforgeError(f"cannot write {out}: the folder {out.parent} does not exist")
 
 
-def export_generator(source: str | Path, format: str, out: str | Path) -> Path:
-    """Write the generator of a run directory or checkpoint to ``out`` in ``format`` (see FORMATS).
+def export_generator(source: str | Path | TrainedGenerator, format: str, out: str | Path) -> Path:
+    """Write the generator of a run directory, checkpoint or ``load``-ed generator to ``out`` in ``format``.
+
+    ``format`` is one of FORMATS.
 
     >>> export_generator("runs/my-run", "onnx", "generator.onnx")
     """
@@ -108,10 +106,8 @@ def export_generator(source: str | Path, format: str, out: str | Path) -> Path:
         raise UsageError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")
     out = Path(out)
     check_output_path(out)
-    checkpoint = resolve_checkpoint(source)  # once: a run still training may move its latest checkpoint
-    generator = load_generator(checkpoint, "cpu")  # the moving average (EMA) when the run kept one
-    metadata = {"format": "ganforge-generator", "ganforge_version": __version__}
-    metadata |= describe_generator(load_checkpoint(checkpoint), generator)
-    data = WRITERS[format](generator, metadata)
+    model = load(source, "cpu")  # one read; the moving average (EMA) when the run kept one
+    metadata = {"format": "ganforge-generator", "ganforge_version": __version__} | model.description
+    data = WRITERS[format](model.generator, metadata)
     atomic_write(out, lambda file: file.write(data))
     return out

@@ -1,7 +1,8 @@
-"""Sampling: noise, labels, images as uint8, and writing grids, .npz files, PNG folders and labelled datasets."""
+"""Sampling: noise, labels, uint8 images, the handle ``load`` gives, and grids, .npz files, PNG folders, datasets."""
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from PIL import Image
 from torch import nn
 from torchvision.utils import make_grid
 
-from ganforge.checkpoint import load_checkpoint, load_generator
+from ganforge.checkpoint import read_generator
 from ganforge.device import resolve_device
 from ganforge.errors import GanforgeError, UsageError
 
@@ -60,8 +61,11 @@ def generate_images(
     noise: torch.Tensor,  # (N, z_dim)
     batch_size: int = 256,
     labels: torch.Tensor | None = None,  # (N,) classes, for a conditional generator (default: balanced)
+    dtype: torch.dtype = torch.uint8,  # a floating dtype: the generator's own output, in its output_range
 ) -> torch.Tensor:
-    """Run ``generator`` on noise (and labels) in batches; returns (N, C, H, W) uint8 on the CPU."""
+    """Run ``generator`` on noise (and labels) in batches; returns (N, C, H, W) uint8 (or ``dtype``) on the CPU."""
+    if dtype != torch.uint8 and not dtype.is_floating_point:
+        raise GanforgeError(f"images are uint8 or floats in the generator's output range, not {dtype}")
     device = next(generator.parameters()).device
     if labels is None:
         labels = balanced_labels(len(noise), getattr(generator, "num_classes", 0))
@@ -74,10 +78,81 @@ def generate_images(
             z = noise[start : start + batch_size].to(device)
             batch_labels = labels[start : start + batch_size].to(device) if labels is not None else None
             fake = generator(z) if batch_labels is None else generator(z, batch_labels)  # (B, C, H, W)
-            images.append(to_uint8(fake, generator.output_range).cpu())
+            fake = to_uint8(fake, generator.output_range) if dtype == torch.uint8 else fake.to(dtype)
+            images.append(fake.cpu())
     finally:
         generator.train(was_training)
     return torch.cat(images)
+
+
+@dataclass(frozen=True)
+class TrainedGenerator:
+    """A trained generator and what was saved with it, from one read of one checkpoint (``load``).
+
+    >>> gen = ganforge.load("runs/my-run")
+    >>> images = gen.sample(64)  # (64, C, H, W) uint8; a conditional model's cycle through its classes
+    """
+
+    path: Path  # the checkpoint read: a run's latest is resolved once, when loading
+    generator: nn.Module  # in eval mode, on the device asked for
+    config: dict  # the run's TrainConfig as plain data (config.config_from_dict rebuilds it); {} if none was saved
+    classes: list[str]  # the training data's class names, label order; [] when unknown
+    description: dict  # checkpoint.describe_generator's: model, generator_args, z_dim, image_shape, ...
+
+    @property
+    def z_dim(self) -> int:
+        """The length of the generator's noise vector."""
+        return self.description["z_dim"]
+
+    @property
+    def num_classes(self) -> int:
+        """0 for an unconditional generator."""
+        return self.description["num_classes"]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W)."""
+        return tuple(self.description["image_shape"])
+
+    def labels(self, n: int, labels: int | Sequence[int] | None = None) -> torch.Tensor | None:
+        """(n,) labels: ``labels`` for every image (an int) or in turn (a sequence), default every class in turn.
+
+        None for an unconditional generator, which takes no labels.
+        """
+        if labels is not None and not self.num_classes:
+            raise GanforgeError(f"{self.path} holds an unconditional generator: it takes no --label/--labels")
+        return balanced_labels(n, self.num_classes, [labels] if isinstance(labels, int) else labels)
+
+    def sample(
+        self,
+        n: int,
+        labels: int | Sequence[int] | None = None,  # conditional models: one class, or classes in turn (default: all)
+        seed: int = 0,  # the same seed gives the same images as ``generate``
+        dtype: torch.dtype | str = torch.uint8,  # "float" (or a float dtype): in the generator's output_range
+        batch_size: int = 256,
+    ) -> torch.Tensor:
+        """(n, C, H, W) images on the CPU: uint8 in [0, 255], or floats as the generator gives them."""
+        if n < 1:
+            raise GanforgeError(f"--n must be at least 1, got {n}")
+        dtype = torch.float32 if dtype == "float" else dtype
+        if not isinstance(dtype, torch.dtype):
+            raise GanforgeError(f"dtype must be torch.uint8, 'float' or a float torch dtype, not {dtype!r}")
+        noise = sample_noise(n, self.z_dim, seed)  # (n, z_dim)
+        return generate_images(self.generator, noise, batch_size, self.labels(n, labels), dtype)
+
+
+def load(
+    source: str | Path | TrainedGenerator, device: str | torch.device = "cpu", ema: bool = True
+) -> TrainedGenerator:
+    """The trained generator of a run directory or checkpoint file, with its config and classes, read once.
+
+    ``device`` may be "auto". With ``ema`` (the default), the generator's moving
+    average when the run kept one. A ``TrainedGenerator`` is returned as it is,
+    so every command takes one in place of a path.
+    """
+    if isinstance(source, TrainedGenerator):
+        return source
+    return TrainedGenerator(**read_generator(source, resolve_device(str(device)), ema))
 
 
 def grid_image(images: torch.Tensor, nrow: int | None = None) -> Image.Image:
@@ -131,7 +206,7 @@ def write_images(
 
 
 def generate(
-    source: str | Path,
+    source: str | Path | TrainedGenerator,
     n: int = 64,
     seed: int = 0,
     out: str | Path | None = None,
@@ -140,7 +215,7 @@ def generate(
     labels: int | Sequence[int] | None = None,  # conditional models: one class, or classes to cycle through
     ema: bool = True,  # sample the generator's moving average when the run kept one
 ) -> torch.Tensor:
-    """Sample ``n`` images from a run directory or checkpoint; write them to ``out`` if given.
+    """Sample ``n`` images from a run directory, checkpoint or ``load``-ed generator; write them to ``out`` if given.
 
     Returns (n, C, H, W) uint8. The same seed gives the same images. A
     conditional model's images cycle through ``labels`` (default: every class);
@@ -148,21 +223,18 @@ def generate(
     """
     if n < 1:
         raise GanforgeError(f"--n must be at least 1, got {n}")
-    generator = load_generator(source, resolve_device(device), ema=ema)
-    num_classes = getattr(generator, "num_classes", 0)
-    if labels is not None and not num_classes:
-        raise GanforgeError(f"{source} holds an unconditional generator: it takes no --label/--labels")
-    chosen = [labels] if isinstance(labels, int) else labels
-    label_tensor = balanced_labels(n, num_classes, chosen)
-    images = generate_images(generator, sample_noise(n, generator.z_dim, seed), batch_size, label_tensor)
+    model = load(source, device, ema=ema)
+    images = model.sample(n, labels, seed, batch_size=batch_size)
     if out is not None:
-        columns = len(chosen) if chosen is not None and len(chosen) > 1 else grid_columns(n, num_classes)
+        chosen = [labels] if isinstance(labels, int) else labels
+        columns = len(chosen) if chosen is not None and len(chosen) > 1 else grid_columns(n, model.num_classes)
+        label_tensor = model.labels(n, labels)
         write_images(images, out, label_tensor, nrow=columns if label_tensor is not None else None)
     return images
 
 
 def export_dataset(
-    source: str | Path,
+    source: str | Path | TrainedGenerator,
     out: str | Path,
     per_class: int = 1000,
     seed: int = 0,
@@ -178,18 +250,16 @@ def export_dataset(
     """
     if per_class < 1:
         raise GanforgeError(f"--per-class must be at least 1, got {per_class}")
-    generator = load_generator(source, resolve_device(device), ema=ema)
-    num_classes = getattr(generator, "num_classes", 0)
-    if not num_classes:
-        raise GanforgeError(f"{source} holds an unconditional generator: a labelled dataset needs --conditional")
-    labels = torch.arange(num_classes).repeat_interleave(per_class)  # (K * per_class,): class by class
-    images = generate_images(generator, sample_noise(len(labels), generator.z_dim, seed), batch_size, labels)
+    model = load(source, device, ema=ema)
+    if not model.num_classes:
+        raise GanforgeError(f"{model.path} holds an unconditional generator: a labelled dataset needs --conditional")
+    labels = torch.arange(model.num_classes).repeat_interleave(per_class)  # (K * per_class,): class by class
+    images = generate_images(model.generator, sample_noise(len(labels), model.z_dim, seed), batch_size, labels)
     out = Path(out)
     if out.suffix.lower() == ".npz":
         write_images(images, out, labels)
         return images, labels
-    names = class_folder_names(load_checkpoint(source).get("classes") or [], num_classes)
-    for label, name in enumerate(names):
+    for label, name in enumerate(class_folder_names(model.classes, model.num_classes)):
         write_images(images[labels == label], f"{out / name}/")
     return images, labels
 
@@ -275,7 +345,7 @@ def save_gif(frames: list[Image.Image], path: str | Path, fps: float = 20.0) -> 
 
 
 def interpolate(
-    source: str | Path,
+    source: str | Path | TrainedGenerator,
     out: str | Path = "walk.gif",
     steps: int = 60,
     n: int = 8,
@@ -292,5 +362,4 @@ def interpolate(
         raise UsageError(f"--fps must be positive, got {fps}")
     if Path(out).suffix.lower() != ".gif":
         raise UsageError(f"--out {str(out)!r}: interpolate writes an animated .gif")
-    generator = load_generator(source, resolve_device(device))
-    return save_gif(interpolation_frames(generator, steps, n, seed), out, fps)
+    return save_gif(interpolation_frames(load(source, device).generator, steps, n, seed), out, fps)

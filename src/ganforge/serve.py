@@ -22,10 +22,17 @@ from pathlib import Path
 
 import torch
 
-from ganforge.checkpoint import describe_generator, load_checkpoint, load_generator, resolve_checkpoint
-from ganforge.device import resolve_device
 from ganforge.errors import GanforgeError, UsageError
-from ganforge.sampling import balanced_labels, generate_images, grid_columns, grid_image, sample_noise, slerp
+from ganforge.sampling import (
+    TrainedGenerator,
+    balanced_labels,
+    generate_images,
+    grid_columns,
+    grid_image,
+    load,
+    sample_noise,
+    slerp,
+)
 
 log = logging.getLogger("ganforge")
 
@@ -57,13 +64,12 @@ class Sampler:
     module's state safe from concurrent calls.
     """
 
-    def __init__(self, source: str | Path, device: str = "cpu"):
-        # Resolved once: a run still training may move its latest checkpoint between the two reads.
-        checkpoint = resolve_checkpoint(source)
-        self.generator = load_generator(checkpoint, resolve_device(device))
-        self.info = describe_generator(load_checkpoint(checkpoint), self.generator)
+    def __init__(self, source: str | Path | TrainedGenerator, device: str = "cpu"):
+        model = load(source, device)  # one read: a run still training cannot move its latest checkpoint under us
+        self.generator = model.generator
         # A name to show, never a path: the run directory's name, else the checkpoint file's.
-        self.info["run"] = (checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint).name
+        run = model.path.parent.parent if model.path.parent.name == "checkpoints" else model.path
+        self.info = model.description | {"run": run.name}
         self.num_classes = self.info["num_classes"]
         self.lock = threading.Lock()
         self.grid_png(sample_noise(1, self.generator.z_dim, 0), None)  # first pass: kernels chosen before requests
@@ -94,8 +100,13 @@ def validation_message(errors: list[dict]) -> str:
     return "; ".join(parts)
 
 
-def create_app(source: str | Path, device: str = "cpu", max_n: int = MAX_N, allowed_hosts: list[str] | None = None):
-    """The FastAPI app for the generator of a run directory or checkpoint.
+def create_app(
+    source: str | Path | TrainedGenerator,
+    device: str = "cpu",
+    max_n: int = MAX_N,
+    allowed_hosts: list[str] | None = None,
+):
+    """The FastAPI app for the generator of a run directory, checkpoint or ``load``-ed generator.
 
     ``max_n`` caps the images per request; ``allowed_hosts`` (default: any)
     lists the Host headers answered, the rest get 400. Endpoints: see the

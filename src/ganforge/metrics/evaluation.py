@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 
-from ganforge.checkpoint import load_checkpoint, resolve_checkpoint
 from ganforge.data import (
     ImageDataset,
     cache_home,
@@ -27,29 +26,36 @@ from ganforge.metrics.cas import classification_accuracy_score
 from ganforge.metrics.features import ModuleFeatures, make_extractor
 from ganforge.metrics.scores import class_coverage, fid, inception_score, kid, precision_recall
 from ganforge.rundir import is_run
-from ganforge.sampling import balanced_labels, generate, generate_images, sample_noise
+from ganforge.sampling import TrainedGenerator, balanced_labels, generate, generate_images, load, sample_noise
 
 log = logging.getLogger("ganforge")
 
 MIN_SAMPLES = 10  # fewer gives a meaningless covariance (and k-NN radii with k = 3)
 
 
-def load_samples(source: str | Path, n: int, seed: int, device: torch.device) -> torch.Tensor:
-    """(N, C, H, W) uint8 samples: generated from a run/checkpoint, or read from an .npz or a folder."""
+def is_image_set(source: str | Path | TrainedGenerator) -> bool:
+    """Whether ``source`` names images to score (an .npz or a folder), not a generator (a run or checkpoint)."""
+    if isinstance(source, TrainedGenerator):
+        return False
+    path = Path(source)
+    return path.suffix == ".npz" or (path.is_dir() and not is_run(path))
+
+
+def load_samples(source: str | Path | TrainedGenerator, n: int, seed: int, device: torch.device) -> torch.Tensor:
+    """(N, C, H, W) uint8 samples: generated from a run/checkpoint/handle, or read from an .npz or a folder."""
+    if not is_image_set(source):
+        return generate(load(source, device), n=n, seed=seed)
     path = Path(source)
     if path.suffix == ".npz":
         return load_npz(path).images[:n]
-    if path.is_dir() and not is_run(path):
-        return load_image_folder(path, image_size=None, channels=None).images[:n]
-    return generate(path, n=n, seed=seed, device=str(device.type))
+    return load_image_folder(path, image_size=None, channels=None).images[:n]
 
 
-def default_reference(source: str | Path) -> tuple[str, float]:
+def default_reference(source: str | Path | TrainedGenerator) -> tuple[str, float]:
     """(reference, held-out share): a run's own data (its held-out part for a folder or .npz), else mnist."""
-    path = Path(source)
-    if path.suffix == ".npz" or (path.is_dir() and not is_run(path)):
+    if is_image_set(source):
         return "mnist", 0.0
-    config = load_checkpoint(resolve_checkpoint(path))["config"]
+    config = load(source).config
     data = config.get("data", "mnist")
     try:
         gone = resolve_source(data).is_path and not Path(data).exists()
@@ -100,8 +106,11 @@ def evaluate(
     With ``cas``, also the Classification Accuracy Score (``metrics.cas``)
     against a classifier trained on as many real training images.
     """
+    shown = source.path if isinstance(source, TrainedGenerator) else source
+    if not is_image_set(source):
+        source = load(source, resolve_device(device))  # one read: a run still training may move its latest
     samples = load_samples(source, n, seed, resolve_device(device))
-    log.info(f"scoring {len(samples):,} samples {tuple(samples.shape[1:])} from {source}")
+    log.info(f"scoring {len(samples):,} samples {tuple(samples.shape[1:])} from {shown}")
     reference, holdout = (reference, 0.0) if reference else default_reference(source)
     results = evaluate_images(samples, reference, device=device, holdout=holdout, **options)
     if cas:
@@ -110,20 +119,20 @@ def evaluate(
     return results
 
 
-def sample_labels(source: str | Path, n: int) -> torch.Tensor:
+def sample_labels(source: str | Path | TrainedGenerator, n: int) -> torch.Tensor:
     """The labels of ``load_samples``' images: an .npz's own, or the balanced classes a conditional run samples."""
+    if not is_image_set(source):
+        model = load(source)
+        if not model.num_classes:
+            raise GanforgeError(f"--cas needs labelled samples, and {model.path} holds an unconditional generator")
+        return balanced_labels(n, model.num_classes)
     path = Path(source)
     if path.suffix == ".npz":
         labels = load_npz(path).labels
         if labels is None:
             raise GanforgeError(f"--cas needs labelled samples: {source} has no 'labels' array")
         return labels[:n]
-    if path.is_dir() and not is_run(path):
-        raise GanforgeError("--cas needs labelled samples: a conditional run, a checkpoint or an .npz with labels")
-    num_classes = load_checkpoint(resolve_checkpoint(path))["generator_args"].get("num_classes", 0)
-    if not num_classes:
-        raise GanforgeError(f"--cas needs labelled samples, and {source} holds an unconditional generator")
-    return balanced_labels(n, num_classes)
+    raise GanforgeError("--cas needs labelled samples: a conditional run, a checkpoint or an .npz with labels")
 
 
 def cas_against(

@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ganforge import __version__
 from ganforge.checkpoint import (
     atomic_write,
     describe_generator,
@@ -25,6 +24,7 @@ from ganforge.checkpoint import (
     resolve_checkpoint,
 )
 from ganforge.errors import GanforgeError, UsageError
+from ganforge.version import __version__
 
 FORMATS = ("torchscript", "onnx", "safetensors")
 METADATA_KEY = "ganforge"  # the name of the JSON metadata in each format

@@ -23,10 +23,10 @@ from ganforge.checkpoint import (
     load_generator,
     resolve_checkpoint,
 )
+from ganforge.config import EXPORT_FORMATS as FORMATS
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.version import __version__
 
-FORMATS = ("torchscript", "onnx", "safetensors")
 METADATA_KEY = "ganforge"  # the name of the JSON metadata in each format
 
 

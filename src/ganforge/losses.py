@@ -6,13 +6,20 @@ and one entry in ``LOSSES``; the penalties (WGAN-GP's gradient penalty, R1) are
 functions too, added to the discriminator's loss by the training step.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+from ganforge.lazy import LazyModule
 
-Tensor = torch.Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
+
+# Imported on first use, so that LOSSES (and with it TrainConfig and the command line) loads without torch.
+torch = LazyModule("torch")
+F = LazyModule("torch.nn.functional")
 
 
 def discriminator_bce_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:

@@ -23,13 +23,13 @@ from pathlib import Path
 import torch
 
 from ganforge.checkpoint import describe_generator, load_checkpoint, load_generator, resolve_checkpoint
+from ganforge.config import SERVE_MAX_N as MAX_N
 from ganforge.device import resolve_device
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.sampling import balanced_labels, generate_images, grid_columns, grid_image, sample_noise, slerp
 
 log = logging.getLogger("ganforge")
 
-MAX_N = 64  # images per request: an 8x8 grid
 MAX_SEED = 2**32 - 1  # seeds are unsigned 32-bit integers, safe in JavaScript too
 PAGE_HEADERS = {
     # The page loads nothing from elsewhere; its one script is inline.

@@ -14,6 +14,7 @@ import torch
 
 from ganforge.checkpoint import load_checkpoint, resolve_checkpoint
 from ganforge.config import BUILTIN_DATASETS
+from ganforge.config import FEATURE_EXTRACTORS as EXTRACTORS
 from ganforge.data import (
     ImageDataset,
     conform_images,
@@ -33,7 +34,6 @@ from ganforge.sampling import balanced_labels, generate, generate_images, sample
 
 log = logging.getLogger("ganforge")
 
-EXTRACTORS = ("auto", "mnist", "inception")
 MIN_SAMPLES = 10  # fewer gives a meaningless covariance (and k-NN radii with k = 3)
 
 

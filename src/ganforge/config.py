@@ -270,18 +270,28 @@ def config_from_dict(values: dict) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def config_to_yaml(config: TrainConfig) -> str:
+    """The config as YAML, one field per line in declaration order."""
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False)
+
+
 def save_config(config: TrainConfig, path: Path) -> None:
-    """Write the config as YAML, one field per line in declaration order."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    """Write the config as YAML (``config_to_yaml``)."""
+    Path(path).write_text(config_to_yaml(config))
 
 
-def load_config(path: Path) -> TrainConfig:
-    """Read a config written by ``save_config`` (safe YAML loader only)."""
+def read_config_values(path: Path) -> dict:
+    """The fields a YAML config file sets, as written (safe YAML loader only); ``config_from_dict`` checks them."""
     try:
         values = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as error:
         raise GanforgeError(f"cannot read config {path}: {error}") from None
     if not isinstance(values, dict):
         raise GanforgeError(f"{path} does not hold a ganforge config")
+    return values
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Read a run's config written by ``save_config``."""
     # Runs written before these settings existed trained without them (and with batch 128).
-    return config_from_dict({"conditional": False, "ema": False} | values)
+    return config_from_dict({"conditional": False, "ema": False} | read_config_values(path))

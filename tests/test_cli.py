@@ -1,10 +1,12 @@
 import dataclasses
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from ganforge.checkpoint import resolve_checkpoint
@@ -201,3 +203,75 @@ def test_plot_and_export_commands_write_their_files(capsys, trained_run, tmp_pat
 def test_import_ganforge_loads_neither_the_web_nor_the_plotting_libraries():
     code = "import sys, ganforge; print(sorted({'fastapi', 'uvicorn', 'matplotlib', 'onnx'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_help_and_version_do_not_import_torch():
+    code = (
+        "import sys\n"
+        "from ganforge.cli import build_parser, main\n"
+        "build_parser()\n"
+        "for argv in (['--version'], ['train', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as exit:\n"
+        "        assert exit.code == 0, argv\n"
+        "print(sorted({'torch', 'numpy'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_python_dash_m_help_answers_quickly():
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "ganforge", "--help"], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    print(f"python -m ganforge --help: {seconds:.2f} s")
+    assert result.returncode == 0 and "train" in result.stdout
+    assert seconds < 5  # generous: torch alone takes seconds to import, --help takes a tenth of one
+
+
+def test_config_file_and_flags_resolve_in_print_config(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.yaml").write_text("model: mlp\nz_dim: 32\nout: somewhere-old\n")
+    code, out, err = run_cli(capsys, "train", "--config", "mine.yaml", "--lr", "0.01", "--print-config")
+    assert code == 0, err
+    config = yaml.safe_load(out)
+    assert config["model"] == "mlp" and config["z_dim"] == 32  # from the file
+    assert config["lr"] == 0.01 and config["g_lr"] == 0.01  # the flag, and what follows from it
+    assert config["batch_size"] == 128 and config["width"] == 128  # the model's defaults, filled
+    assert config["out"] is None and config["image_size"] is None  # a fresh run directory; the data's size
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mine.yaml"]  # no run directory
+
+
+def test_a_runs_config_yaml_starts_a_new_run_elsewhere(capsys, trained_run):
+    code, out, err = run_cli(capsys, "train", "--config", trained_run / "config.yaml", "--print-config")
+    assert code == 0, err
+    config = yaml.safe_load(out)
+    assert config["model"] == "mlp" and config["batch_size"] == 16 and config["out"] is None
+    code, out, err = run_cli(
+        capsys, "train", "--config", trained_run / "config.yaml", "--out", trained_run, "--print-config"
+    )
+    assert code == 0 and yaml.safe_load(out)["out"] == str(trained_run) and not yaml.safe_load(out)["overwrite"]
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("model: mlp\nlearning_rate: 0.1\n", "unknown config keys: learning_rate"),
+        ("steps: many\n", "config value steps: 'many' is not of type"),
+        ("- not\n- a mapping\n", "does not hold a ganforge config"),
+    ],
+)
+def test_bad_config_file_is_one_line_and_exit_2(capsys, tmp_path, text, message):
+    (tmp_path / "bad.yaml").write_text(text)
+    code, _, err = run_cli(capsys, "train", "--config", tmp_path / "bad.yaml", "--print-config")
+    assert code == 2 and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_debug_works_before_and_after_the_command(capsys):
+    from ganforge.cli import build_parser
+
+    assert build_parser().parse_args(["--debug", "plot", "run"]).debug
+    assert build_parser().parse_args(["plot", "run", "--debug"]).debug
+    assert not hasattr(build_parser().parse_args(["plot", "run"]), "debug")

@@ -154,3 +154,11 @@ def test_a_run_trained_on_a_folder_is_scored_against_the_part_it_held_out(tmp_pa
     assert results["reference"] == f"{tmp_path / 'digits'} (held-out, 20 images)"
     explicit = evaluate(out, n=64, reference=str(tmp_path / "digits"), cache=tmp_path)
     assert explicit["reference"] == f"{tmp_path / 'digits'} (all, 64 images)"  # a named reference is used whole
+
+
+def test_the_features_flag_offers_every_registered_extractor():
+    """The CLI's --features choices are written torch-free in config.py; they must name metrics.EXTRACTORS."""
+    from ganforge.config import FEATURE_EXTRACTORS
+    from ganforge.metrics import EXTRACTORS
+
+    assert FEATURE_EXTRACTORS == ("auto", *EXTRACTORS)

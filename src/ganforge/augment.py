@@ -7,10 +7,18 @@ float batch (B, C, H, W) and draws its own random parameters per image; all run
 batched on the images' device.
 """
 
-import torch
-import torch.nn.functional as F
+from __future__ import annotations
 
-Tensor = torch.Tensor
+from typing import TYPE_CHECKING
+
+from ganforge.lazy import LazyModule
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+# Imported on first use, so that DEFAULT_POLICY and parse_policy (used by TrainConfig) load without torch.
+torch = LazyModule("torch")
+F = LazyModule("torch.nn.functional")
 
 
 def _per_image(images: Tensor, generator=None) -> Tensor:

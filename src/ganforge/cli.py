@@ -3,6 +3,9 @@
 Every ``train`` flag is a field of ``TrainConfig`` (its help text lives there);
 every command is a public function first: ``train``, ``resume``, ``generate``,
 ``evaluate``, ``interpolate``, ``export_generator``, ``plot_run``, ``serve``.
+Each command's flags are declared by its ``add_<command>``, beside the
+``run_<command>`` that calls the library. Nothing here imports torch until a
+command runs, so ``--help`` and ``--version`` answer at once.
 """
 
 import argparse
@@ -14,10 +17,18 @@ import sys
 import types
 import typing
 
-from ganforge.config import TrainConfig, flag
+from ganforge.config import (
+    DEVICES,
+    EXPORT_FORMATS,
+    FEATURE_EXTRACTORS,
+    SERVE_MAX_N,
+    TrainConfig,
+    config_from_dict,
+    config_to_yaml,
+    flag,
+    read_config_values,
+)
 from ganforge.errors import GanforgeError, UsageError
-from ganforge.export import FORMATS as EXPORT_FORMATS  # constants only: fastapi, onnx load when used
-from ganforge.serve import MAX_N
 from ganforge.version import __version__
 
 log = logging.getLogger("ganforge")
@@ -81,23 +92,30 @@ def label_list(text: str) -> list[int]:
     return labels
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ganforge parser: global flags and one subcommand per library entry point."""
-    parser = Parser(prog="ganforge", description="Train, sample and evaluate GANs with PyTorch.")
-    parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
-    debug = argparse.ArgumentParser(add_help=False)
-    debug.add_argument(
-        "--debug",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="show full tracebacks instead of one-line errors (default: off)",
-    )
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+def add_source(
+    parser: argparse.ArgumentParser,
+    metavar: str = "RUN_DIR_OR_CHECKPOINT",
+    help: str = "a run directory or a .pt checkpoint",
+) -> None:
+    """The positional source a command reads its generator (or images) from."""
+    parser.add_argument("source", metavar=metavar, help=help)
 
+
+def add_device(parser: argparse.ArgumentParser, help: str = "device to sample on") -> None:
+    """--device, with the choices TrainConfig offers."""
+    parser.add_argument("--device", choices=DEVICES, default="auto", help=f"{help} (default: auto)")
+
+
+def add_seed(parser: argparse.ArgumentParser, help: str) -> None:
+    """--seed (default 0) with what it seeds."""
+    parser.add_argument("--seed", type=int, default=0, help=f"{help} (default: 0)")
+
+
+def add_train(commands, common: argparse.ArgumentParser) -> None:
+    """ganforge train: one flag per TrainConfig field, plus --resume, --config and --print-config."""
     train = commands.add_parser(
         "train",
-        parents=[debug],
+        parents=[common],
         help="train a GAN (default: DCGAN on MNIST)",
         description="Train a GAN. Every flag is a field of ganforge.TrainConfig.",
     )
@@ -108,12 +126,68 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the run in RUN_DIR from its latest checkpoint; only the length, device "
         "and logging flags may change (default: start a new run)",
     )
+    train.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="start a new run from a YAML config (a run's config.yaml, or one written by hand); flags given "
+        "beside it win, and the file's out and overwrite are ignored: --out names the new run (default: none)",
+    )
+    train.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the config the flags (and --config) give, the model's defaults filled, as YAML, and exit "
+        "without training; fields that depend on the data (image_size, channels, conditional, holdout) stay "
+        "null, they are filled from the data when the run starts (default: off)",
+    )
     add_config_flags(train)
     train.set_defaults(func=run_train)
 
+
+def given_config_flags(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields given on the command line (unset flags are absent from args)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+
+
+def new_run_config(config_file: str | None, given: dict) -> TrainConfig:
+    """The config of a new run: the file's fields (but not where to write), then the flags."""
+    if config_file is None:
+        return TrainConfig(**given)
+    try:
+        values = read_config_values(config_file)
+        # A run's config.yaml names that run's directory: a new run never writes there unless --out says so.
+        values = {name: value for name, value in values.items() if name not in ("out", "overwrite")}
+        return config_from_dict(values | given)
+    except GanforgeError as error:
+        raise UsageError(f"--config {config_file}: {error}") from None
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """ganforge train: a new run from the given flags (and --config), or --resume of an existing one."""
+    given = given_config_flags(args)
+    if args.resume and (getattr(args, "config", None) or getattr(args, "print_config", False)):
+        raise UsageError("--config and --print-config start a new run: leave out --resume")
+    if args.resume:
+        from ganforge.training import resume
+
+        resume(args.resume, **given)
+        return 0
+    config = new_run_config(args.config, given)
+    if args.print_config:
+        config.validate()
+        print(config_to_yaml(config.with_model_defaults()), end="")
+        return 0
+    from ganforge.training import train
+
+    train(config)
+    return 0
+
+
+def add_resume(commands, common: argparse.ArgumentParser) -> None:
+    """ganforge resume RUN_DIR: train --resume with the run directory as a positional."""
     resume = commands.add_parser(
         "resume",
-        parents=[debug],
+        parents=[common],
         help="continue a run from its latest checkpoint (same as train --resume)",
         description="Continue a run with its config.yaml. Only the length, device, data location, checkpoint "
         "and logging flags may change; a new --steps or --epochs replaces the run's length.",
@@ -122,13 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(resume)
     resume.set_defaults(func=run_train)
 
+
+def add_generate(commands, common: argparse.ArgumentParser) -> None:
+    """ganforge generate: sample images, or a labelled synthetic dataset."""
     generate = commands.add_parser(
         "generate",
-        parents=[debug],
+        parents=[common],
         help="sample images from a trained generator",
         description="Sample images from a run directory or checkpoint.",
     )
-    generate.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or a .pt checkpoint")
+    add_source(generate)
     generate.add_argument("--n", type=positive_int, default=64, help="number of images (default: 64)")
     generate.add_argument(
         "--out",
@@ -136,12 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a .png/.jpg grid, an .npz array (images: N,C,H,W uint8), or a folder "
         "ending in '/' for one PNG per image (default: samples.png)",
     )
-    generate.add_argument(
-        "--seed", type=int, default=0, help="noise seed; the same seed gives the same images (default: 0)"
-    )
-    generate.add_argument(
-        "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device to sample on (default: auto)"
-    )
+    add_seed(generate, "noise seed; the same seed gives the same images")
+    add_device(generate)
     generate.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass (default: 256)")
     which = generate.add_mutually_exclusive_group()
     which.add_argument(
@@ -172,131 +245,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.set_defaults(func=run_generate)
 
-    evaluate = commands.add_parser(
-        "evaluate",
-        parents=[debug],
-        help="score samples: FID, KID, IS, precision/recall, class coverage",
-        description="Score a run's generator, an .npz from ganforge generate, or a folder of images against a "
-        "reference set. MNIST-like data are scored with ganforge's digits classifier: those numbers are "
-        "comparable with each other, not with Inception FIDs in papers.",
-    )
-    evaluate.add_argument("source", metavar="SOURCE", help="a run directory, a .pt checkpoint, an .npz or a folder")
-    evaluate.add_argument("--n", type=positive_int, default=10000, help="samples to score (default: 10000)")
-    evaluate.add_argument(
-        "--reference",
-        default=None,
-        help="the real set: mnist, fashion-mnist, cifar10 (their test split), an .npz or a folder "
-        "(default: the run's dataset, else mnist)",
-    )
-    evaluate.add_argument(
-        "--features",
-        choices=("auto", "mnist", "inception"),
-        default="auto",
-        help="feature extractor: the digits classifier (mnist) or Inception-v3; auto picks mnist for 1x28x28 "
-        "images (default: auto)",
-    )
-    evaluate.add_argument(
-        "--inception-weights",
-        default=None,
-        metavar="PATH",
-        help="the Inception-v3 FID weights file, for machines without internet "
-        "(default: $GANFORGE_INCEPTION_WEIGHTS, else download)",
-    )
-    evaluate.add_argument(
-        "--data-root", default=None, help="torchvision data root holding the reference (default: $GANFORGE_DATA_ROOT)"
-    )
-    evaluate.add_argument("--seed", type=int, default=0, help="noise seed when sampling a generator (default: 0)")
-    evaluate.add_argument(
-        "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device (default: auto)"
-    )
-    evaluate.add_argument(
-        "--cas",
-        action="store_true",
-        help="also the Classification Accuracy Score: a small classifier trained on the labelled samples, tested on "
-        "the real test set, next to one trained on as many real images (default: off)",
-    )
-    evaluate.add_argument(
-        "--cas-epochs", type=positive_int, default=3, help="epochs of each --cas classifier (default: 3)"
-    )
-    evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout (default: a table)")
-    evaluate.set_defaults(func=run_evaluate)
-
-    interpolate = commands.add_parser(
-        "interpolate",
-        parents=[debug],
-        help="an animated GIF of walks through the latent space",
-        description="Write an animated GIF of latent walks: each a closed loop of spherical interpolations "
-        "through random noise vectors. A conditional model gets one row per class.",
-    )
-    interpolate.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or a .pt checkpoint")
-    interpolate.add_argument("--out", default="walk.gif", help="the .gif to write (default: walk.gif)")
-    interpolate.add_argument("--steps", type=positive_int, default=60, help="frames in the loop (default: 60)")
-    interpolate.add_argument("--n", type=positive_int, default=8, help="walks side by side (default: 8)")
-    interpolate.add_argument("--seed", type=int, default=0, help="noise seed of the walks (default: 0)")
-    interpolate.add_argument("--fps", type=float, default=20.0, help="frames per second (default: 20)")
-    interpolate.add_argument(
-        "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device to sample on (default: auto)"
-    )
-    interpolate.set_defaults(func=run_interpolate)
-
-    export = commands.add_parser(
-        "export",
-        parents=[debug],
-        help="write the generator as TorchScript, ONNX or safetensors",
-        description="Write the generator for use without ganforge: noise (B, z_dim) [and labels (B,)] in, "
-        "images (B, C, H, W) in the model's output range out. The file carries the model's description as JSON.",
-    )
-    export.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or a .pt checkpoint")
-    export.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="file format")
-    export.add_argument("--out", required=True, help="the file to write")
-    export.set_defaults(func=run_export)
-
-    plot = commands.add_parser(
-        "plot",
-        parents=[debug],
-        help="plot a run's losses, D(x) and D(G(z)), and FID",
-        description="Write PNG plots of a run's metrics.jsonl into RUN_DIR/plots: losses.png, discriminator.png "
-        "and, when the run was evaluated during training (--eval-every), fid.png.",
-    )
-    plot.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
-    plot.set_defaults(func=run_plot)
-
-    serve = commands.add_parser(
-        "serve",
-        parents=[debug],
-        help="a web page to explore a trained generator",
-        description="Serve a page with a grid of samples, a seed box, a class picker for conditional models, "
-        "a latent walk slider and a PNG download, and the API behind it (see the README).",
-    )
-    serve.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or a .pt checkpoint")
-    serve.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to listen on; anything but loopback opens the page to the network (default: 127.0.0.1)",
-    )
-    serve.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: 8000)")
-    serve.add_argument("--max-n", type=positive_int, default=MAX_N, help=f"most images per request (default: {MAX_N})")
-    serve.add_argument(
-        "--threads", type=positive_int, default=None, help="torch threads for sampling (default: half the cores)"
-    )
-    serve.add_argument(
-        "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device to sample on (default: auto)"
-    )
-    serve.set_defaults(func=run_serve)
-    return parser
-
-
-def run_train(args: argparse.Namespace) -> int:
-    """ganforge train: a new run from the given flags, or --resume of an existing one."""
-    from ganforge.training import resume, train
-
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
-    if args.resume:
-        resume(args.resume, **given)
-    else:
-        train(TrainConfig(**given))
-    return 0
-
 
 def run_generate(args: argparse.Namespace) -> int:
     """ganforge generate: sample images and write them where --out says."""
@@ -316,53 +264,54 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_interpolate(args: argparse.Namespace) -> int:
-    """ganforge interpolate: write an animated GIF of latent walks."""
-    from ganforge.sampling import interpolate
-
-    path = interpolate(
-        args.source, out=args.out, steps=args.steps, n=args.n, seed=args.seed, fps=args.fps, device=args.device
+def add_evaluate(commands, common: argparse.ArgumentParser) -> None:
+    """ganforge evaluate: FID, KID, IS, precision/recall, class coverage and CAS."""
+    evaluate = commands.add_parser(
+        "evaluate",
+        parents=[common],
+        help="score samples: FID, KID, IS, precision/recall, class coverage",
+        description="Score a run's generator, an .npz from ganforge generate, or a folder of images against a "
+        "reference set. MNIST-like data are scored with ganforge's digits classifier: those numbers are "
+        "comparable with each other, not with Inception FIDs in papers.",
     )
-    print(f"wrote {args.steps} frames to {path}")
-    return 0
-
-
-def run_export(args: argparse.Namespace) -> int:
-    """ganforge export: write the generator in another format."""
-    from ganforge.export import export_generator
-
-    path = export_generator(args.source, args.format, args.out)
-    print(f"wrote the generator as {args.format} to {path}")
-    return 0
-
-
-def run_plot(args: argparse.Namespace) -> int:
-    """ganforge plot: PNG plots of a run's metrics."""
-    from ganforge.plots import plot_run
-
-    for path in plot_run(args.run_dir):
-        print(f"wrote {path}")
-    return 0
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    """ganforge serve: the web page, until Ctrl-C."""
-    from ganforge.serve import serve
-
-    serve(args.source, host=args.host, port=args.port, device=args.device, max_n=args.max_n, threads=args.threads)
-    return 0
-
-
-class StderrHandler(logging.StreamHandler):
-    """A handler that writes to whatever sys.stderr is now (it may be replaced, e.g. by a test harness)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):
-        pass
+    add_source(evaluate, "SOURCE", "a run directory, a .pt checkpoint, an .npz or a folder")
+    evaluate.add_argument("--n", type=positive_int, default=10000, help="samples to score (default: 10000)")
+    evaluate.add_argument(
+        "--reference",
+        default=None,
+        help="the real set: mnist, fashion-mnist, cifar10 (their test split), an .npz or a folder "
+        "(default: the run's dataset, else mnist)",
+    )
+    evaluate.add_argument(
+        "--features",
+        choices=FEATURE_EXTRACTORS,
+        default="auto",
+        help="feature extractor: the digits classifier (mnist) or Inception-v3; auto picks mnist for 1x28x28 "
+        "images (default: auto)",
+    )
+    evaluate.add_argument(
+        "--inception-weights",
+        default=None,
+        metavar="PATH",
+        help="the Inception-v3 FID weights file, for machines without internet "
+        "(default: $GANFORGE_INCEPTION_WEIGHTS, else download)",
+    )
+    evaluate.add_argument(
+        "--data-root", default=None, help="torchvision data root holding the reference (default: $GANFORGE_DATA_ROOT)"
+    )
+    add_seed(evaluate, "noise seed when sampling a generator")
+    add_device(evaluate, help="device")
+    evaluate.add_argument(
+        "--cas",
+        action="store_true",
+        help="also the Classification Accuracy Score: a small classifier trained on the labelled samples, tested on "
+        "the real test set, next to one trained on as many real images (default: off)",
+    )
+    evaluate.add_argument(
+        "--cas-epochs", type=positive_int, default=3, help="epochs of each --cas classifier (default: 3)"
+    )
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout (default: a table)")
+    evaluate.set_defaults(func=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -387,6 +336,149 @@ def run_evaluate(args: argparse.Namespace) -> int:
         for name, value in results.items():
             print(f"{name:>16}  {value:.4f}" if isinstance(value, float) else f"{name:>16}  {value}")
     return 0
+
+
+def add_interpolate(commands, common: argparse.ArgumentParser) -> None:
+    """ganforge interpolate: an animated GIF of latent walks."""
+    interpolate = commands.add_parser(
+        "interpolate",
+        parents=[common],
+        help="an animated GIF of walks through the latent space",
+        description="Write an animated GIF of latent walks: each a closed loop of spherical interpolations "
+        "through random noise vectors. A conditional model gets one row per class.",
+    )
+    add_source(interpolate)
+    interpolate.add_argument("--out", default="walk.gif", help="the .gif to write (default: walk.gif)")
+    interpolate.add_argument("--steps", type=positive_int, default=60, help="frames in the loop (default: 60)")
+    interpolate.add_argument("--n", type=positive_int, default=8, help="walks side by side (default: 8)")
+    add_seed(interpolate, "noise seed of the walks")
+    interpolate.add_argument("--fps", type=float, default=20.0, help="frames per second (default: 20)")
+    add_device(interpolate)
+    interpolate.set_defaults(func=run_interpolate)
+
+
+def run_interpolate(args: argparse.Namespace) -> int:
+    """ganforge interpolate: write an animated GIF of latent walks."""
+    from ganforge.sampling import interpolate
+
+    path = interpolate(
+        args.source, out=args.out, steps=args.steps, n=args.n, seed=args.seed, fps=args.fps, device=args.device
+    )
+    print(f"wrote {args.steps} frames to {path}")
+    return 0
+
+
+def add_export(commands, common: argparse.ArgumentParser) -> None:
+    """ganforge export: the generator as TorchScript, ONNX or safetensors."""
+    export = commands.add_parser(
+        "export",
+        parents=[common],
+        help="write the generator as TorchScript, ONNX or safetensors",
+        description="Write the generator for use without ganforge: noise (B, z_dim) [and labels (B,)] in, "
+        "images (B, C, H, W) in the model's output range out. The file carries the model's description as JSON.",
+    )
+    add_source(export)
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="file format")
+    export.add_argument("--out", required=True, help="the file to write")
+    export.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """ganforge export: write the generator in another format."""
+    from ganforge.export import export_generator
+
+    path = export_generator(args.source, args.format, args.out)
+    print(f"wrote the generator as {args.format} to {path}")
+    return 0
+
+
+def add_plot(commands, common: argparse.ArgumentParser) -> None:
+    """ganforge plot: PNG plots of a run's metrics."""
+    plot = commands.add_parser(
+        "plot",
+        parents=[common],
+        help="plot a run's losses, D(x) and D(G(z)), and FID",
+        description="Write PNG plots of a run's metrics.jsonl into RUN_DIR/plots: losses.png, discriminator.png "
+        "and, when the run was evaluated during training (--eval-every), fid.png.",
+    )
+    plot.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
+    plot.set_defaults(func=run_plot)
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    """ganforge plot: PNG plots of a run's metrics."""
+    from ganforge.plots import plot_run
+
+    for path in plot_run(args.run_dir):
+        print(f"wrote {path}")
+    return 0
+
+
+def add_serve(commands, common: argparse.ArgumentParser) -> None:
+    """ganforge serve: the web page."""
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="a web page to explore a trained generator",
+        description="Serve a page with a grid of samples, a seed box, a class picker for conditional models, "
+        "a latent walk slider and a PNG download, and the API behind it (see the README).",
+    )
+    add_source(serve)
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; anything but loopback opens the page to the network (default: 127.0.0.1)",
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: 8000)")
+    serve.add_argument(
+        "--max-n", type=positive_int, default=SERVE_MAX_N, help=f"most images per request (default: {SERVE_MAX_N})"
+    )
+    serve.add_argument(
+        "--threads", type=positive_int, default=None, help="torch threads for sampling (default: half the cores)"
+    )
+    add_device(serve)
+    serve.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """ganforge serve: the web page, until Ctrl-C."""
+    from ganforge.serve import serve
+
+    serve(args.source, host=args.host, port=args.port, device=args.device, max_n=args.max_n, threads=args.threads)
+    return 0
+
+
+COMMANDS = (add_train, add_resume, add_generate, add_evaluate, add_interpolate, add_export, add_plot, add_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ganforge parser: global flags and one subcommand per library entry point."""
+    # Flags every command takes, before or after its name (ganforge --debug train, ganforge train --debug).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show full tracebacks instead of one-line errors (default: off)",
+    )
+    parser = Parser(prog="ganforge", description="Train, sample and evaluate GANs with PyTorch.", parents=[common])
+    parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    for add_command in COMMANDS:
+        add_command(commands, common)
+    return parser
+
+
+class StderrHandler(logging.StreamHandler):
+    """A handler that writes to whatever sys.stderr is now (it may be replaced, e.g. by a test harness)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
 
 
 def configure_logging() -> None:

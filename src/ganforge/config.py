@@ -15,15 +15,21 @@ from pathlib import Path
 
 import yaml
 
-from ganforge.augment import parse_policy
+from ganforge.augment import DEFAULT_POLICY, parse_policy
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.losses import LOSSES
 from ganforge.models import MODELS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("32", "bf16", "16-mixed")
+ON_NAN = ("rollback", "stop")
 DEFAULT_EPOCHS = 5  # when none of epochs, steps and minutes is given
 DEFAULT_HOLDOUT = 0.1  # share of a folder or .npz held out as the evaluation reference
+
+# The other commands' choices, here (torch-free) so that the command line offers them without importing torch.
+FEATURE_EXTRACTORS = ("auto", "mnist", "inception")  # ganforge evaluate --features
+EXPORT_FORMATS = ("torchscript", "onnx", "safetensors")  # ganforge export --format
+SERVE_MAX_N = 64  # ganforge serve: images per request, an 8x8 grid
 
 
 def _field(default, help: str, choices=None, default_help: str | None = None, resumable: bool = False):
@@ -121,7 +127,7 @@ class TrainConfig:
     ema_half_life: float = _field(10000.0, "EMA half-life in training images")
     ema_warmup: float = _field(0.05, "cap the EMA half-life at this share of the images seen so far (0: none)")
     diffaug: bool = _field(False, "differentiable augmentation of real and fake images in D (for small datasets)")
-    diffaug_policy: str = _field("color,translation,cutout", "DiffAugment's augmentations, comma-separated")
+    diffaug_policy: str = _field(DEFAULT_POLICY, "DiffAugment's augmentations, comma-separated")
     precision: str = _field(
         "32",
         "float32; bf16 autocast (fast on recent GPUs and on CPUs with AMX); "
@@ -154,7 +160,7 @@ class TrainConfig:
     on_nan: str = _field(
         "rollback",
         "on a non-finite loss or weight: roll back to the last good checkpoint with halved learning rates, or stop",
-        choices=("rollback", "stop"),
+        choices=ON_NAN,
         resumable=True,
     )
     max_rollbacks: int = _field(3, "rollbacks allowed before the run stops", resumable=True)
@@ -211,15 +217,20 @@ class TrainConfig:
             raise UsageError(f"--diffaug-policy: {error}") from None
         if self.channels not in (None, 1, 3):
             raise UsageError(f"--channels must be 1 or 3, got {self.channels}")
-        for name, allowed in (("model", MODELS), ("loss", LOSSES), ("device", DEVICES), ("precision", PRECISIONS)):
+        choices = (
+            ("model", MODELS),
+            ("loss", LOSSES),
+            ("device", DEVICES),
+            ("precision", PRECISIONS),
+            ("on_nan", ON_NAN),
+        )
+        for name, allowed in choices:
             if getattr(self, name) not in allowed:
-                raise UsageError(f"unknown --{name} {getattr(self, name)!r}; choose from {', '.join(allowed)}")
+                raise UsageError(f"unknown --{flag(name)} {getattr(self, name)!r}; choose from {', '.join(allowed)}")
         # The kinds of data source live in data.py, which needs torch: imported here, not when the CLI starts.
         from ganforge.data import resolve_source
 
         resolve_source(self.data)
-        if self.on_nan not in ("rollback", "stop"):
-            raise UsageError(f"unknown --on-nan {self.on_nan!r}; choose from rollback, stop")
         parse_interval(self.checkpoint_every, "checkpoint-every")
         for name in ("sample_every", "eval_every"):
             if getattr(self, name) != "0":
@@ -318,18 +329,28 @@ def config_from_dict(values: dict) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def config_to_yaml(config: TrainConfig) -> str:
+    """The config as YAML, one field per line in declaration order."""
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False)
+
+
 def save_config(config: TrainConfig, path: Path) -> None:
-    """Write the config as YAML, one field per line in declaration order."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    """Write the config as YAML (``config_to_yaml``)."""
+    Path(path).write_text(config_to_yaml(config))
 
 
-def load_config(path: Path) -> TrainConfig:
-    """Read a config written by ``save_config`` (safe YAML loader only)."""
+def read_config_values(path: Path) -> dict:
+    """The fields a YAML config file sets, as written (safe YAML loader only); ``config_from_dict`` checks them."""
     try:
         values = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as error:
         raise GanforgeError(f"cannot read config {path}: {error}") from None
     if not isinstance(values, dict):
         raise GanforgeError(f"{path} does not hold a ganforge config")
+    return values
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Read a run's config written by ``save_config``."""
     # Runs written before these settings existed trained without them (and with batch 128).
-    return config_from_dict({"conditional": False, "ema": False} | values)
+    return config_from_dict({"conditional": False, "ema": False} | read_config_values(path))

@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from ganforge.checkpoint import atomic_write
+from ganforge.config import EXPORT_FORMATS as FORMATS
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.sampling import TrainedGenerator, load
 from ganforge.version import __version__
 
-FORMATS = ("torchscript", "onnx", "safetensors")
 METADATA_KEY = "ganforge"  # the name of the JSON metadata in each format
 
 

@@ -7,13 +7,20 @@ function and one entry in ``PENALTIES``, added to the discriminator's loss by
 the training step on the steps it is due.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+from ganforge.lazy import LazyModule
 
-Tensor = torch.Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
+
+# Imported on first use, so that LOSSES (and with it TrainConfig and the command line) loads without torch.
+torch = LazyModule("torch")
+F = LazyModule("torch.nn.functional")
 
 
 def discriminator_bce_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
@@ -103,7 +110,7 @@ class PenaltyInputs:
     real: Tensor  # (B, C, H, W); requires grad when a due penalty has ``needs_real_grad``
     fake: Tensor  # (B, C, H, W), detached
     real_logits: Tensor  # (B,): critic(real) as D's loss saw it (augmented when DiffAugment is on)
-    scaler: "torch.amp.GradScaler"  # D's loss scaler: a pass-through unless 16-mixed
+    scaler: torch.amp.GradScaler  # D's loss scaler: a pass-through unless 16-mixed
 
 
 @dataclass(frozen=True)

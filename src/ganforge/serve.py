@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from ganforge.config import SERVE_MAX_N as MAX_N
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.sampling import (
     TrainedGenerator,
@@ -36,7 +37,6 @@ from ganforge.sampling import (
 
 log = logging.getLogger("ganforge")
 
-MAX_N = 64  # images per request: an 8x8 grid
 MAX_SEED = 2**32 - 1  # seeds are unsigned 32-bit integers, safe in JavaScript too
 PAGE_HEADERS = {
     # The page loads nothing from elsewhere; its one script is inline.

@@ -7,23 +7,42 @@ Every model is a plain ``nn.Module`` usable on its own
 pair from one set of arguments, and a checkpoint can rebuild it from the
 arguments it stores. With ``num_classes > 0`` both are class-conditional:
 ``generator(z, labels)`` and ``discriminator(images, labels)``.
+
+The registry names its classes and imports their modules on use, so that
+``MODELS`` (and with it ``TrainConfig`` and the command line) loads without torch.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
+from ganforge.lazy import import_object
 
-from ganforge.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from ganforge.models.mlp import MLPDiscriminator, MLPGenerator
-from ganforge.models.resnet import ResNetDiscriminator, ResNetGenerator
+if TYPE_CHECKING:
+    from torch import nn
+
+CLASSES = {  # each public class and its module, imported when the class is first used
+    "MLPGenerator": "ganforge.models.mlp",
+    "MLPDiscriminator": "ganforge.models.mlp",
+    "DCGANGenerator": "ganforge.models.dcgan",
+    "DCGANDiscriminator": "ganforge.models.dcgan",
+    "ResNetGenerator": "ganforge.models.resnet",
+    "ResNetDiscriminator": "ganforge.models.resnet",
+}
+
+
+def model_class(name: str) -> type[nn.Module]:
+    """'DCGANGenerator' -> the class (imports its module, and torch)."""
+    return import_object(f"{CLASSES[name]}:{name}")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """An architecture family and the optimiser recipe it was published with."""
 
-    generator: type[nn.Module]
-    discriminator: type[nn.Module]
+    generator_name: str  # a key of CLASSES
+    discriminator_name: str  # a key of CLASSES
     width: int  # default capacity (hidden units or base channels)
     lr: float  # Adam learning rate for both networks
     betas: tuple[float, float]  # Adam betas
@@ -31,15 +50,25 @@ class ModelSpec:
     ema: bool = False  # sample from the generator's moving average
     conditional: bool = False  # condition on the labels when the data has them (two classes or more)
 
+    @property
+    def generator(self) -> type[nn.Module]:
+        """The generator class (imports its module, and torch)."""
+        return model_class(self.generator_name)
+
+    @property
+    def discriminator(self) -> type[nn.Module]:
+        """The discriminator class (imports its module, and torch)."""
+        return model_class(self.discriminator_name)
+
 
 MODELS: dict[str, ModelSpec] = {
     # The classic recipe: Adam(1e-3) with default betas, batch 128, nothing else.
-    "mlp": ModelSpec(MLPGenerator, MLPDiscriminator, width=128, lr=1e-3, betas=(0.9, 0.999)),
+    "mlp": ModelSpec("MLPGenerator", "MLPDiscriminator", width=128, lr=1e-3, betas=(0.9, 0.999)),
     # Radford et al.: Adam(2e-4, betas=(0.5, 0.999)); batch 64, EMA and class conditioning chosen by
     # benchmarks/quality.py (docs/quality.md): the best MNIST quality per CPU-minute measured.
     "dcgan": ModelSpec(
-        DCGANGenerator,
-        DCGANDiscriminator,
+        "DCGANGenerator",
+        "DCGANDiscriminator",
         width=64,
         lr=2e-4,
         betas=(0.5, 0.999),
@@ -49,8 +78,8 @@ MODELS: dict[str, ModelSpec] = {
     ),
     # Miyato et al. (SNGAN): Adam(2e-4, betas=(0.0, 0.9)), 128 channels, batch 64, conditional with projection.
     "resnet": ModelSpec(
-        ResNetGenerator,
-        ResNetDiscriminator,
+        "ResNetGenerator",
+        "ResNetDiscriminator",
         width=128,
         lr=2e-4,
         betas=(0.0, 0.9),
@@ -71,15 +100,21 @@ def build_discriminator(model: str, args: dict) -> nn.Module:
     return MODELS[model].discriminator(**args)
 
 
+def __getattr__(name: str):
+    """``from ganforge.models import DCGANGenerator`` imports that architecture's module (PEP 562)."""
+    if name in CLASSES:
+        return model_class(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(CLASSES))
+
+
 __all__ = [
     "MODELS",
     "ModelSpec",
-    "MLPGenerator",
-    "MLPDiscriminator",
-    "DCGANGenerator",
-    "DCGANDiscriminator",
-    "ResNetGenerator",
-    "ResNetDiscriminator",
+    *CLASSES,
     "build_generator",
     "build_discriminator",
 ]

@@ -59,11 +59,6 @@ def data_root(root: str | Path | None = None) -> tuple[Path, bool]:
     return cache_home() / "data", False
 
 
-def default_data_root() -> Path:
-    """$GANFORGE_DATA_ROOT, else ganforge's folder in the user's cache."""
-    return data_root()[0]
-
-
 # ---------------------------------------------------------------- dataset sources
 
 
@@ -155,7 +150,7 @@ def load_dataset(
 ) -> ImageDataset:
     """Load the training images of ``data`` (a built-in dataset name, a folder or an .npz file) into memory.
 
-    ``root`` is the torchvision data root (default ``default_data_root()``).
+    ``root`` is the torchvision data root (default: ``data_root()``'s).
     A root the user names (argument or $GANFORGE_DATA_ROOT) must exist and is
     only ever read: downloads go to ganforge's own cache folder alone.
     ``image_size`` and ``channels`` default to the dataset's own; otherwise the

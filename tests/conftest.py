@@ -92,3 +92,56 @@ def conditional_app(tiny_run, conditional_generator):
     description = describe_generator(load_checkpoint(mlp.path), conditional_generator)
     model = dataclasses.replace(mlp, generator=conditional_generator, description=description)
     return ganforge.serve.create_app(model)
+
+
+class SmallDisk:
+    """small_disk(megabytes) -> a folder on a real filesystem of that size (a tmpfs); small_disk.fill(folder) fills it.
+
+    Mounting needs root and a kernel that allows it: elsewhere the test is skipped with the reason.
+    """
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path, self.mounts = tmp_path, []
+
+    def __call__(self, megabytes: float = 2) -> Path:
+        import subprocess
+
+        folder = self.tmp_path / f"disk{len(self.mounts)}"
+        folder.mkdir()
+        command = ["mount", "-t", "tmpfs", "-o", f"size={int(megabytes * 1024)}k", "tmpfs", str(folder)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode:
+            pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.strip() or 'not root'})")
+        self.mounts.append(folder)
+        return folder
+
+    @staticmethod
+    def free(folder: Path) -> int:
+        stats = os.statvfs(folder)
+        return stats.f_bavail * stats.f_frsize
+
+    def fill(self, folder: Path, leave: int = 0) -> Path:
+        """Fill the filesystem holding ``folder`` until at most ``leave`` bytes are free; returns the filler file."""
+        filler = folder / "filler"
+        with open(filler, "ab") as file:
+            while self.free(folder) > leave:
+                try:
+                    file.write(b"\0" * min(self.free(folder) - leave, 1 << 20))
+                    file.flush()
+                except OSError:
+                    break
+        return filler
+
+    def unmount(self) -> None:
+        import subprocess
+
+        for folder in self.mounts:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A SmallDisk: real full disks for the tests of what ganforge does when one fills up."""
+    disk = SmallDisk(tmp_path)
+    yield disk
+    disk.unmount()

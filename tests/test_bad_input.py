@@ -4,6 +4,8 @@ import errno
 import os
 import pickle
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -199,22 +201,36 @@ def test_output_folder_that_holds_a_run(capsys, tmp_path, run):
     assert not (run / "checkpoints" / "ckpt_00000002.pt").exists()  # the old run is gone
 
 
-def test_full_disk_while_saving(capsys, tmp_path, monkeypatch):
-    folder = gray_folder(tmp_path / "data")
-    real_save, saves = torch.save, []
-
-    def save_until_full(obj, file, *args, **kwargs):
-        saves.append(1)
-        if len(saves) > 2:  # the step-0 and step-1 checkpoints fit, then the disk is full
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_save(obj, file, *args, **kwargs)
-
-    monkeypatch.setattr(torch, "save", save_until_full)
-    code, err = run_cli(capsys, *train_args(folder, tmp_path / "run", "--checkpoint-every", "1"))
-    monkeypatch.undo()
+def test_full_disk_while_saving(capsys, tmp_path, small_disk):
+    """A real full disk during a resume, TensorBoard on: one warning, one error line, the last checkpoint intact."""
+    folder, out = gray_folder(tmp_path / "data"), small_disk(3) / "run"
+    args = ["train", "--data", folder, "--out", out, "--model", "mlp", "--image-size", "12", "--batch-size", "4"]
+    assert run_cli(capsys, *args, "--steps", "2", "--no-progress")[0] == 0
+    small_disk.fill(out.parent)
+    # In a process of its own, as a user sees it (pytest would catch the writer thread's traceback).
+    resume = [sys.executable, "-m", "ganforge", "resume", out, "--steps", "6", "--checkpoint-every", "1", "--no-progress"]
+    result = subprocess.run([str(a) for a in resume], capture_output=True, text=True, timeout=120)
+    code, err = result.returncode, result.stderr
     assert code == 1
-    assert_one_line_error(err, "ckpt_00000002.pt (No space left on device); the previous file is intact")
-    assert load_checkpoint(tmp_path / "run")["step"] == 1  # nothing lost: the last good checkpoint loads
+    assert_one_line_error(err, "ckpt_00000003.pt (No space left on device); the run's last checkpoint, ckpt_00000002")
+    assert "TensorBoard logging stopped" in err and "Exception in thread" not in err
+    assert load_checkpoint(out)["step"] == 2  # nothing lost: the last good checkpoint loads
+    assert not list(out.rglob(".*.tmp"))
+
+
+def test_tensorboard_failing_does_not_stop_the_run(capsys, tmp_path, monkeypatch):
+    from torch.utils.tensorboard import SummaryWriter
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(SummaryWriter, "add_scalar", full)
+    folder = gray_folder(tmp_path / "data")
+    args = [a for a in train_args(folder, tmp_path / "run", "--log-every", "1", steps=3) if a != "--no-tensorboard"]
+    code, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert err.count("TensorBoard logging stopped") == 1
+    assert load_checkpoint(tmp_path / "run")["step"] == 3
 
 
 def test_non_writable_output_path(capsys, tmp_path):

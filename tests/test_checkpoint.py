@@ -1,4 +1,3 @@
-import errno
 import os
 import pickle
 from pathlib import Path
@@ -151,19 +150,21 @@ def test_the_pointer_wins_and_a_missing_pointer_falls_back_to_the_newest_file(tm
     assert latest_checkpoint(tmp_path).name == "ckpt_00000003.pt"
 
 
-def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    save_run_checkpoint(tmp_path, run_checkpoint(1), keep=3)
-
-    def disk_full(obj, file):
-        file.write(b"partial")
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(GanforgeError, match="No space left on device"):
-        save_run_checkpoint(tmp_path, run_checkpoint(2), keep=3)
-    monkeypatch.undo()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_00000001.pt", "latest"]
-    assert load_checkpoint(tmp_path)["step"] == 1
+def test_a_full_disk_keeps_the_previous_checkpoint(small_disk):
+    """A real full filesystem: torch's zip writer fails inside C++, and the user still sees the OSError."""
+    folder = small_disk(1)
+    save_run_checkpoint(folder, run_checkpoint(1), keep=3)
+    small_disk.fill(folder, leave=4096)
+    with pytest.raises(GanforgeError, match=r"00002.pt \(No space left on device\); the run's last checkpoint, ckpt_00000001"):
+        save_run_checkpoint(folder, run_checkpoint(2), keep=3)
+    assert sorted(p.name for p in folder.iterdir()) == ["ckpt_00000001.pt", "filler", "latest"]  # no temp file
+    assert load_checkpoint(folder)["step"] == 1
+    (folder / "filler").unlink()
+    save_checkpoint(run_checkpoint(1), folder / "ckpt_00000001.pt")  # replaced: now the old file is named intact
+    small_disk.fill(folder, leave=4096)
+    with pytest.raises(GanforgeError, match=r"ckpt_00000001.pt \(No space left on device\); the previous file is"):
+        save_checkpoint(run_checkpoint(3), folder / "ckpt_00000001.pt")
+    assert load_checkpoint(folder / "ckpt_00000001.pt")["step"] == 1
 
 
 def test_global_random_states_survive_a_checkpoint(tmp_path):

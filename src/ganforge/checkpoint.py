@@ -7,7 +7,6 @@ the resolved config and the noise generator's state. It never holds pickled
 classes, and it is only ever read with ``torch.load(weights_only=True)``.
 """
 
-import os
 import random
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from torch import nn
 
 from ganforge.device import to_fast_layout
 from ganforge.errors import GanforgeError
+from ganforge.files import atomic_write
 from ganforge.models import MODELS, build_generator
 from ganforge.version import __version__
 
@@ -67,34 +67,6 @@ def checkpoint_name(step: int) -> str:
     return f"ckpt_{step:08d}.pt"
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``.
-
-    A crash at any moment leaves either the old file or the new one, never half
-    of one; a failed write (a full disk) leaves the old one and raises
-    GanforgeError.
-    """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        raise GanforgeError(f"cannot write {path} ({error.strerror or error}); the previous file is intact") from None
-    finally:
-        temporary.unlink(missing_ok=True)
-    try:  # make the rename itself durable, where the platform can
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except OSError:
-        pass
-
-
 def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
     """Write ``checkpoint`` to ``path`` atomically (see ``atomic_write``)."""
     atomic_write(Path(path), lambda file: torch.save(checkpoint, file))
@@ -107,7 +79,12 @@ def save_run_checkpoint(folder: Path, checkpoint: dict, keep: int, keep_every: i
     ``keep`` files and every one whose step is a multiple of ``keep_every``.
     """
     path = folder / checkpoint_name(checkpoint["step"])
-    save_checkpoint(checkpoint, path)
+    try:
+        save_checkpoint(checkpoint, path)
+    except GanforgeError as error:
+        previous = latest_checkpoint(folder)
+        kept = f"; the run's last checkpoint, {previous.name}, is intact" if previous and previous != path else ""
+        raise GanforgeError(f"{error}{kept}") from None
     atomic_write(folder / POINTER, lambda file: file.write(f"{path.name}\n".encode()))
     for old in run_checkpoints(folder)[keep:]:
         step = int(old.stem.split("_")[1])

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ganforge.checkpoint import atomic_write
+from ganforge.files import atomic_write
 from ganforge.config import EXPORT_FORMATS as FORMATS
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.sampling import TrainedGenerator, load

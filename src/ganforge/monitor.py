@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ganforge.errors import GanforgeError
+
 log = logging.getLogger("ganforge")
 
 D_WINS_BELOW = 0.02  # mean D(G(z)) under this means the discriminator rejects every fake
@@ -36,10 +38,14 @@ class RunMonitor:
         progress: bool,
         writes: bool = True,  # False: only sums (ranks other than 0 of a torchrun run)
     ):
-        self.metrics_file = open(run_dir / "metrics.jsonl" if writes else os.devnull, "a")
+        self.metrics_path = run_dir / "metrics.jsonl" if writes else Path(os.devnull)
+        try:
+            self.metrics_file = open(self.metrics_path, "a")
+        except OSError as error:
+            raise GanforgeError(f"cannot open {self.metrics_path} ({error.strerror or error})") from None
         self.batch_size, self.steps_per_epoch, self.log_every = batch_size, steps_per_epoch, log_every
         self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, disable=not progress)
-        self.writer = open_tensorboard(run_dir / "tensorboard") if tensorboard else None
+        self.writer = TensorBoardLog.open(run_dir / "tensorboard") if tensorboard else None
         self.sums: dict[str, torch.Tensor] = {}
         self.count = 0  # steps since the last report
         self.counts: dict[str, int] = {}  # steps that reported each statistic (g_loss: generator steps only)
@@ -66,12 +72,11 @@ class RunMonitor:
         record.update({name: round(value.item() / self.counts[name], 5) for name, value in self.sums.items()})
         record["images_per_sec"] = round((step - self.last_step) * self.batch_size / max(now - self.last_time, 1e-9), 1)
         self.sums, self.counts, self.count, self.last_step, self.last_time, self.last = {}, {}, 0, step, now, record
-        self.metrics_file.write(json.dumps(record) + "\n")
-        self.metrics_file.flush()
+        self.write_record(record)
         if self.writer is not None:
-            for name, value in record.items():
-                if name not in ("step", "time"):
-                    self.writer.add_scalar(name, value, step)
+            self.writer.add_scalars(
+                {name: value for name, value in record.items() if name not in ("step", "time")}, step
+            )
         self.bar.set_postfix_str(
             f"d_loss={record['d_loss']:.3f} g_loss={record.get('g_loss', float('nan')):.3f} "
             f"D(x)={record['d_real']:.2f} "
@@ -97,8 +102,7 @@ class RunMonitor:
     def add_scalars(self, prefix: str, values: dict, step: int) -> None:
         """Log numbers (an evaluation's scores, say) to TensorBoard as PREFIX/NAME."""
         if self.writer is not None:
-            for name, value in values.items():
-                self.writer.add_scalar(f"{prefix}/{name}", value, step)
+            self.writer.add_scalars({f"{prefix}/{name}": value for name, value in values.items()}, step)
 
     def discard(self, step: int) -> None:
         """Forget the statistics gathered since the last report (after a rollback to ``step``)."""
@@ -108,8 +112,15 @@ class RunMonitor:
 
     def event(self, record: dict) -> None:
         """Write a one-off record (a rollback, say) to metrics.jsonl."""
-        self.metrics_file.write(json.dumps(record) + "\n")
-        self.metrics_file.flush()
+        self.write_record(record)
+
+    def write_record(self, record: dict) -> None:
+        """One line of metrics.jsonl, on disk at once (a full disk stops the run with one line)."""
+        try:
+            self.metrics_file.write(json.dumps(record) + "\n")
+            self.metrics_file.flush()
+        except OSError as error:
+            raise GanforgeError(f"cannot write {self.metrics_path} ({error.strerror or error})") from None
 
     def add_grid(self, grid: torch.Tensor, step: int) -> None:
         """Log a (C, H, W) uint8 sample grid to TensorBoard."""
@@ -119,19 +130,79 @@ class RunMonitor:
     def close(self) -> None:
         """Close the progress bar, metrics.jsonl and TensorBoard writer."""
         self.bar.close()
-        self.metrics_file.close()
+        try:
+            self.metrics_file.close()
+        except OSError:  # its last line failed to flush, and write_record has said so
+            pass
         if self.writer is not None:
             self.writer.close()
 
 
-def open_tensorboard(log_dir: Path):
-    """A TensorBoard SummaryWriter, or None when tensorboard is not installed."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        log.info("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
-        return None
-    return SummaryWriter(str(log_dir))
+class TensorBoardLog:
+    """TensorBoard's SummaryWriter as a side channel: when it cannot write, the run goes on without it.
+
+    A full disk or a vanished folder gives one warning and stops the logging,
+    never a traceback: the writer's thread raises into its own excepthook
+    (silenced here for OSError) and again on the next call in the main thread,
+    where it is caught.
+    """
+
+    def __init__(self, writer, log_dir: Path):
+        self.writer, self.log_dir = writer, log_dir
+
+    @classmethod
+    def open(cls, log_dir: Path) -> "TensorBoardLog | None":
+        """A log writing into ``log_dir`` (None when tensorboard is not installed)."""
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.info("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+            return None
+        quiet_writer_threads()
+        board = cls(None, log_dir)
+        try:
+            board.writer = SummaryWriter(str(log_dir))
+        except OSError as error:
+            board.stop(error)
+        return board
+
+    def stop(self, error: OSError) -> None:
+        log.warning(
+            f"TensorBoard logging stopped: cannot write {self.log_dir} ({error.strerror or error}); the run goes on"
+        )
+        self.writer = None
+
+    def guarded(self, call) -> None:
+        try:
+            call()
+        except OSError as error:
+            self.stop(error)
+
+    def add_scalars(self, values: dict, step: int) -> None:
+        if self.writer is not None:
+            self.guarded(lambda: [self.writer.add_scalar(name, value, step) for name, value in values.items()])
+
+    def add_image(self, tag: str, image: torch.Tensor, step: int) -> None:
+        if self.writer is not None:
+            self.guarded(lambda: self.writer.add_image(tag, image, step))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.guarded(self.writer.close)
+
+
+def quiet_writer_threads() -> None:
+    """Keep TensorBoard's writer thread from printing a traceback for an OSError (the main thread reports it)."""
+    previous = threading.excepthook
+    if getattr(previous, "ganforge", False):
+        return
+
+    def hook(args) -> None:
+        if not (type(args.thread).__name__ == "_AsyncWriterThread" and issubclass(args.exc_type, OSError)):
+            previous(args)
+
+    hook.ganforge = True
+    threading.excepthook = hook
 
 
 class StopSignal:

@@ -208,8 +208,8 @@ def test_full_disk_while_saving(capsys, tmp_path, small_disk):
     assert run_cli(capsys, *args, "--steps", "2", "--no-progress")[0] == 0
     small_disk.fill(out.parent)
     # In a process of its own, as a user sees it (pytest would catch the writer thread's traceback).
-    resume = [sys.executable, "-m", "ganforge", "resume", out, "--steps", "6", "--checkpoint-every", "1", "--no-progress"]
-    result = subprocess.run([str(a) for a in resume], capture_output=True, text=True, timeout=120)
+    resume = [sys.executable, "-m", "ganforge", "resume", out, "--steps", "6", "--checkpoint-every", "1"]
+    result = subprocess.run([str(a) for a in [*resume, "--no-progress"]], capture_output=True, text=True, timeout=120)
     code, err = result.returncode, result.stderr
     assert code == 1
     assert_one_line_error(err, "ckpt_00000003.pt (No space left on device); the run's last checkpoint, ckpt_00000002")
@@ -378,3 +378,80 @@ def test_plot_a_folder_without_metrics(capsys, tmp_path):
     code, err = run_cli(capsys, "plot", tmp_path)
     assert code == 1
     assert_one_line_error(err, "has no metrics.jsonl: is it a ganforge run directory?")
+
+
+def test_generate_never_replaces_a_users_files_without_overwrite(capsys, tmp_path, run):
+    """Review bug 6: `generate --out DIR/` silently replaced the user's 0000.png."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "0000.png").write_bytes(b"my own picture")
+    (out / "0003.png").write_bytes(b"another")
+    code, err = run_cli(capsys, "generate", run, "--n", "5", "--out", f"{out}/")
+    assert code == 2
+    assert_one_line_error(err, "0000.png")
+    assert "0003.png" in err and "--overwrite" in err
+    assert sorted(p.name for p in out.iterdir()) == ["0000.png", "0003.png"]  # nothing written, nothing replaced
+    assert (out / "0000.png").read_bytes() == b"my own picture"
+    assert run_cli(capsys, "generate", run, "--n", "5", "--out", f"{out}/", "--overwrite")[0] == 0
+    assert Image.open(out / "0000.png").size == (12, 12)
+    for args in (["generate", run, "--out", out / "0000.png"], ["interpolate", run, "--out", tmp_path / "w.gif"]):
+        Path(args[-1]).write_bytes(b"precious")
+        code, err = run_cli(capsys, *args)
+        assert code == 2 and "--overwrite" in err, err
+        assert Path(args[-1]).read_bytes() == b"precious"
+    (tmp_path / "g.safetensors").write_bytes(b"precious")
+    code, err = run_cli(capsys, "export", run, "--format", "safetensors", "--out", tmp_path / "g.safetensors")
+    assert code == 2 and (tmp_path / "g.safetensors").read_bytes() == b"precious"
+
+
+def test_generate_on_a_full_disk_keeps_the_old_npz(capsys, run, small_disk):
+    """Review bug 5: a real full disk while `generate` replaced an .npz destroyed the old file."""
+    disk = small_disk(2)
+    out = disk / "precious.npz"
+    assert run_cli(capsys, "generate", run, "--n", "10", "--out", out)[0] == 0
+    before = out.read_bytes()
+    small_disk.fill(disk, leave=16384)
+    code, err = run_cli(capsys, "generate", run, "--n", "20000", "--out", out, "--overwrite")
+    assert code == 1
+    assert_one_line_error(err, "precious.npz (No space left on device); the previous file is intact")
+    assert out.read_bytes() == before and np.load(out)["images"].shape == (10, 1, 12, 12)
+    assert sorted(p.name for p in disk.iterdir()) == ["filler", "precious.npz"]  # no temporary file left
+
+
+def test_a_read_only_folder_gives_the_real_reason(capsys, tmp_path, run):
+    """Review bug 15: the temporary file's cleanup masked the message with its own OSError."""
+    import subprocess
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "--bind", "-o", "ro", str(ro), str(ro)], capture_output=True).returncode:
+        pytest.skip("cannot make a read-only bind mount here (needs root)")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], capture_output=True)
+        code, err = run_cli(capsys, "export", run, "--format", "safetensors", "--out", ro / "g.safetensors")
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)
+    assert code == 1
+    assert_one_line_error(err, "cannot write")
+    assert "Read-only file system" in err and ".tmp" not in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["generate", "RUN", "--seed", str(10**30)], "argument --seed: must be in [0, 4294967295]"),
+        (["interpolate", "RUN", "--seed", "-1"], "argument --seed: must be in [0, 4294967295]"),
+        (["train", "--lr", "inf"], "--lr must be a finite number, got inf"),
+        (["train", "--r1", "nan"], "--r1 must be a finite number, got nan"),
+        (["train", "--ema-half-life", "inf"], "--ema-half-life must be a finite number, got inf"),
+    ],
+)
+def test_numbers_that_make_no_sense_are_refused(capsys, tmp_path, run, args, message):
+    """Review bug 14: --lr inf burned three rollbacks, --r1 nan meant 'off', a huge seed gave ValueError."""
+    args = [run if a == "RUN" else a for a in args]
+    if args[0] == "train":
+        args += ["--data", gray_folder(tmp_path / "data"), "--out", tmp_path / "new"]
+    code, err = run_cli(capsys, *args)
+    assert code == 2
+    assert_one_line_error(err, message)
+    assert not (tmp_path / "new").exists()

@@ -21,6 +21,7 @@ from ganforge.config import (
     DEVICES,
     EXPORT_FORMATS,
     FEATURE_EXTRACTORS,
+    MAX_SEED,
     SERVE_MAX_N,
     TrainConfig,
     config_from_dict,
@@ -106,9 +107,24 @@ def add_device(parser: argparse.ArgumentParser, help: str = "device to sample on
     parser.add_argument("--device", choices=DEVICES, default="auto", help=f"{help} (default: auto)")
 
 
+def seed_int(text: str) -> int:
+    """argparse type: a noise seed, an integer in [0, MAX_SEED] (the page's seeds too)."""
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be in [0, {MAX_SEED}], got {value}")
+    return value
+
+
 def add_seed(parser: argparse.ArgumentParser, help: str) -> None:
     """--seed (default 0) with what it seeds."""
-    parser.add_argument("--seed", type=int, default=0, help=f"{help} (default: 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help=f"{help} (default: 0)")
+
+
+def add_overwrite(parser: argparse.ArgumentParser) -> None:
+    """--overwrite: the one way to let a command replace files already at --out."""
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace files already at --out (default: refuse, naming them)"
+    )
 
 
 def add_train(commands, common: argparse.ArgumentParser) -> None:
@@ -237,6 +253,7 @@ def add_generate(commands, common: argparse.ArgumentParser) -> None:
     generate.add_argument(
         "--per-class", type=positive_int, default=1000, help="images per class with --dataset (default: 1000)"
     )
+    add_overwrite(generate)
     generate.add_argument(
         "--ema",
         action=argparse.BooleanOptionalAction,
@@ -250,7 +267,9 @@ def run_generate(args: argparse.Namespace) -> int:
     """ganforge generate: sample images and write them where --out says."""
     from ganforge.sampling import export_dataset, generate
 
-    common = dict(seed=args.seed, device=args.device, batch_size=args.batch_size, ema=args.ema)
+    common = dict(
+        seed=args.seed, device=args.device, batch_size=args.batch_size, ema=args.ema, overwrite=args.overwrite
+    )
     if args.dataset is not None:
         if args.label is not None or args.labels is not None:
             raise UsageError("--dataset writes every class: leave out --label/--labels")
@@ -354,6 +373,7 @@ def add_interpolate(commands, common: argparse.ArgumentParser) -> None:
     add_seed(interpolate, "noise seed of the walks")
     interpolate.add_argument("--fps", type=float, default=20.0, help="frames per second (default: 20)")
     add_device(interpolate)
+    add_overwrite(interpolate)
     interpolate.set_defaults(func=run_interpolate)
 
 
@@ -362,7 +382,14 @@ def run_interpolate(args: argparse.Namespace) -> int:
     from ganforge.sampling import interpolate
 
     path = interpolate(
-        args.source, out=args.out, steps=args.steps, n=args.n, seed=args.seed, fps=args.fps, device=args.device
+        args.source,
+        out=args.out,
+        steps=args.steps,
+        n=args.n,
+        seed=args.seed,
+        fps=args.fps,
+        device=args.device,
+        overwrite=args.overwrite,
     )
     print(f"wrote {args.steps} frames to {path}")
     return 0
@@ -380,6 +407,7 @@ def add_export(commands, common: argparse.ArgumentParser) -> None:
     add_source(export)
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="file format")
     export.add_argument("--out", required=True, help="the file to write")
+    add_overwrite(export)
     export.set_defaults(func=run_export)
 
 
@@ -387,7 +415,7 @@ def run_export(args: argparse.Namespace) -> int:
     """ganforge export: write the generator in another format."""
     from ganforge.export import export_generator
 
-    path = export_generator(args.source, args.format, args.out)
+    path = export_generator(args.source, args.format, args.out, overwrite=args.overwrite)
     print(f"wrote the generator as {args.format} to {path}")
     return 0
 

@@ -7,6 +7,7 @@ default") replaced by the value the run actually used.
 """
 
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import yaml
 
 from ganforge.augment import DEFAULT_POLICY, parse_policy
 from ganforge.errors import GanforgeError, UsageError
+from ganforge.files import write_text
 from ganforge.losses import LOSSES
 from ganforge.models import MODELS
 
@@ -30,6 +32,7 @@ DEFAULT_HOLDOUT = 0.1  # share of a folder or .npz held out as the evaluation re
 FEATURE_EXTRACTORS = ("auto", "mnist", "inception")  # ganforge evaluate --features
 EXPORT_FORMATS = ("torchscript", "onnx", "safetensors")  # ganforge export --format
 SERVE_MAX_N = 64  # ganforge serve: images per request, an 8x8 grid
+MAX_SEED = 2**32 - 1  # noise seeds of generate, interpolate and the page: unsigned 32-bit, safe in JavaScript
 
 
 def _field(default, help: str, choices=None, default_help: str | None = None, resumable: bool = False):
@@ -179,6 +182,10 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise UsageError naming the first setting that cannot work."""
+        for name in (setting.name for setting in dataclasses.fields(self)):
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UsageError(f"--{flag(name)} must be a finite number, got {value}")
         for name in (
             "z_dim",
             "width",
@@ -335,8 +342,8 @@ def config_to_yaml(config: TrainConfig) -> str:
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
-    """Write the config as YAML (``config_to_yaml``)."""
-    Path(path).write_text(config_to_yaml(config))
+    """Write the config as YAML (``config_to_yaml``), atomically."""
+    write_text(path, config_to_yaml(config))
 
 
 def read_config_values(path: Path) -> dict:

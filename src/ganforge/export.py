@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ganforge.files import atomic_write
 from ganforge.config import EXPORT_FORMATS as FORMATS
 from ganforge.errors import GanforgeError, UsageError
+from ganforge.files import atomic_write, refuse_to_replace
 from ganforge.sampling import TrainedGenerator, load
 from ganforge.version import __version__
 
@@ -95,7 +95,9 @@ def check_output_path(out: Path) -> None:
         raise GanforgeError(f"cannot write {out}: the folder {out.parent} does not exist")
 
 
-def export_generator(source: str | Path | TrainedGenerator, format: str, out: str | Path) -> Path:
+def export_generator(
+    source: str | Path | TrainedGenerator, format: str, out: str | Path, overwrite: bool = False
+) -> Path:
     """Write the generator of a run directory, checkpoint or ``load``-ed generator to ``out`` in ``format``.
 
     ``format`` is one of FORMATS.
@@ -106,6 +108,7 @@ def export_generator(source: str | Path | TrainedGenerator, format: str, out: st
         raise UsageError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")
     out = Path(out)
     check_output_path(out)
+    refuse_to_replace([out], overwrite)
     model = load(source, "cpu")  # one read; the moving average (EMA) when the run kept one
     metadata = {"format": "ganforge-generator", "ganforge_version": __version__} | model.description
     data = WRITERS[format](model.generator, metadata)

@@ -14,6 +14,7 @@ from torchvision.utils import make_grid
 from ganforge.checkpoint import read_generator
 from ganforge.device import resolve_device
 from ganforge.errors import GanforgeError, UsageError
+from ganforge.files import atomic_write, refuse_to_replace
 
 
 def sample_noise(n: int, z_dim: int, seed: int) -> torch.Tensor:
@@ -168,40 +169,63 @@ def grid_image(images: torch.Tensor, nrow: int | None = None) -> Image.Image:
     return Image.fromarray(grid.permute(1, 2, 0).numpy())
 
 
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # grid files, by suffix
+
+
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
-    """Save (N, C, H, W) uint8 images as one PNG/JPEG grid, ``nrow`` per row (default: square)."""
-    grid_image(images, nrow).save(path)
-    return Path(path)
+    """Save (N, C, H, W) uint8 images as one PNG/JPEG grid, ``nrow`` per row (default: square); atomically."""
+    grid = grid_image(images, nrow)
+    return atomic_write(path, lambda file: grid.save(file, format=IMAGE_FORMATS.get(Path(path).suffix.lower(), "PNG")))
+
+
+def is_folder_output(out: str | Path) -> bool:
+    """Whether ``out`` names a folder of PNGs: a path ending in '/' or an existing folder."""
+    return str(out).endswith(("/", "\\")) or Path(out).is_dir()
+
+
+def png_paths(folder: Path, count: int) -> list[Path]:
+    """The files a folder of ``count`` images is written to: 0000.png, 0001.png, ..."""
+    digits = max(4, len(str(count - 1)))
+    return [folder / f"{index:0{digits}d}.png" for index in range(count)]
+
+
+def output_paths(out: str | Path, count: int) -> list[Path]:
+    """Every file ``write_images`` would write for ``count`` images at ``out``."""
+    return png_paths(Path(out), count) if is_folder_output(out) else [Path(out)]
 
 
 def write_images(
-    images: torch.Tensor, out: str | Path, labels: torch.Tensor | None = None, nrow: int | None = None
+    images: torch.Tensor,
+    out: str | Path,
+    labels: torch.Tensor | None = None,
+    nrow: int | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write uint8 images where ``out`` says: a grid (.png/.jpg), an array (.npz) or one PNG each (folder).
 
     A path ending in '/' or naming an existing folder is a folder; .npz holds
     ``images`` (N, C, H, W) uint8 and, when given, ``labels`` (N,). A grid has
-    ``nrow`` images per row (default: square).
+    ``nrow`` images per row (default: square). An existing file is replaced
+    only with ``overwrite``; every file is written whole or not at all.
     """
-    out_text, out = str(out), Path(out)
-    try:
-        if out_text.endswith(("/", "\\")) or out.is_dir():
+    out_text, out, folder = str(out), Path(out), is_folder_output(out)
+    if not folder and out.suffix.lower() not in (".npz", *IMAGE_FORMATS):
+        raise GanforgeError(f"--out {out_text!r}: use a .png/.jpg grid, an .npz file or a folder ending in '/'")
+    paths = output_paths(out_text, len(images))
+    refuse_to_replace(paths, overwrite)
+    if folder:
+        try:
             out.mkdir(parents=True, exist_ok=True)
-            digits = max(4, len(str(len(images) - 1)))
-            for index, image in enumerate(images):
-                array = image.permute(1, 2, 0).numpy()
-                Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(out / f"{index:0{digits}d}.png")
-        elif out.suffix.lower() == ".npz":
-            arrays = {"images": images.numpy()}
-            if labels is not None:
-                arrays["labels"] = labels.numpy()
-            np.savez_compressed(out, **arrays)
-        elif out.suffix.lower() in (".png", ".jpg", ".jpeg"):
-            save_grid(images, out, nrow)
-        else:
-            raise GanforgeError(f"--out {out_text!r}: use a .png/.jpg grid, an .npz file or a folder ending in '/'")
-    except OSError as error:
-        raise GanforgeError(f"cannot write {out_text}: {error.strerror or error}") from None
+        except OSError as error:
+            raise GanforgeError(f"cannot write {out_text}: {error.strerror or error}") from None
+        for path, image in zip(paths, images):
+            picture = Image.fromarray(image[0].numpy() if image.shape[0] == 1 else image.permute(1, 2, 0).numpy())
+            atomic_write(path, lambda file, picture=picture: picture.save(file, format="PNG"), durable=False)
+    elif out.suffix.lower() == ".npz":
+        arrays = {"images": images.numpy()} | ({"labels": labels.numpy()} if labels is not None else {})
+        atomic_write(out, lambda file: np.savez_compressed(file, **arrays))
+    else:
+        save_grid(images, out, nrow)
     return out
 
 
@@ -214,22 +238,26 @@ def generate(
     batch_size: int = 256,
     labels: int | Sequence[int] | None = None,  # conditional models: one class, or classes to cycle through
     ema: bool = True,  # sample the generator's moving average when the run kept one
+    overwrite: bool = False,  # replace files already at ``out``
 ) -> torch.Tensor:
     """Sample ``n`` images from a run directory, checkpoint or ``load``-ed generator; write them to ``out`` if given.
 
     Returns (n, C, H, W) uint8. The same seed gives the same images. A
     conditional model's images cycle through ``labels`` (default: every class);
-    an .npz output then holds ``labels`` too.
+    an .npz output then holds ``labels`` too. Files already at ``out`` are
+    replaced only with ``overwrite`` (checked before any sampling).
     """
     if n < 1:
         raise GanforgeError(f"--n must be at least 1, got {n}")
+    if out is not None:
+        refuse_to_replace(output_paths(out, n), overwrite)
     model = load(source, device, ema=ema)
     images = model.sample(n, labels, seed, batch_size=batch_size)
     if out is not None:
         chosen = [labels] if isinstance(labels, int) else labels
         columns = len(chosen) if chosen is not None and len(chosen) > 1 else grid_columns(n, model.num_classes)
         label_tensor = model.labels(n, labels)
-        write_images(images, out, label_tensor, nrow=columns if label_tensor is not None else None)
+        write_images(images, out, label_tensor, nrow=columns if label_tensor is not None else None, overwrite=overwrite)
     return images
 
 
@@ -241,6 +269,7 @@ def export_dataset(
     device: str = "auto",
     batch_size: int = 256,
     ema: bool = True,
+    overwrite: bool = False,  # replace files already at ``out``
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Write a labelled synthetic dataset from a conditional generator: ``per_class`` images of every class.
 
@@ -253,14 +282,16 @@ def export_dataset(
     model = load(source, device, ema=ema)
     if not model.num_classes:
         raise GanforgeError(f"{model.path} holds an unconditional generator: a labelled dataset needs --conditional")
+    out = Path(out)
+    folders = [] if out.suffix.lower() == ".npz" else class_folder_names(model.classes, model.num_classes)
+    planned = [out] if not folders else [path for name in folders for path in png_paths(out / name, per_class)]
+    refuse_to_replace(planned, overwrite)
     labels = torch.arange(model.num_classes).repeat_interleave(per_class)  # (K * per_class,): class by class
     images = generate_images(model.generator, sample_noise(len(labels), model.z_dim, seed), batch_size, labels)
-    out = Path(out)
-    if out.suffix.lower() == ".npz":
-        write_images(images, out, labels)
-        return images, labels
-    for label, name in enumerate(class_folder_names(model.classes, model.num_classes)):
-        write_images(images[labels == label], f"{out / name}/")
+    if not folders:
+        write_images(images, out, labels, overwrite=overwrite)
+    for label, name in enumerate(folders):
+        write_images(images[labels == label], f"{out / name}/", overwrite=overwrite)
     return images, labels
 
 
@@ -336,12 +367,9 @@ def interpolation_frames(
 
 
 def save_gif(frames: list[Image.Image], path: str | Path, fps: float = 20.0) -> Path:
-    """Write PIL frames as an animated GIF that loops forever."""
-    try:
-        frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=1000 / fps, loop=0)
-    except OSError as error:
-        raise GanforgeError(f"cannot write {path}: {error.strerror or error}") from None
-    return Path(path)
+    """Write PIL frames as an animated GIF that loops forever (atomically)."""
+    options = dict(format="GIF", save_all=True, append_images=frames[1:], duration=1000 / fps, loop=0)
+    return atomic_write(path, lambda file: frames[0].save(file, **options))
 
 
 def interpolate(
@@ -352,6 +380,7 @@ def interpolate(
     seed: int = 0,
     fps: float = 20.0,
     device: str = "auto",
+    overwrite: bool = False,  # replace a file already at ``out``
 ) -> Path:
     """Write an animated GIF of ``n`` latent walks (per-class rows for a conditional model) of ``steps`` frames."""
     if steps < 2:
@@ -362,4 +391,5 @@ def interpolate(
         raise UsageError(f"--fps must be positive, got {fps}")
     if Path(out).suffix.lower() != ".gif":
         raise UsageError(f"--out {str(out)!r}: interpolate writes an animated .gif")
+    refuse_to_replace([Path(out)], overwrite)
     return save_gif(interpolation_frames(load(source, device).generator, steps, n, seed), out, fps)

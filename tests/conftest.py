@@ -1,4 +1,6 @@
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,37 @@ def small_disk(tmp_path):
     disk = SmallDisk(tmp_path)
     yield disk
     disk.unmount()
+
+
+class ServerThread:
+    """uvicorn serving ``app`` as ``ganforge serve`` does (``server_config``) on a free 127.0.0.1 port, in a thread."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        from ganforge.serve import open_listener, server_config
+
+        self.listener = open_listener("127.0.0.1", 0)
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.server = uvicorn.Server(server_config(app))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.listener]}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.listener.close()
+
+
+@pytest.fixture
+def server_thread():
+    """server_thread(app) -> a ServerThread: ``with server_thread(app) as server:`` serves at server.url."""
+    return ServerThread

@@ -1,10 +1,13 @@
-"""The web API: validation with clear 422s, same parameters same bytes, grid sizes, the model's description."""
+"""The web API: validation with clear 422s, same parameters same bytes, grid sizes, the model's description;
+the server: slow and idle clients dropped, a cap on connections."""
 
+import http.client
 import io
 import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -188,3 +191,108 @@ def test_the_listener_is_tcp_so_that_responses_are_not_held_back_by_nagle():
         assert listener.proto == socket.IPPROTO_TCP and listener.getsockname()[1] > 0
     finally:
         listener.close()
+
+
+def seconds_until_closed(client: socket.socket, start: float, limit: float, dribble: bool) -> float:
+    """Seconds from ``start`` until the server closes ``client``, which sends a header byte every 0.1 s if ``dribble``.
+
+    Fails if the server answers instead, or keeps the connection open ``limit`` seconds.
+    """
+    client.settimeout(0.1)
+    while time.monotonic() - start < limit:
+        try:
+            if dribble:
+                client.sendall(b"x")  # one more byte of a header value that never ends
+            answer = client.recv(1024)
+        except TimeoutError:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            return time.monotonic() - start
+        assert answer == b"", f"the server answered {answer[:60]!r} instead of closing the connection"
+        return time.monotonic() - start
+    pytest.fail(f"the server kept the connection open for {limit} s")
+
+
+def is_open(client: socket.socket) -> bool:
+    """Whether the server has neither closed nor answered ``client`` yet."""
+    client.setblocking(False)
+    try:
+        client.recv(1)
+    except BlockingIOError:
+        return True
+    except ConnectionResetError:
+        return False
+    finally:
+        client.setblocking(True)
+    return False
+
+
+@pytest.mark.parametrize("dribble", [True, False], ids=["sends-its-head-a-byte-at-a-time", "sends-nothing"])
+def test_a_client_slow_to_send_its_request_head_is_dropped_while_others_are_served(
+    tiny_run, server_thread, monkeypatch, dribble
+):
+    monkeypatch.setattr(ganforge.serve, "HEADER_TIMEOUT", 1.5)
+    with server_thread(create_app(tiny_run("mlp"))) as server:
+        start = time.monotonic()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
+            if dribble:
+                slow.sendall(b"GET /api/model HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            with urllib.request.urlopen(server.url + "api/model", timeout=10) as response:
+                assert response.status == 200 and response.read().startswith(b"{")
+            assert is_open(slow), "the slow client was dropped before its time was up"
+            closed_after = seconds_until_closed(slow, start, limit=10, dribble=dribble)
+        assert 1.5 * 0.9 <= closed_after < 1.5 + 2, closed_after
+        with urllib.request.urlopen(server.url + "api/model", timeout=10) as response:
+            assert response.status == 200
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(tiny_run, server_thread, monkeypatch):
+    monkeypatch.setattr(ganforge.serve, "KEEP_ALIVE_TIMEOUT", 0.5)
+    with server_thread(create_app(tiny_run("mlp"))) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            sockets = []
+            for _ in range(2):
+                connection.request("GET", "/api/model")
+                response = connection.getresponse()
+                assert response.status == 200 and response.read().startswith(b"{")
+                sockets.append(connection.sock)
+            kept = sockets[0]
+            assert kept is not None and sockets[1] is kept  # the second request went over the same connection
+            closed_after = seconds_until_closed(kept, time.monotonic(), limit=10, dribble=False)
+        finally:
+            connection.close()
+    # Well before HEADER_TIMEOUT (10 s): the keep-alive timeout closed it, not the header timeout.
+    assert 0.5 * 0.9 <= closed_after < 0.5 + 2 < ganforge.serve.HEADER_TIMEOUT, closed_after
+
+
+def test_a_request_beyond_max_connections_gets_503_until_one_closes(tiny_run, server_thread, monkeypatch):
+    monkeypatch.setattr(ganforge.serve, "MAX_CONNECTIONS", 3)  # counting the connection that asks
+
+    def get(connection: http.client.HTTPConnection) -> int:
+        connection.request("GET", "/api/model")
+        response = connection.getresponse()
+        response.read()
+        return response.status
+
+    def get_once(port: int) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            return get(connection)
+        finally:
+            connection.close()
+
+    with server_thread(create_app(tiny_run("mlp"))) as server:
+        kept = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=10) for _ in range(2)]
+        try:
+            assert [get(connection) for connection in kept] == [200, 200]  # both stay open (keep-alive)
+            assert get_once(server.port) == 503
+            kept.pop().close()
+            deadline = time.monotonic() + 5
+            while (status := get_once(server.port)) == 503:
+                assert time.monotonic() < deadline, "still 503 after a connection closed"
+                time.sleep(0.05)
+            assert status == 200
+        finally:
+            for connection in kept:
+                connection.close()

@@ -7,22 +7,20 @@ skipped with that reason without them.
 import base64
 import io
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi", reason="ganforge serve needs fastapi: pip install -e '.[serve]'")
-uvicorn = pytest.importorskip("uvicorn", reason="ganforge serve needs uvicorn: pip install -e '.[serve]'")
+pytest.importorskip("uvicorn", reason="ganforge serve needs uvicorn: pip install -e '.[serve]'")
 webdriver = pytest.importorskip("selenium.webdriver", reason="the browser test needs selenium: pip install -e '.[dev]'")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-from ganforge.serve import create_app, open_listener  # noqa: E402
+from ganforge.serve import create_app  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -31,29 +29,6 @@ if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
         "Chromium or chromedriver is not installed (Debian: apt-get install chromium chromium-driver; .ci/run does)",
         allow_module_level=True,
     )
-
-
-class ServerThread:
-    """uvicorn serving ``app`` on 127.0.0.1 and a free port, in a thread of this process."""
-
-    def __init__(self, app):
-        self.listener = open_listener("127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.listener]}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-        self.listener.close()
 
 
 @pytest.fixture
@@ -99,8 +74,8 @@ def grid_png(driver) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(encoded)))
 
 
-def test_new_samples_the_walk_slider_and_errors_in_chromium(browser, tiny_run, tmp_path):
-    with ServerThread(create_app(tiny_run("dcgan"))) as server:
+def test_new_samples_the_walk_slider_and_errors_in_chromium(browser, server_thread, tiny_run, tmp_path):
+    with server_thread(create_app(tiny_run("dcgan"))) as server:
         browser.get(server.url)
         first = grid_loaded(browser)
         assert "/api/samples?" in first and "seed=0" in first and "n=16" in first
@@ -132,8 +107,8 @@ def test_new_samples_the_walk_slider_and_errors_in_chromium(browser, tiny_run, t
     assert Image.open(tmp_path / "serve-page.png").size[0] > 0
 
 
-def test_the_class_picker_asks_for_the_class_chosen(browser, conditional_app, tmp_path):
-    with ServerThread(conditional_app) as server:
+def test_the_class_picker_asks_for_the_class_chosen(browser, server_thread, conditional_app, tmp_path):
+    with server_thread(conditional_app) as server:
         browser.get(server.url)
         first = grid_loaded(browser)
         picker = browser.find_element(By.ID, "class-picker")

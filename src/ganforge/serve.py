@@ -9,6 +9,14 @@ a one-line ``detail`` saying what was wrong), and none names a file.
 Same parameters, same bytes: the noise comes from ``sample_noise(n, z_dim,
 seed)``, the generator runs in eval mode, and PNG encoding is deterministic,
 so nothing is cached and nothing needs to be.
+
+Slow and idle clients are let go, so that they cannot hold connections (and
+file descriptors) for ever: a client has ``HEADER_TIMEOUT`` (10) seconds from
+connecting, or from its previous answer, to send a whole request head,
+however slowly it trickles it in (slowloris); a kept-alive connection idle for
+``KEEP_ALIVE_TIMEOUT`` (5) seconds is closed; and a request that arrives while
+``MAX_CONNECTIONS`` (100) connections are open, its own included, gets 503 at
+once (uvicorn's ``limit_concurrency``).
 """
 
 import io
@@ -22,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from ganforge.config import MAX_SEED
 from ganforge.config import SERVE_MAX_N as MAX_N
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.sampling import (
@@ -37,7 +46,7 @@ from ganforge.sampling import (
 
 log = logging.getLogger("ganforge")
 
-MAX_SEED = 2**32 - 1  # seeds are unsigned 32-bit integers, safe in JavaScript too
+
 PAGE_HEADERS = {
     # The page loads nothing from elsewhere; its one script is inline.
     "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
@@ -45,6 +54,10 @@ PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]  # Host headers a loopback server answers: no DNS rebinding
+# Read when the server starts (HEADER_TIMEOUT: when each connection starts), so tests can patch them.
+HEADER_TIMEOUT = 10.0  # seconds a client has to send a whole request head, from connecting or from its last answer
+KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle kept-alive connection stays open
+MAX_CONNECTIONS = 100  # open connections (or requests in progress), its own included, at which a request gets 503
 
 
 def import_fastapi():
@@ -216,6 +229,76 @@ def open_listener(host: str, port: int) -> socket.socket:
     return listener
 
 
+def header_timeout_protocol() -> type:
+    """uvicorn's h11 protocol, closing a connection whose client takes over ``HEADER_TIMEOUT`` s to send a request head.
+
+    uvicorn has no such timeout: its keep-alive timer starts only after an
+    answer and stops at the first byte received, so a client that connects and
+    sends nothing, or sends its head a byte at a time, is kept for ever. A
+    subclass is the smallest fix: the protocol's own hooks are exactly where
+    waiting for a head starts (connection made, answer sent) and stops (head
+    parsed, connection lost), and the deadline is not moved by bytes that
+    trickle in. h11, not httptools: ``ganforge[serve]`` installs no httptools,
+    so uvicorn's "auto" would pick h11 anyway.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutH11Protocol(H11Protocol):
+        header_timer = None  # asyncio.TimerHandle while waiting for a request head, else None
+
+        def wait_for_header(self) -> None:
+            self.stop_header_timer()
+            self.header_timer = self.loop.call_later(HEADER_TIMEOUT, self.header_timed_out)
+
+        def stop_header_timer(self) -> None:
+            if self.header_timer is not None:
+                self.header_timer.cancel()
+                self.header_timer = None
+
+        def header_timed_out(self) -> None:
+            self.header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()  # without an answer, as uvicorn's keep-alive timeout closes
+
+        def handling_request(self) -> bool:
+            return self.cycle is not None and not self.cycle.response_complete
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self.wait_for_header()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.handling_request():  # a whole head arrived: the app's turn, however long it takes
+                self.stop_header_timer()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()  # may start on a pipelined request already received
+            if not self.handling_request():
+                self.wait_for_header()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.stop_header_timer()
+            super().connection_lost(exc)
+
+    return HeaderTimeoutH11Protocol
+
+
+def server_config(app):
+    """The ``uvicorn.Config`` that ``serve`` runs ``app`` with: the timeouts and connection cap above, quiet logs."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        http=header_timeout_protocol(),
+        ws="none",  # the page needs no WebSocket, and the header timer must not outlive a hand-over to one
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+        limit_concurrency=MAX_CONNECTIONS,
+        log_level="warning",
+        access_log=False,
+    )
+
+
 def serve(
     source: str | Path,
     host: str = "127.0.0.1",
@@ -250,9 +333,8 @@ def serve(
         raise
     run = app.state.sampler.info["run"]
     print(f"ganforge: serving {run} at http://{shown}:{listener.getsockname()[1]}/ (Ctrl-C to stop)", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False)
     try:
-        uvicorn.Server(config).run(sockets=[listener])
+        uvicorn.Server(server_config(app)).run(sockets=[listener])
     except KeyboardInterrupt:  # uvicorn shuts down cleanly, then re-raises Ctrl-C: the normal way to stop
         pass
     print("ganforge: server stopped", flush=True)

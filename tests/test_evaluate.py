@@ -39,7 +39,7 @@ def test_real_images_score_as_real(tmp_path, mnist_root, mnist_test, capsys, mon
     assert results["precision"] == 1.0 and results["recall"] == 1.0
     assert results["classes_covered"] == 10 and results["class_kl"] < 1e-3  # the classifier errs on a few
     assert {"kid_std", "inception_score", "class_histogram"} <= results.keys()
-    assert list((tmp_path / "cache" / "ganforge" / "stats").glob("mnist-mnist-*-2000.pt"))
+    assert list((tmp_path / "cache" / "ganforge" / "stats").glob("mnist-mnist-*-2000-*.pt"))
 
 
 def test_noise_scores_far_worse_than_digits(tmp_path, mnist_root, mnist_test):
@@ -56,11 +56,55 @@ def test_noise_scores_far_worse_than_digits(tmp_path, mnist_root, mnist_test):
     assert scores["digits"]["inception_score"] > 5 > scores["noise"]["inception_score"]
 
 
-def test_reference_features_are_cached(tmp_path, mnist_root, mnist_test, monkeypatch):
-    write_images(mnist_test.images[:300], tmp_path / "s.npz")
-    first = evaluate(tmp_path / "s.npz", n=300, data_root=str(mnist_root), cache=tmp_path)
-    monkeypatch.setattr(evaluate_module, "load_reference", lambda *a: pytest.fail("the cache was not used"))
-    assert evaluate(tmp_path / "s.npz", n=300, data_root=str(mnist_root), cache=tmp_path) == first
+def tiny_extractor() -> MNISTFeatures:
+    torch.manual_seed(0)
+    return MNISTFeatures(torch.device("cpu"), model=MNISTClassifier(width=4, feature_dim=16))
+
+
+def digit_sets(mnist_test, root: Path) -> dict[str, Path]:
+    """Samples and two different references that share one file name, A/refs.npz (noise) and B/refs.npz (digits)."""
+    images = mnist_test.images
+    write_images(images[:300], root / "s.npz")
+    (root / "A").mkdir(), (root / "B").mkdir()
+    write_images(torch.randint(0, 256, (300, 1, 28, 28), dtype=torch.uint8), root / "A" / "refs.npz")
+    write_images(images[300:600], root / "B" / "refs.npz")
+    return {"samples": root / "s.npz", "A": root / "A" / "refs.npz", "B": root / "B" / "refs.npz"}
+
+
+def test_reference_features_are_cached(tmp_path, mnist_test, monkeypatch):
+    sets, extractor, calls = digit_sets(mnist_test, tmp_path), tiny_extractor(), []
+    compute = MNISTFeatures.__call__
+    monkeypatch.setattr(MNISTFeatures, "__call__", lambda self, images: calls.append(1) or compute(self, images))
+    first = evaluate_module.reference_features(extractor, str(sets["B"]), None, 300, tmp_path / "cache")
+    again = evaluate_module.reference_features(extractor, str(sets["B"]), None, 300, tmp_path / "cache")
+    assert len(calls) == 1  # the second call read the cache
+    assert torch.equal(first["features"], again["features"])
+
+
+def test_two_references_with_one_name_never_share_a_cache_entry(tmp_path, mnist_test):
+    """Review bug 1: the cache was keyed by the reference's base name, so B/refs was scored with A/refs' features."""
+    sets, extractor = digit_sets(mnist_test, tmp_path), tiny_extractor()
+    shared = {
+        name: evaluate(sets["samples"], n=300, reference=str(sets[name]), extractor=extractor, cache=tmp_path / "c")
+        for name in ("A", "B")
+    }
+    fresh = evaluate(sets["samples"], n=300, reference=str(sets["B"]), extractor=extractor, cache=tmp_path / "fresh")
+    assert shared["B"]["fid"] == fresh["fid"]
+    assert shared["A"]["fid"] > 2 * shared["B"]["fid"]  # noise is far from digits
+    assert len(list((tmp_path / "c").glob("refs.npz-*.pt"))) == 2
+
+
+def test_a_cut_short_cache_entry_is_rebuilt_with_a_warning(tmp_path, mnist_test, caplog):
+    """Review bug 3: a truncated cache file broke every later evaluate, and was never named."""
+    sets, extractor = digit_sets(mnist_test, tmp_path), tiny_extractor()
+    good = evaluate(sets["samples"], n=300, reference=str(sets["B"]), extractor=extractor, cache=tmp_path / "c")
+    (entry,) = (tmp_path / "c").glob("refs.npz-*.pt")
+    entry.write_bytes(entry.read_bytes()[:1000])  # a write cut short by a full disk or a Ctrl-C
+    again = evaluate(sets["samples"], n=300, reference=str(sets["B"]), extractor=extractor, cache=tmp_path / "c")
+    assert again["fid"] == good["fid"]
+    assert f"discarding the unreadable reference-feature cache {entry}" in caplog.text
+    assert torch.load(entry, weights_only=True)["features"].shape[0] == 300  # rebuilt whole
+    assert not list((tmp_path / "c").glob(".*.tmp"))
 
 
 def test_any_extractor_can_be_passed_from_python(tmp_path, mnist_root, mnist_test):

@@ -1,10 +1,11 @@
 """ganforge evaluate: score samples (from a run, an .npz or a folder) against a reference set.
 
 The reference set's features are computed once and cached under
-``~/.cache/ganforge/stats``, keyed by dataset, split, extractor, its weights'
-hash and the number of images.
+``~/.cache/ganforge/stats``, keyed by the reference's name, split, extractor,
+its weights' hash, the number of images and a hash of the images themselves.
 """
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from ganforge.data import (
 )
 from ganforge.device import resolve_device
 from ganforge.errors import GanforgeError
+from ganforge.files import atomic_write
 from ganforge.metrics.cas import classification_accuracy_score
 from ganforge.metrics.features import ModuleFeatures, make_extractor
 from ganforge.metrics.scores import class_coverage, fid, inception_score, kid, precision_recall
@@ -69,26 +71,58 @@ def default_reference(source: str | Path | TrainedGenerator) -> tuple[str, float
 def reference_features(
     extractor, reference: str, data_root: str | None, n: int, cache: Path, holdout: float = 0.0
 ) -> dict:
-    """Features, probabilities and labels of up to ``n`` reference images, cached on disk."""
-    part = f"-heldout{holdout:g}" if holdout else ""
-    key = f"{Path(reference).name}{part}-{extractor.name}-{extractor.weights_hash}-{n}"
-    path = cache / f"{key}.pt"
-    if path.is_file():
-        log.info(f"reference features: {path} (cached)")
-        return torch.load(path, weights_only=True)
+    """Features, probabilities and labels of up to ``n`` reference images, cached on disk.
+
+    The cache key holds a hash of the images themselves (and their labels), so
+    two references that share a name (two ``test.npz``, two ``refs/``
+    folders) never share an entry, and an edited folder gets a new one. An
+    entry that does not load (a write cut short) is discarded with a warning
+    naming it, and rebuilt.
+    """
     dataset, split = load_reference(reference, data_root, holdout)
-    images, labels = dataset.images, dataset.labels
-    log.info(f"reference features: {min(n, len(images)):,} {reference} {split} images, cached to {path}")
-    features, probabilities = extractor(images[:n])
-    entry = {
-        "features": features,
-        "probabilities": probabilities,
-        "split": split,
-        "labels": labels[:n] if labels is not None else None,
-    }
-    cache.mkdir(parents=True, exist_ok=True)
-    torch.save(entry, path)
+    images = dataset.images[:n]
+    labels = dataset.labels[:n] if dataset.labels is not None else None
+    part = f"-heldout{holdout:g}" if holdout else ""
+    key = f"{Path(reference).name}{part}-{extractor.name}-{extractor.weights_hash}-{n}-{content_hash(images, labels)}"
+    path = cache / f"{key}.pt"
+    entry = read_cached_features(path, len(images))
+    if entry is not None:
+        log.info(f"reference features: {path} (cached)")
+        return entry
+    log.info(f"reference features: {len(images):,} {reference} {split} images, cached to {path}")
+    features, probabilities = extractor(images)
+    entry = {"features": features, "probabilities": probabilities, "split": split, "labels": labels}
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda file: torch.save(entry, file))
+    except (OSError, GanforgeError) as error:  # a cache that cannot be written costs time, not the scores
+        log.warning(f"could not cache the reference features: {error}")
     return entry
+
+
+def content_hash(images: torch.Tensor, labels: torch.Tensor | None) -> str:
+    """A short hash of uint8 images (and their labels): what a reference-feature cache entry is keyed by."""
+    digest = hashlib.sha256(str(tuple(images.shape)).encode())
+    digest.update(images.contiguous().numpy().data)
+    if labels is not None:
+        digest.update(labels.to(torch.int64).contiguous().numpy().data)
+    return digest.hexdigest()[:16]
+
+
+def read_cached_features(path: Path, count: int) -> dict | None:
+    """The cache entry at ``path``, or None when there is none or it is unreadable (then it is removed)."""
+    if not path.is_file():
+        return None
+    try:
+        entry = torch.load(path, weights_only=True)
+        if len(entry["features"]) != count:
+            raise ValueError(f"it holds {len(entry['features'])} images' features, not {count}")
+        return entry
+    except Exception as error:  # torch raises RuntimeError, EOFError, pickle and zip errors for a cut-short file
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
+        log.warning(f"discarding the unreadable reference-feature cache {path} ({reason}); rebuilding it")
+        path.unlink(missing_ok=True)
+        return None
 
 
 def evaluate(

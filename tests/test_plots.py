@@ -6,6 +6,7 @@ import logging
 import pytest
 from PIL import Image
 
+from ganforge.cli import main
 from ganforge.errors import GanforgeError
 from ganforge.plots import plot_run, read_metrics
 
@@ -62,5 +63,78 @@ def test_a_folder_without_metrics_or_no_folder_at_all_is_a_clear_error(tmp_path)
         plot_run(tmp_path)
     with pytest.raises(GanforgeError, match="no such run directory"):
         plot_run(tmp_path / "missing")
-    with pytest.raises(GanforgeError, match="holds no training records yet"):
+    with pytest.raises(GanforgeError, match="holds no plottable training records yet"):
         plot_run(write_metrics(tmp_path / "run", [{"event": "eval", "step": 0, "fid": 1.0}]))
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        '{"step": Infinity, "d_loss": 0.7}',
+        '{"step": 30, "d_loss": "bad", "g_loss": NaN, "d_real": 1e400, "d_fake": -Infinity}',
+        "not json at all",
+    ],
+    ids=["bad-step", "bad-values", "not-json"],
+)
+def test_metrics_with_no_plottable_training_record_are_one_clear_error(tmp_path, tail):
+    with pytest.raises(GanforgeError, match="holds no plottable training records yet"):
+        plot_run(write_metrics(tmp_path / "run", [], tail=tail))
+
+
+@pytest.mark.parametrize(
+    "tail, lines, values",
+    [
+        ('{"step": Infinity, "d_loss": 0.7}', 1, 0),
+        ('{"step": 1e400, "d_loss": 0.7}', 1, 0),
+        ('{"step": -5, "d_loss": 0.7}', 1, 0),
+        ('{"step": 2.5, "d_loss": 0.7}', 1, 0),
+        ('{"event": "eval", "step": 20, "fid": "bad"}', 0, 1),  # the only eval record: no fid.png
+        ('{"step": 30, "d_loss": 1e308, "g_loss": -1e308, "d_real": 0.6, "d_fake": 0.4}', 0, 2),
+        ('{"step": 30, "d_loss": NaN, "g_loss": 1.0, "d_real": 0.6, "d_fake": 0.4}', 0, 1),
+        ('{"step": 30, "d_lo', 1, 0),  # cut short by a crash
+        ("this line is not JSON", 1, 0),
+    ],
+    ids=["step-inf", "step-1e400", "step-negative", "step-2.5", "fid-text", "loss-1e308", "loss-nan", "cut", "text"],
+)
+def test_a_bad_metrics_line_is_skipped_with_one_warning_and_the_plots_still_come(tmp_path, caplog, tail, lines, values):
+    run = write_metrics(tmp_path / "run", [training_record(10), training_record(20)], tail=tail)
+    with caplog.at_level(logging.WARNING, logger="ganforge"):
+        written = plot_run(run)
+    assert [path.name for path in written] == ["losses.png", "discriminator.png"]
+    for path in written:
+        assert_png(path)
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == [
+        f"{run / 'metrics.jsonl'}: skipped {lines} unreadable line(s) and {values} value(s) "
+        "that are not finite numbers; the first at line 3"
+    ]
+
+
+def test_plot_through_the_cli_skips_every_kind_of_bad_line_and_keeps_the_good_values(capsys, tmp_path):
+    lines = [
+        json.dumps(training_record(10)),
+        '{"step": Infinity, "d_loss": 0.7}',  # line 2: the first bad one
+        json.dumps(training_record(20)),
+        '{"event": "eval", "step": 20, "fid": 80.0}',
+        '{"event": "eval", "step": 30, "fid": "bad"}',
+        '{"step": 30, "d_loss": 1e308, "g_loss": -1e308, "d_real": 0.6, "d_fake": 0.4}',
+        "not JSON",
+        json.dumps(training_record(40)),
+        '{"step": 50, "d_lo',
+    ]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("\n".join(lines))
+    code = main(["plot", str(run)])
+    out, err = capsys.readouterr()
+    assert code == 0 and out.count("wrote") == 3
+    assert err == (
+        f"ganforge: {run / 'metrics.jsonl'}: skipped 3 unreadable line(s) and 3 value(s) "
+        "that are not finite numbers; the first at line 2\n"
+    )
+    for name in ("losses.png", "discriminator.png", "fid.png"):
+        assert_png(run / "plots" / name)
+    training, evaluations, _ = read_metrics(run)
+    assert [record["step"] for record in training] == [10, 20, 30, 40]
+    assert "d_loss" not in training[2] and "g_loss" not in training[2] and training[2]["d_real"] == 0.6
+    assert [(record["step"], record.get("fid")) for record in evaluations] == [(20, 80.0), (30, None)]

@@ -13,33 +13,81 @@ from ganforge.errors import GanforgeError
 log = logging.getLogger("ganforge")
 
 
+# The values a plot draws. A bad one (a string, NaN, infinity, ±1e308) is dropped from its record alone;
+# the rest of the record still plots.
+PLOTTED = ("d_loss", "g_loss", "d_real", "d_fake", "fid")
+# Larger steps and values are dropped, not clipped: a run computes in float32 (or narrower) and never logs
+# anything non-finite, so they are corruption, and a clipped point would draw a number the run never had.
+# Matplotlib cannot size an axis spanning ±1e308 (it overflows), while float32's range draws fine.
+LARGEST = 3.4028234663852886e38  # float32's largest finite value
+
+
+def is_plottable(value) -> bool:
+    """Whether ``value`` is a real number matplotlib can draw (NaN, infinities and bools are not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= LARGEST
+
+
+def checked_step(value) -> int:
+    """``value`` if it is a non-negative integer a plot can draw; otherwise ValueError."""
+    if not (isinstance(value, int) and is_plottable(value) and value >= 0):
+        raise ValueError(f"bad step {value!r}")
+    return value
+
+
+def read_record(line: str) -> tuple[dict, int]:
+    """One metrics line as a record with a checked "step" and without its undrawable values; and how many it lost.
+
+    Raises ValueError, KeyError, TypeError or AttributeError for a line that cannot be read at all.
+    """
+    record = json.loads(line)
+    # A rollback {"at_step", "to_step", ...} has no "step": it is drawn at the step the run went back to.
+    record["step"] = checked_step(record["to_step"] if record.get("event") == "rollback" else record["step"])
+    bad = [name for name in PLOTTED if name in record and not is_plottable(record[name])]
+    for name in bad:
+        del record[name]
+    return record, len(bad)
+
+
 def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict], list[dict]]:
     """(training records, eval records, rollback records) of a run, each sorted by step.
 
     After a rollback a run trains some steps again; the records written last
     describe the run that went on, so they replace the earlier ones of the
-    same step. A line cut short by a crash is skipped.
+    same step. A line that cannot be read (cut short by a crash, not JSON, a
+    step that is not a non-negative integer) is skipped and a value that
+    cannot be drawn is dropped; one warning counts both.
     """
     path = run_dir / "metrics.jsonl"
     if not run_dir.is_dir():
         raise GanforgeError(f"no such run directory: {run_dir}")
     if not path.is_file():
         raise GanforgeError(f"{run_dir} has no metrics.jsonl: is it a ganforge run directory?")
-    training, evaluations, rollbacks, skipped = {}, {}, [], 0
+    training, evaluations, rollbacks = {}, {}, []
+    skipped_lines, dropped_values, first_bad = 0, 0, None
     with open(path) as file:
-        for line in file:
+        for number, line in enumerate(file, start=1):
+            if not line.strip():
+                continue
             try:
-                record = json.loads(line)
-                if record.get("event") == "rollback":  # {"at_step", "to_step", ...}: no "step"
-                    rollbacks.append({"step": int(record["to_step"])} | record)
-                elif record.get("event") == "eval":
-                    evaluations[int(record["step"])] = record
-                elif "event" not in record:
-                    training[int(record["step"])] = record
+                record, dropped = read_record(line)
             except (ValueError, KeyError, TypeError, AttributeError):
-                skipped += 1
-    if skipped:
-        log.warning(f"{path}: skipped {skipped} unreadable line(s)")
+                skipped_lines += 1
+                first_bad = first_bad or number
+                continue
+            dropped_values += dropped
+            if dropped:
+                first_bad = first_bad or number
+            if record.get("event") == "rollback":
+                rollbacks.append(record)
+            elif record.get("event") == "eval":
+                evaluations[record["step"]] = record
+            elif "event" not in record:
+                training[record["step"]] = record
+    if first_bad:
+        log.warning(
+            f"{path}: skipped {skipped_lines} unreadable line(s) and {dropped_values} value(s) that are not "
+            f"finite numbers; the first at line {first_bad}"
+        )
     return [training[s] for s in sorted(training)], [evaluations[s] for s in sorted(evaluations)], rollbacks
 
 
@@ -58,7 +106,7 @@ def new_axes(title: str, ylabel: str):
 
 def series(records: list[dict], name: str) -> tuple[list[int], list[float]]:
     """(steps, values) of ``name`` in the records that have it."""
-    pairs = [(record["step"], record[name]) for record in records if isinstance(record.get(name), (int, float))]
+    pairs = [(record["step"], record[name]) for record in records if name in record]
     return [step for step, _ in pairs], [value for _, value in pairs]
 
 
@@ -69,11 +117,11 @@ def mark_rollbacks(axes, rollbacks: list[dict]) -> None:
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:
-    """Write losses.png, discriminator.png and (with eval records) fid.png into ``run_dir/plots``; returns them."""
+    """Write losses.png, discriminator.png and (with FID scores) fid.png into ``run_dir/plots``; returns them."""
     run_dir = Path(run_dir)
     training, evaluations, rollbacks = read_metrics(run_dir)
-    if not training:
-        raise GanforgeError(f"{run_dir / 'metrics.jsonl'} holds no training records yet")
+    if not any(name in record for record in training for name in PLOTTED):
+        raise GanforgeError(f"{run_dir / 'metrics.jsonl'} holds no plottable training records yet")
     out = run_dir / "plots"
     try:
         out.mkdir(exist_ok=True)
@@ -97,9 +145,9 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     axes.legend()
     figures["discriminator.png"] = figure
 
-    if evaluations:
+    steps, fids = series(evaluations, "fid")
+    if fids:
         figure, axes = new_axes(f"{run_dir.name}: FID (lower is better)", "FID")
-        steps, fids = series(evaluations, "fid")
         axes.plot(steps, fids, marker="o", label="FID")
         best = min(range(len(fids)), key=fids.__getitem__)
         axes.annotate(f"best {fids[best]:.1f}", (steps[best], fids[best]), textcoords="offset points", xytext=(0, 8))

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 from ganforge.errors import GanforgeError
+from ganforge.files import atomic_write
 
 log = logging.getLogger("ganforge")
 
@@ -156,9 +157,5 @@ def plot_run(run_dir: str | Path) -> list[Path]:
 
     written = []
     for name, figure in figures.items():
-        try:
-            figure.savefig(out / name)
-        except OSError as error:
-            raise GanforgeError(f"cannot write {out / name}: {error.strerror or error}") from None
-        written.append(out / name)
+        written.append(atomic_write(out / name, lambda file, figure=figure: figure.savefig(file, format="png")))
     return written

@@ -15,6 +15,7 @@ from PIL import Image
 
 from ganforge.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from ganforge.cli import main
+from ganforge.errors import GanforgeError
 
 QUIET = ["--no-progress", "--no-tensorboard"]
 
@@ -188,6 +189,76 @@ def test_output_folder_that_is_not_a_run(capsys, tmp_path):
     assert (tmp_path / "run" / "thesis.tex").read_text() == "precious"  # --overwrite removes run files only
 
 
+def test_overwrite_never_removes_the_users_own_files(capsys, tmp_path):
+    """Review bug 2: `--overwrite` on a folder that is not a run deleted the user's samples/, tensorboard/ and
+    metrics.jsonl. There it now refuses, naming them; in a run it removes only the files ganforge wrote."""
+    folder = gray_folder(tmp_path / "data")
+    mine = tmp_path / "mine"
+    (mine / "samples").mkdir(parents=True)
+    (mine / "samples" / "holiday.png").write_bytes(b"my holiday")
+    (mine / "tensorboard").mkdir()
+    (mine / "tensorboard" / "events").write_bytes(b"my own logs")
+    (mine / "metrics.jsonl").write_text('{"mine": 1}\n')
+    (mine / "config.yaml").write_text("theme: dark\n")  # a YAML file, but not a ganforge config
+    code, err = run_cli(capsys, *train_args(folder, mine, "--overwrite"))
+    assert code == 2
+    assert_one_line_error(err, "is not a ganforge run, and it holds config.yaml, metrics.jsonl, samples/, tensorboard/")
+    assert (mine / "samples" / "holiday.png").read_bytes() == b"my holiday"
+    assert (mine / "metrics.jsonl").read_text() == '{"mine": 1}\n' and not (mine / "checkpoints").exists()
+
+    run = tmp_path / "run"
+    assert run_cli(capsys, *train_args(folder, run))[0] == 0
+    (run / "samples" / "holiday.png").write_bytes(b"put here by hand")
+    (run / "notes.txt").write_text("my notes on this run")
+    code, err = run_cli(capsys, *train_args(folder, run, "--overwrite", steps=3))
+    assert code == 0
+    assert "kept 1 files" in err and "holiday.png" in err
+    assert (run / "samples" / "holiday.png").read_bytes() == b"put here by hand"
+    assert (run / "notes.txt").read_text() == "my notes on this run"
+    assert load_checkpoint(run)["step"] == 3 and not (run / "checkpoints" / "ckpt_00000002.pt").exists()
+
+
+def test_one_writer_per_run(capsys, tmp_path, run):
+    """Review bug 7: two resumes of one run both ran, interleaving metrics.jsonl and checkpoints."""
+    hold = (
+        "import fcntl, sys, time\n"
+        "file = open(sys.argv[1], 'a+')\n"
+        "fcntl.flock(file, fcntl.LOCK_EX)\n"
+        "file.truncate(0); file.write('4242\\n'); file.flush()\n"
+        "print('locked', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(run / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = (run / "metrics.jsonl").read_text()
+        code, err = run_cli(capsys, "resume", run, "--steps", "4")
+        assert code == 1
+        assert_one_line_error(err, "is being written by another ganforge process (PID 4242)")
+        assert (run / "metrics.jsonl").read_text() == before and load_checkpoint(run)["step"] == 2
+        code, err = run_cli(capsys, *train_args(gray_folder(tmp_path / "data"), run, "--overwrite"))
+        assert code == 1 and "PID 4242" in err
+        assert load_checkpoint(run)["step"] == 2  # --overwrite removed nothing while another process writes
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_cli(capsys, "resume", run, "--steps", "4")[0] == 0  # the dead holder's lock is gone with it
+    assert load_checkpoint(run)["step"] == 4
+
+
+def test_a_run_that_fails_before_training_leaves_no_folder(capsys, tmp_path, monkeypatch):
+    """Review rows 18, 19, 28: a run that failed at its first step left a run directory with a step-0 checkpoint."""
+    import ganforge.training.task
+
+    def fail(*args, **kwargs):
+        raise GanforgeError("the first step failed")
+
+    monkeypatch.setattr(ganforge.training.task, "training_step", fail)
+    code, err = run_cli(capsys, *train_args(gray_folder(tmp_path / "data"), tmp_path / "runs" / "new"))
+    assert code == 1
+    assert_one_line_error(err, "the first step failed")
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
 def test_output_folder_that_holds_a_run(capsys, tmp_path, run):
     config = (run / "config.yaml").read_text()
     data = next(line.split(": ", 1)[1] for line in config.splitlines() if line.startswith("data:"))
@@ -206,16 +277,33 @@ def test_full_disk_while_saving(capsys, tmp_path, small_disk):
     folder, out = gray_folder(tmp_path / "data"), small_disk(3) / "run"
     args = ["train", "--data", folder, "--out", out, "--model", "mlp", "--image-size", "12", "--batch-size", "4"]
     assert run_cli(capsys, *args, "--steps", "2", "--no-progress")[0] == 0
-    small_disk.fill(out.parent)
+    small_disk.fill(out.parent, leave=16384)  # room for config.yaml, not for a checkpoint
     # In a process of its own, as a user sees it (pytest would catch the writer thread's traceback).
     resume = [sys.executable, "-m", "ganforge", "resume", out, "--steps", "6", "--checkpoint-every", "1"]
     result = subprocess.run([str(a) for a in [*resume, "--no-progress"]], capture_output=True, text=True, timeout=120)
     code, err = result.returncode, result.stderr
     assert code == 1
     assert_one_line_error(err, "ckpt_00000003.pt (No space left on device); the run's last checkpoint, ckpt_00000002")
-    assert "TensorBoard logging stopped" in err and "Exception in thread" not in err
     assert load_checkpoint(out)["step"] == 2  # nothing lost: the last good checkpoint loads
     assert not list(out.rglob(".*.tmp"))
+
+
+def test_tensorboard_on_a_full_disk_is_one_warning(small_disk):
+    """Review bug 11: TensorBoard's writer thread printed a traceback on a full disk (a process of its own: pytest
+    would catch the thread's exception itself)."""
+    disk = small_disk(1)
+    small_disk.fill(disk)
+    script = (
+        "import logging, sys, torch; from pathlib import Path; from ganforge.monitor import TensorBoardLog\n"
+        "logging.basicConfig(format='ganforge: %(message)s')\n"
+        f"board = TensorBoardLog.open(Path({str(disk / 'tensorboard')!r}))\n"
+        "for step in range(50): board and board.add_scalars({'loss': 1.0}, step)\n"
+        "board and board.close()\nprint('carried on')"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "carried on", result.stderr
+    assert result.stderr.count("TensorBoard logging stopped") == 1, result.stderr
+    assert "Traceback" not in result.stderr and "No space left on device" in result.stderr
 
 
 def test_tensorboard_failing_does_not_stop_the_run(capsys, tmp_path, monkeypatch):

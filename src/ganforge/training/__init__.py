@@ -33,7 +33,13 @@ from ganforge.data import ImageDataset, load_dataset, resolve_source, split_hold
 from ganforge.device import resolve_device
 from ganforge.distributed import Distributed
 from ganforge.errors import GanforgeError, UsageError
-from ganforge.rundir import check_new_run_dir, check_outside_data, prepare_run_dir, resume_checkpoint
+from ganforge.rundir import (
+    check_new_run_dir,
+    check_outside_data,
+    discard_unstarted_run,
+    open_run_dir,
+    resume_checkpoint,
+)
 from ganforge.training.loop import TrainingLoop
 from ganforge.training.state import TrainState, build_train_state
 from ganforge.training.step import Batch, Recipe, build_recipe, training_step
@@ -133,11 +139,25 @@ def train_process(config: TrainConfig, resume_from: str | Path | None, context: 
         state.load_state_dict(load_checkpoint(resume_from), str(resume_from))
     task = GANTask(config, state, data, heldout, device, context)
     run_dir = Path(config.out)
-    if is_main:
-        prepare_run_dir(run_dir, resuming, config.overwrite)
+    lock = open_run_dir(run_dir, resuming, config.overwrite) if is_main else None  # one writer per run
+    loop = TrainingLoop(config, task, run_dir, device, context)
+    try:
+        return run_loop(config, loop, state, run_dir, started, device, context)
+    except Exception:
+        if lock is not None and not resuming and loop.steps_taken == 0:
+            discard_unstarted_run(run_dir, lock.created)  # a run that failed before training leaves nothing behind
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def run_loop(config, loop: TrainingLoop, state, run_dir: Path, started: float, device, context) -> TrainResult:
+    """Record the config, then run the shared training loop to the run's end."""
+    if context.is_main_process:
         save_config(config, run_dir / "config.yaml")
     context.barrier()  # the run directory exists before any rank goes on
-    total = total_steps(config, task.steps_per_epoch)
+    total = total_steps(config, loop.task.steps_per_epoch)
     deadline = started + config.minutes * 60 if config.minutes else float("inf")
     step = state.step
     processes = f" x {context.world_size} processes" if context.enabled else ""
@@ -145,7 +165,7 @@ def train_process(config: TrainConfig, resume_from: str | Path | None, context: 
         f"run: {run_dir}; {config.model} on {device}{processes}, {f'{total:,} steps' if total else 'until --minutes'}"
         + (f", resuming at step {step:,}" if step else "")
     )
-    step, stopped = TrainingLoop(config, task, run_dir, device, context).run(step, total, deadline)
+    step, stopped = loop.run(step, total, deadline)
     return TrainResult(run_dir, step, state.generator, state.discriminator, stopped)
 
 

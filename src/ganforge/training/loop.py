@@ -90,6 +90,7 @@ class TrainingLoop:
         # reading it every step would wait for the device every step.
         self.losses_finite = torch.ones((), dtype=torch.bool, device=device)
         self.checked_step = 0  # the last step whose losses were read as finite
+        self.steps_taken = 0  # by this process: 0 means nothing was trained yet
 
     @property
     def state(self):
@@ -141,6 +142,7 @@ class TrainingLoop:
     def train_one_step(self, step: int, monitor: RunMonitor, stop: StopSignal, deadline: float) -> tuple[int, bool]:
         """Train step ``step`` and do whatever is due after it; returns the next step and whether to stop."""
         stats = self.task.train_step(step)
+        self.steps_taken += 1
         self.losses_finite &= torch.isfinite(stats["d_loss"] + stats.get("g_loss", 0))
         step += 1
         # Rank 0's clock decides what is due; a signal or the deadline on any rank stops every rank.

@@ -127,6 +127,66 @@ def test_npz_without_the_images_array(capsys, tmp_path):
     assert_one_line_error(err, "has no 'images' array (it holds: pictures)")
 
 
+@pytest.mark.parametrize(
+    "labels, found",
+    [
+        (np.r_[np.zeros(47, np.int64), -1], "found -1 at index 47"),
+        (np.r_[np.zeros(47), np.nan], "found nan at index 47"),
+        (np.r_[np.zeros(47, np.int64), 30_000_000], "found 3e+07 at index 47"),
+        (np.r_[np.zeros(47), 0.5], "found 0.5 at index 47"),
+    ],
+)
+def test_npz_labels_that_are_not_class_numbers(capsys, tmp_path, labels, found):
+    """Review bug 10: label -1 gave IndexError after the run directory was made, NaN a ValueError, 30,000,000 a
+    12 GB allocation."""
+    np.savez(tmp_path / "labelled.npz", images=np.zeros((48, 1, 8, 8), np.uint8), labels=labels)
+    code, err = run_cli(capsys, *train_args(tmp_path / "labelled.npz", tmp_path / "run", "--conditional"))
+    assert code == 1
+    assert_one_line_error(err, f"'labels' must be whole numbers in [0, 10,000), one class per image; {found}")
+    assert not (tmp_path / "run").exists()
+
+
+def test_npz_of_empty_images(capsys, tmp_path):
+    """Review row 18: 0x0-pixel images gave a reshape RuntimeError and left a run directory behind."""
+    np.savez(tmp_path / "empty.npz", images=np.zeros((300, 1, 0, 0), np.uint8))
+    code, err = run_cli(capsys, *train_args(tmp_path / "empty.npz", tmp_path / "run"))
+    assert code == 1
+    assert_one_line_error(err, "'images' holds 300 images of 0x0 pixels: nothing to train on")
+    assert not (tmp_path / "run").exists()
+
+
+def test_data_too_big_for_memory_is_refused_before_it_is_allocated(capsys, tmp_path):
+    """Review bug 8: --image-size 1024 on MNIST tried to allocate 17 GB; only folders were checked up front."""
+    code, err = run_cli(
+        capsys, *train_args("mnist", tmp_path / "run", "--data-root", tmp_path, "--no-download"), "--image-size", "4096"
+    )
+    assert code == 1
+    assert_one_line_error(err, "mnist: 10,000 images at 1x4096x4096 need 156.2 GiB in memory, more than half of")
+    assert "use a smaller --image-size" in err
+    # An .npz whose header promises a million 3x1000x1000 images: refused from the header, before any data is read.
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive, archive.open("images.npy", "w") as file:
+        header = {"descr": "|u1", "fortran_order": False, "shape": (1_000_000, 3, 1000, 1000)}
+        np.lib.format.write_array_header_2_0(file, header)
+    code, err = run_cli(capsys, *train_args(tmp_path / "huge.npz", tmp_path / "run"))
+    assert code == 1
+    assert_one_line_error(err, "huge.npz: 1,000,000 images at 3x1000x1000 need 2793.968 GiB"[:48])
+    assert not (tmp_path / "run").exists()
+
+
+def test_one_huge_image_first_in_a_folder_is_skipped_not_fatal(capsys, tmp_path, monkeypatch):
+    """Review bug 13: a decompression bomb sorting first refused the whole folder (anywhere else it was skipped)."""
+    folder = gray_folder(tmp_path / "data")
+    Image.new("RGB", (200, 200)).save(folder / "a" / "000-huge.png")  # sorts first
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # so that 200x200 is a "bomb" (over twice the limit)
+    own_size = ["train", "--data", folder, "--out", tmp_path / "run", "--model", "mlp", "--batch-size", "4"]
+    code, err = run_cli(capsys, *own_size, "--steps", "2", *QUIET)
+    assert code == 0, err
+    assert "skipping unreadable image" in err and "000-huge.png" in err
+    assert load_checkpoint(tmp_path / "run")["config"]["channels"] == 1  # the typical image's mode, not the first
+
+
 def test_checkpoint_of_another_model(capsys, tmp_path, run):
     checkpoint = torch.load(resolve_checkpoint(run), weights_only=True)
     save_checkpoint(checkpoint | {"model": "dcgan"}, tmp_path / "relabelled.pt")

@@ -178,6 +178,18 @@ def test_a_folder_of_samples_keeps_its_size(tmp_path, mnist_test):
     assert results["features"] == "mnist" and results["fid"] < 1e-6
 
 
+def test_one_big_image_first_in_a_folder_does_not_size_the_others(tmp_path, mnist_test):
+    """Review bug 9: a 6000-pixel first file upscaled 100 digits to 6000x6000 (4.3 GB) and switched to Inception."""
+    from PIL import Image
+
+    digits = mnist_test.images[:40]
+    write_images(digits, f"{tmp_path}/pngs/")
+    Image.new("RGB", (1500, 1000), "white").save(tmp_path / "pngs" / "0000-big.png")  # sorts first
+    write_images(digits, tmp_path / "reference.npz")
+    results = evaluate(tmp_path / "pngs", n=40, reference=str(tmp_path / "reference.npz"), cache=tmp_path)
+    assert results["features"] == "mnist"  # the folder's typical 1x28x28, not the first file's 3x1000x1000
+
+
 def test_any_nn_module_can_be_the_feature_extractor(tmp_path, mnist_root, mnist_test):
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16))

@@ -7,8 +7,10 @@ per-image Python in the loop. MNIST falls back to a 10,000-image subset that
 ships inside the package when the full set is neither on disk nor downloadable.
 """
 
+import collections
 import logging
 import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -158,6 +160,10 @@ def load_dataset(
     """
     source = resolve_source(data)
     dataset = source.load(data, root, image_size or source.default_image_size, channels, download)
+    count, own_channels, height, width = dataset.images.shape
+    if image_size or channels:
+        size = (image_size, image_size) if image_size else (height, width)
+        check_fits_in_memory(count, channels or own_channels, *size, data, "use a smaller --image-size")
     dataset.images = conform_images(dataset.images, image_size, channels)
     return dataset
 
@@ -244,31 +250,70 @@ def load_embedded_mnist() -> ImageDataset:
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
+MAX_CLASSES = 10_000  # labels of an .npz must lie in [0, MAX_CLASSES)
+
+
 def load_npz(path: Path) -> ImageDataset:
     """Images from an .npz file: uint8 ``images`` (N, C, H, W) or (N, H, W), optional ``labels`` (N,).
 
-    This is the format ``ganforge generate --out FILE.npz`` writes.
+    This is the format ``ganforge generate --out FILE.npz`` writes. The
+    arrays' shapes are read from their headers and checked (memory, sizes,
+    labels) before the data are.
     """
     try:
         with np.load(path) as arrays:
             names = list(arrays.keys())
-            images = arrays["images"] if "images" in names else None
-            labels = arrays["labels"] if "labels" in names else None
-    except (OSError, ValueError) as error:
+            if "images" not in names:
+                raise GanforgeError(f"{path} has no 'images' array (it holds: {', '.join(names) or 'nothing'})")
+            shape, dtype = npz_array_header(path, "images")
+            check_npz_images(path, shape, dtype)
+            images, labels = arrays["images"], arrays["labels"] if "labels" in names else None
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise GanforgeError(f"cannot read {path} as an .npz file ({first_line(error)})") from None
-    if images is None:
-        raise GanforgeError(f"{path} has no 'images' array (it holds: {', '.join(names) or 'nothing'})")
-    if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[1] not in (1, 3)):
-        raise GanforgeError(
-            f"{path}: 'images' must be uint8 of shape (N, C, H, W) with C 1 or 3, or (N, H, W); "
-            f"got {images.dtype} {images.shape}"
-        )
     images = torch.from_numpy(images if images.ndim == 4 else images[:, None])
-    if labels is not None and labels.shape != (len(images),):
-        raise GanforgeError(f"{path}: 'labels' must have shape ({len(images)},), got {labels.shape}")
-    label_tensor = torch.from_numpy(labels.astype(np.int64)) if labels is not None else None
-    classes = [str(c) for c in range(int(labels.max()) + 1)] if labels is not None and len(labels) else []
+    if labels is None:
+        return ImageDataset(images.contiguous(), None, [], f"{path}, {len(images):,} images")
+    label_tensor = checked_labels(path, labels, len(images))
+    classes = [str(c) for c in range(int(label_tensor.max()) + 1)]
     return ImageDataset(images.contiguous(), label_tensor, classes, f"{path}, {len(images):,} images")
+
+
+def npz_array_header(path: Path, name: str) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) of array ``name`` in an .npz, read from its header without reading the data."""
+    with zipfile.ZipFile(path) as archive, archive.open(f"{name}.npy") as file:
+        version = np.lib.format.read_magic(file)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(file)
+    return shape, dtype
+
+
+def check_npz_images(path: Path, shape: tuple, dtype: np.dtype) -> None:
+    """Refuse an .npz 'images' array of the wrong kind, of empty images, or too big to hold in memory."""
+    if dtype != np.uint8 or len(shape) not in (3, 4) or (len(shape) == 4 and shape[1] not in (1, 3)):
+        raise GanforgeError(
+            f"{path}: 'images' must be uint8 of shape (N, C, H, W) with C 1 or 3, or (N, H, W); got {dtype} {shape}"
+        )
+    count, channels, height, width = shape if len(shape) == 4 else (shape[0], 1, *shape[1:])
+    if not count or not height or not width:
+        raise GanforgeError(f"{path}: 'images' holds {count} images of {height}x{width} pixels: nothing to train on")
+    check_fits_in_memory(count, channels, height, width, str(path), "use a smaller .npz")
+
+
+def checked_labels(path: Path, labels: np.ndarray, count: int) -> torch.Tensor:
+    """An .npz's labels as int64, once they are ``count`` whole numbers in [0, MAX_CLASSES)."""
+    if labels.shape != (count,):
+        raise GanforgeError(f"{path}: 'labels' must have shape ({count},), got {labels.shape}")
+    if labels.dtype.kind not in "iuf":
+        raise GanforgeError(f"{path}: 'labels' must be class numbers, got {labels.dtype}")
+    whole = np.isfinite(labels) & (labels == np.round(labels)) if labels.dtype.kind == "f" else np.ones(count, bool)
+    bad = ~whole | (labels < 0) | (labels >= MAX_CLASSES)
+    if bad.any():
+        index = int(np.argmax(bad))
+        raise GanforgeError(
+            f"{path}: 'labels' must be whole numbers in [0, {MAX_CLASSES:,}), one class per image; "
+            f"found {labels[index]:g} at index {index:,}"
+        )
+    return torch.from_numpy(labels.astype(np.int64))
 
 
 # ---------------------------------------------------------------- image folders
@@ -311,8 +356,8 @@ def load_image_folder(root: Path, image_size: int | None, channels: int | None) 
     """Decode every image under ``root``, resized (shorter side) and center-cropped to ``image_size``.
 
     Unreadable files are skipped with a warning naming each one. ``channels``
-    None takes the mode of the first image (grayscale -> 1, otherwise 3);
-    ``image_size`` None the shorter side of the first image.
+    None takes the most common mode (grayscale -> 1, otherwise 3) and
+    ``image_size`` None the most common shorter side (``typical_image_shape``).
     """
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as TF
@@ -321,9 +366,11 @@ def load_image_folder(root: Path, image_size: int | None, channels: int | None) 
     if not files:
         raise GanforgeError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {root}")
     if channels is None or image_size is None:
-        first_channels, first_size = first_image_shape(files)
-        channels, image_size = channels or first_channels, image_size or first_size
-    check_fits_in_memory(len(files), channels, image_size, root)
+        typical_channels, typical_size = typical_image_shape(files)
+        channels, image_size = channels or typical_channels, image_size or typical_size
+    check_fits_in_memory(
+        len(files), channels, image_size, image_size, str(root), "use a smaller --image-size or a subset of the folder"
+    )
     mode = "L" if channels == 1 else "RGB"
     images = torch.empty(len(files), channels, image_size, image_size, dtype=torch.uint8)
     kept = []
@@ -352,29 +399,37 @@ def to_mode(image: Image.Image, mode: str) -> Image.Image:
     return image.convert(mode)
 
 
-def first_image_shape(files: list[Path]) -> tuple[int, int]:
-    """(channels, shorter side) of the first readable image: 1 channel if it is grayscale, else 3."""
-    for path in files:
+def typical_image_shape(files: list[Path], looks: int = 101) -> tuple[int, int]:
+    """(channels, shorter side) most common among up to ``looks`` files spread over the folder (headers only).
+
+    The most common shape, not the first file's: one huge or odd image (or a
+    decompression bomb) sorting first must not decide the size of all the
+    others. Grayscale is 1 channel, anything else 3.
+    """
+    shapes = collections.Counter()
+    for path in files[:: max(1, len(files) // looks)][:looks]:
         try:
             with Image.open(path) as image:
-                return (1 if image.mode in GRAYSCALE_MODES else 3), min(image.size)
-        except (OSError, ValueError):
+                shapes[(1 if image.mode in GRAYSCALE_MODES else 3), min(image.size)] += 1
+        except (OSError, ValueError, Image.DecompressionBombError):
             continue
-    return 3, FOLDER_IMAGE_SIZE
+    return shapes.most_common(1)[0][0] if shapes else (3, FOLDER_IMAGE_SIZE)
 
 
-def check_fits_in_memory(count: int, channels: int, image_size: int, root: Path) -> None:
-    """Refuse, before decoding, a folder whose uint8 tensor would crowd out the machine's memory."""
-    needed = count * channels * image_size * image_size
+def check_fits_in_memory(count: int, channels: int, height: int, width: int, what: str, hint: str) -> None:
+    """Refuse, before allocating, images whose uint8 tensor would crowd out the machine's memory.
+
+    ``what`` names the data in the message and ``hint`` says what to do instead.
+    """
+    needed = count * channels * height * width
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows): nothing to check against
         return
     if needed > MEMORY_FRACTION * total:
         raise GanforgeError(
-            f"{root}: {count:,} images at {channels}x{image_size}x{image_size} need {needed / 2**30:.1f} GiB "
-            f"in memory, more than half of this machine's {total / 2**30:.1f} GiB; "
-            "use a smaller --image-size or a subset of the folder"
+            f"{what}: {count:,} images at {channels}x{height}x{width} need {needed / 2**30:.1f} GiB in memory, "
+            f"more than half of this machine's {total / 2**30:.1f} GiB; {hint}"
         )
 
 

@@ -519,6 +519,14 @@ def test_interpolate_bad_flags(capsys, tmp_path, run):
     code, err = run_cli(capsys, "interpolate", run, "--steps", "1", "--out", tmp_path / "walk.gif")
     assert code == 2
     assert_one_line_error(err, "--steps must be at least 2, got 1")
+    # Review bug 14: --fps nan and 1e-9 leaked ValueError and OverflowError; 10**8 steps ran out of memory after 184 s.
+    for fps in ("nan", "1e-9", "inf", "1000"):
+        code, err = run_cli(capsys, "interpolate", run, "--fps", fps, "--out", tmp_path / "walk.gif")
+        assert code == 2
+        assert_one_line_error(err, f"--fps must be between 0.01 and 100.0, got {float(fps)}")
+    code, err = run_cli(capsys, "interpolate", run, "--steps", "100000000", "--out", tmp_path / "walk.gif")
+    assert code == 1
+    assert_one_line_error(err, "interpolate: 800,000,000 images at 1x12x12 need 107.3 GiB in memory")
     assert not (tmp_path / "walk.gif").exists()
 
 

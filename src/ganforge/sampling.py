@@ -12,6 +12,7 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from ganforge.checkpoint import read_generator
+from ganforge.data import check_fits_in_memory
 from ganforge.device import resolve_device
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.files import atomic_write, refuse_to_replace
@@ -169,6 +170,7 @@ def grid_image(images: torch.Tensor, nrow: int | None = None) -> Image.Image:
     return Image.fromarray(grid.permute(1, 2, 0).numpy())
 
 
+MIN_FPS, MAX_FPS = 0.01, 100.0  # interpolate's frame rates that a GIF can hold
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # grid files, by suffix
 
 
@@ -387,9 +389,13 @@ def interpolate(
         raise UsageError(f"--steps must be at least 2, got {steps}")
     if n < 1:
         raise UsageError(f"--n must be at least 1, got {n}")
-    if fps <= 0:
-        raise UsageError(f"--fps must be positive, got {fps}")
+    if not MIN_FPS <= fps <= MAX_FPS:  # a GIF stores each frame's delay in 1/100 s, at most 655 s
+        raise UsageError(f"--fps must be between {MIN_FPS} and {MAX_FPS}, got {fps}")
     if Path(out).suffix.lower() != ".gif":
         raise UsageError(f"--out {str(out)!r}: interpolate writes an animated .gif")
     refuse_to_replace([Path(out)], overwrite)
-    return save_gif(interpolation_frames(load(source, device).generator, steps, n, seed), out, fps)
+    model = load(source, device)
+    check_fits_in_memory(
+        steps * n * max(model.num_classes, 1), *model.image_shape, "interpolate", "use fewer --steps or --n"
+    )
+    return save_gif(interpolation_frames(model.generator, steps, n, seed), out, fps)

@@ -611,3 +611,23 @@ def test_numbers_that_make_no_sense_are_refused(capsys, tmp_path, run, args, mes
     assert code == 2
     assert_one_line_error(err, message)
     assert not (tmp_path / "new").exists()
+
+
+def test_ctrl_c_at_any_moment_is_one_line(run):
+    """Review bug 12: Ctrl-C in the first seconds (while torch imports) printed a 25-47-line traceback."""
+    import signal
+    import time
+
+    command = [sys.executable, "-m", "ganforge", "resume", str(run), "--steps", "100000", "--no-progress"]
+    for delay in (0.5, 1.0, 2.0, 3.0):
+        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        try:
+            _, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        assert "Traceback" not in err, f"SIGINT after {delay} s:\n{err}"
+        assert process.returncode in (0, 130), f"SIGINT after {delay} s: exit {process.returncode}\n{err}"
+        assert "interrupted" in err or "stopped" in err, err

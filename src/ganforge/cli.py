@@ -526,7 +526,16 @@ def rank_tag() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 runtime error, 2 usage error)."""
+    """Run the command line; returns the exit code (0 ok, 1 runtime error, 2 usage error, 130 interrupted)."""
+    try:
+        return run_command(argv)
+    except KeyboardInterrupt:  # Ctrl-C at any moment, imports included: one line, never a traceback
+        print("ganforge: interrupted", file=sys.stderr)
+        return 130
+
+
+def run_command(argv: list[str] | None) -> int:
+    """Parse ``argv`` and run its command; every error becomes one line (``--debug``: the traceback)."""
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
     configure_logging()
@@ -540,9 +549,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ganforge: error{rank_tag()}: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("ganforge: interrupted", file=sys.stderr)
-        return 130
     except Exception as error:
         if debug:
             raise

@@ -631,3 +631,23 @@ def test_ctrl_c_at_any_moment_is_one_line(run):
         assert "Traceback" not in err, f"SIGINT after {delay} s:\n{err}"
         assert process.returncode in (0, 130), f"SIGINT after {delay} s: exit {process.returncode}\n{err}"
         assert "interrupted" in err or "stopped" in err, err
+
+
+def test_a_config_yaml_edited_or_broken_by_hand(capsys, run):
+    """Review bugs 16 and 17: an lr edited into config.yaml was resumed silently (while --lr is refused), and a
+    config.yaml that is not YAML gave seven lines of parser context."""
+    config = run / "config.yaml"
+    original = config.read_text()
+    config.write_text(original.replace("\nlr: 0.001\n", "\nlr: 0.5\n"))
+    assert "lr: 0.5" in config.read_text()
+    code, err = run_cli(capsys, "resume", run, "--steps", "4")
+    assert code == 2
+    assert_one_line_error(err, "config.yaml says lr: 0.5, but the run was trained with 0.001")
+    config.write_text(original + "model: [unclosed\n")
+    code, err = run_cli(capsys, "resume", run, "--steps", "4")
+    assert code == 1
+    assert_one_line_error(err, "config.yaml: ")
+    assert "not valid YAML" in err and "line " in err and len(err.strip().splitlines()) == 1
+    config.write_text(original.replace("\nsteps: 2\n", "\nsteps: 3\n"))  # a setting a resume may change
+    assert run_cli(capsys, "resume", run)[0] == 0
+    assert load_checkpoint(run)["step"] == 3

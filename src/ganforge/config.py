@@ -350,8 +350,13 @@ def read_config_values(path: Path) -> dict:
     """The fields a YAML config file sets, as written (safe YAML loader only); ``config_from_dict`` checks them."""
     try:
         values = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise GanforgeError(f"cannot read config {path}: {error}") from None
+    except OSError as error:
+        raise GanforgeError(f"cannot read config {path}: {error.strerror or error}") from None
+    except yaml.YAMLError as error:  # one line: the problem and where, not the parser's context lines
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise GanforgeError(f"cannot read config {path}: {problem}{where}; it is not valid YAML") from None
     if not isinstance(values, dict):
         raise GanforgeError(f"{path} does not hold a ganforge config")
     return values

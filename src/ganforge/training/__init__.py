@@ -191,5 +191,20 @@ def resume(run_dir: str | Path, **overrides) -> TrainResult:
                 f"--{flag(name)} cannot change when resuming (the run used {getattr(config, name)!r}); "
                 f"only {', '.join('--' + flag(n) for n in resumable)} can"
             )
+    check_unedited(config, load_checkpoint(start)["config"], run_dir)
     config = dataclasses.replace(config, **overrides, out=str(run_dir))
     return train(config, resume_from=start)
+
+
+def check_unedited(config: TrainConfig, trained: dict, run_dir: Path) -> None:
+    """Refuse a config.yaml whose settings were edited by hand since the run's checkpoint (its own config) was saved.
+
+    What a resume may change is what ``--flag`` may change (``resumable``), and where the data now lie.
+    """
+    may_change = {*resumable_fields(), "out", "overwrite", "data"}
+    for name, value in trained.items():
+        if name not in may_change and hasattr(config, name) and getattr(config, name) != value:
+            raise UsageError(
+                f"{run_dir / 'config.yaml'} says {name}: {getattr(config, name)!r}, but the run was trained with "
+                f"{value!r} (its checkpoint's config): put it back, or start a new run to change it"
+            )

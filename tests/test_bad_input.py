@@ -651,3 +651,21 @@ def test_a_config_yaml_edited_or_broken_by_hand(capsys, run):
     config.write_text(original.replace("\nsteps: 2\n", "\nsteps: 3\n"))  # a setting a resume may change
     assert run_cli(capsys, "resume", run)[0] == 0
     assert load_checkpoint(run)["step"] == 3
+
+
+def test_a_truncated_newest_checkpoint_resumes_from_the_newest_intact_one(capsys, tmp_path):
+    """Review: a truncated newest checkpoint was refused, and the intact one before it neither used nor named."""
+    folder, run = gray_folder(tmp_path / "data"), tmp_path / "run"
+    assert run_cli(capsys, *train_args(folder, run, "--checkpoint-every", "1", steps=3))[0] == 0
+    newest = run / "checkpoints" / "ckpt_00000003.pt"
+    newest.write_bytes(newest.read_bytes()[:5000])
+    code, err = run_cli(capsys, "resume", run, "--steps", "4")
+    assert code == 0, err
+    assert "ckpt_00000003.pt is not a readable ganforge checkpoint" in err
+    assert "resuming from ckpt_00000002.pt instead, the newest checkpoint that reads" in err
+    assert load_checkpoint(run)["step"] == 4 and load_checkpoint(newest)["step"] == 3  # retrained and rewritten
+    for path in (run / "checkpoints").glob("ckpt_*.pt"):
+        path.write_bytes(b"")
+    code, err = run_cli(capsys, "resume", run, "--steps", "5")
+    assert code == 1
+    assert_one_line_error(err, "and the run has no earlier checkpoint that reads")

@@ -5,7 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ganforge.checkpoint import BEST, POINTER, latest_checkpoint
+from ganforge.checkpoint import BEST, POINTER, latest_checkpoint, load_checkpoint, run_checkpoints
 from ganforge.config import read_config_values
 from ganforge.errors import GanforgeError, UsageError
 
@@ -194,11 +194,29 @@ def check_outside_data(run_dir: Path, data_paths: list[str | Path]) -> None:
             raise UsageError(f"--out {run_dir} lies inside the data at {data}: ganforge never writes into its data")
 
 
-def resume_checkpoint(run_dir: Path) -> Path:
-    """The checkpoint a resume of ``run_dir`` starts from."""
+def resume_checkpoint(run_dir: Path) -> tuple[Path, dict]:
+    """(path, contents) of the checkpoint a resume of ``run_dir`` starts from: the newest one that reads.
+
+    A newest checkpoint that does not read (a disk that failed under it, a
+    copy cut short) is passed over for the newest intact earlier one, with a
+    warning naming both; the run then retrains the steps between them.
+    """
     if not (run_dir / "config.yaml").is_file():
         raise GanforgeError(f"{run_dir} is not a ganforge run directory (no config.yaml)")
     latest = latest_checkpoint(run_dir / "checkpoints")
     if latest is None:
         raise GanforgeError(f"{run_dir} has no checkpoint to resume from")
-    return latest
+    try:
+        return latest, load_checkpoint(latest)
+    except GanforgeError as error:
+        broken = error
+    for path in run_checkpoints(run_dir / "checkpoints"):
+        if path == latest:
+            continue
+        try:
+            checkpoint = load_checkpoint(path)
+        except GanforgeError:
+            continue
+        log.warning(f"{broken}: resuming from {path.name} instead, the newest checkpoint that reads")
+        return path, checkpoint
+    raise GanforgeError(f"{broken}, and the run has no earlier checkpoint that reads")

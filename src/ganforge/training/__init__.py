@@ -177,7 +177,7 @@ def resume(run_dir: str | Path, **overrides) -> TrainResult:
     ``minutes=10``); anything else would make it a different run and is refused.
     """
     run_dir = Path(run_dir)
-    start = resume_checkpoint(run_dir)
+    start, checkpoint = resume_checkpoint(run_dir)
     config = load_config(run_dir / "config.yaml")
     if "out" in overrides:
         raise UsageError(f"--out cannot be given with --resume: the run stays in {run_dir}")
@@ -191,7 +191,7 @@ def resume(run_dir: str | Path, **overrides) -> TrainResult:
                 f"--{flag(name)} cannot change when resuming (the run used {getattr(config, name)!r}); "
                 f"only {', '.join('--' + flag(n) for n in resumable)} can"
             )
-    check_unedited(config, load_checkpoint(start)["config"], run_dir)
+    check_unedited(config, checkpoint["config"], run_dir)
     config = dataclasses.replace(config, **overrides, out=str(run_dir))
     return train(config, resume_from=start)
 

@@ -220,7 +220,8 @@ def test_checkpoint_with_a_pickle_payload(capsys, tmp_path):
         pickle.dump({"format": "ganforge-checkpoint", "x": Payload()}, file)
     code, err = run_cli(capsys, "generate", tmp_path / "evil.pt", "--out", tmp_path / "grid.png")
     assert code == 1
-    assert_one_line_error(err, "is not a readable ganforge checkpoint")
+    assert_one_line_error(err, "is not a readable ganforge checkpoint (it holds pickled Python objects, which ganforge")
+    assert "weights_only set to False" not in err  # no advice to unpickle it after all
     assert not marker.exists()
 
 

@@ -156,8 +156,10 @@ def load_checkpoint(source: str | Path, map_location: str | torch.device = "cpu"
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for foreign or corrupt files
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise GanforgeError(f"{path} is not a readable ganforge checkpoint ({reason[:200]})") from None
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        if "Weights only load failed" in str(error):  # not torch's advice to unpickle it after all
+            reason = "it holds pickled Python objects, which ganforge never unpickles"
+        raise GanforgeError(f"{path} is not a readable ganforge checkpoint ({reason})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise GanforgeError(f"{path} is not a ganforge checkpoint")
     if checkpoint.get("format_version", 0) > FORMAT_VERSION:

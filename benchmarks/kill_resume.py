@@ -1,16 +1,22 @@
-"""SIGKILL a training run at random moments, resume it each time, and check nothing was lost.
+"""Kill or interrupt a training run at random moments, resume it each time, and check nothing was lost.
 
-    python benchmarks/kill_resume.py --kills 20 --seed 0 --out docs/kill_resume.md
+    python benchmarks/kill_resume.py --recipe default --kills 20 --seed 0 --out docs/kill_resume.md
 
-Trains a small mlp on the embedded MNIST subset with a checkpoint after every
-step (so kills often land in the middle of a save), kills it with SIGKILL
-after a random delay, checks that every checkpoint file in the run loads and
-that the run resumes, and repeats. Finally it lets the run finish and compares
-its weights with an uninterrupted run of the same length: they must be equal,
+Trains on the embedded MNIST subset with a checkpoint after every step (so
+signals often land in the middle of a save): ``--recipe default`` is what
+``ganforge train`` does with no flags (the conditional DCGAN with EMA),
+``--recipe mlp`` the small MLP. After a random delay it sends SIGKILL, SIGINT
+(a graceful stop that saves) or SIGINT twice in quick succession (the second
+one interrupts at once, wherever the first left it, a save included), checks
+that every checkpoint file in the run loads, resumes, and repeats. Finally it
+lets the run finish and compares every tensor of its networks, EMA and
+optimisers with an uninterrupted run of the same length: they must be equal,
 bit for bit.
 """
 
 import argparse
+import contextlib
+import os
 import platform
 import random
 import signal
@@ -25,30 +31,17 @@ import torch
 from ganforge.checkpoint import load_checkpoint, run_checkpoints
 from ganforge.errors import GanforgeError
 
+RECIPES = {"default": [], "mlp": ["--model", "mlp", "--batch-size", "64"]}  # default: `ganforge train`'s own
+SIGNALS = ("SIGKILL", "SIGINT", "SIGINT twice")
+PARTS = ("generator", "discriminator", "ema_generator", "g_optimizer", "d_optimizer", "noise_rng")
 
-def train_command(run: Path, data_root: Path, steps: int, resume: bool) -> list[str]:
+
+def train_command(run: Path, data_root: Path, steps: int, resume: bool, recipe: str) -> list[str]:
     common = ["--steps", str(steps), "--data-root", str(data_root), "--no-progress", "--no-tensorboard"]
     if resume:
         return [sys.executable, "-m", "ganforge", "resume", str(run), *common]
-    return [
-        sys.executable,
-        "-m",
-        "ganforge",
-        "train",
-        "--model",
-        "mlp",
-        "--batch-size",
-        "64",
-        "--no-download",
-        "--checkpoint-every",
-        "1",
-        "--sample-every",
-        "0",
-        "--out",
-        str(run),
-        "--overwrite",
-        *common,
-    ]
+    every_step = ["--checkpoint-every", "1", "--sample-every", "0", "--no-download"]
+    return [sys.executable, "-m", "ganforge", "train", *RECIPES[recipe], *every_step, "--out", str(run), *common]
 
 
 def corrupt_checkpoints(run: Path) -> list[str]:
@@ -66,71 +59,117 @@ def resumable(run: Path) -> bool:
     return (run / "config.yaml").is_file() and bool(run_checkpoints(run / "checkpoints"))
 
 
-def kill_and_resume(work: Path, kills: int, seed: int, steps: int, max_delay: float) -> dict:
+def tensors(checkpoint: dict, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Every tensor in a (nested) checkpoint part, by path."""
+    if isinstance(checkpoint, torch.Tensor):
+        return {prefix: checkpoint}
+    if not isinstance(checkpoint, (dict, list, tuple)):
+        return {}
+    items = checkpoint.items() if isinstance(checkpoint, dict) else enumerate(checkpoint)
+    return {path: t for key, value in items for path, t in tensors(value, f"{prefix}/{key}").items()}
+
+
+def interrupt(process: subprocess.Popen, how: str, rng: random.Random) -> None:
+    """Send ``how`` (one of SIGNALS) and wait for the process to end."""
+    if how == "SIGKILL":
+        process.send_signal(signal.SIGKILL)
+    else:
+        process.send_signal(signal.SIGINT)
+        if how == "SIGINT twice":
+            time.sleep(rng.uniform(0.0, 0.5))
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=120)
+    except subprocess.TimeoutExpired:  # a stop that never came is a failure of its own
+        process.kill()
+        raise SystemExit(f"the run did not stop within 120 s of {how}") from None
+
+
+def kill_and_resume(work: Path, recipe: str, kills: int, seed: int, steps: int, max_delay: float) -> dict:
     """Run the experiment in ``work``; returns its figures."""
     data_root = work / "empty-root"  # no MNIST here: the embedded subset is used, nothing is downloaded
     data_root.mkdir()
     rng = random.Random(seed)
     run, reference = work / "killed", work / "reference"
-    subprocess.run(train_command(reference, data_root, steps, resume=False), check=True, capture_output=True)
+    subprocess.run(train_command(reference, data_root, steps, False, recipe), check=True, capture_output=True)
 
-    figures = {"kills": 0, "kills_mid_run": 0, "resumes": 0, "corrupt": [], "steps_at_kills": []}
+    figures = {"signals": {how: 0 for how in SIGNALS}, "mid_run": 0, "corrupt": [], "steps": [], "tracebacks": 0}
     for _ in range(kills):
+        log = (work / "stderr.txt").open("w+")  # a file, not a pipe: a full pipe would stall the run
         process = subprocess.Popen(
-            train_command(run, data_root, steps, resume=resumable(run)),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            train_command(run, data_root, steps, resumable(run), recipe), stdout=subprocess.DEVNULL, stderr=log
         )
         time.sleep(rng.uniform(0.5, max_delay))
-        if process.poll() is not None:  # finished before the kill: nothing more to test
+        if process.poll() is not None:  # finished before the signal: nothing more to test
             break
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        figures["kills"] += 1
+        how = rng.choice(SIGNALS)
+        interrupt(process, how, rng)
+        log.seek(0)
+        figures["tracebacks"] += "Traceback" in log.read()
+        log.close()
+        figures["signals"][how] += 1
         figures["corrupt"] += corrupt_checkpoints(run)
         if resumable(run):
-            figures["kills_mid_run"] += 1
-            figures["steps_at_kills"].append(load_checkpoint(run)["step"])
-    subprocess.run(train_command(run, data_root, steps, resume=resumable(run)), check=True, capture_output=True)
-    figures["resumes"] = figures["kills_mid_run"]
+            figures["mid_run"] += 1
+            figures["steps"].append(f"{load_checkpoint(run)['step']} ({how})")
+    subprocess.run(train_command(run, data_root, steps, resumable(run), recipe), check=True, capture_output=True)
     final, expected = load_checkpoint(run), load_checkpoint(reference)
     figures["final_step"] = final["step"]
-    figures["identical"] = all(
-        torch.equal(final[part][name], expected[part][name])
-        for part in ("generator", "discriminator")
-        for name in expected[part]
-    )
+    got, want = tensors({p: final.get(p) for p in PARTS}), tensors({p: expected.get(p) for p in PARTS})
+    figures["tensors"] = len(want)
+    figures["identical"] = got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    figures["model"] = f"{final['model']}, {'conditional' if final['config'].get('conditional') else 'unconditional'}"
+    figures["model"] += ", EMA" if "ema_generator" in final else ""
     return figures
+
+
+def cpu_name() -> str:
+    """The CPU's model name, and whether it has AMX (the session machines differ in that)."""
+    name, amx = platform.processor() or platform.machine(), False
+    with contextlib.suppress(OSError):
+        lines = open("/proc/cpuinfo").read().splitlines()
+        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+        name = names[0] if names else name
+        amx = any(line.startswith("flags") and "amx_tile" in line for line in lines)
+    return f"{name}, {'AMX' if amx else 'no AMX'}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kills", type=int, default=20, help="how many times to SIGKILL the run (default: 20)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the kill delays (default: 0)")
+    parser.add_argument("--recipe", choices=RECIPES, default="default", help="what to train (default: default)")
+    parser.add_argument("--kills", type=int, default=20, help="how many times to signal the run (default: 20)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the delays and signals (default: 0)")
     parser.add_argument("--steps", type=int, default=6000, help="length of the run (default: 6000)")
-    parser.add_argument("--max-delay", type=float, default=8.0, help="longest wait before a kill, s (default: 8)")
+    parser.add_argument("--max-delay", type=float, default=8.0, help="longest wait before a signal, s (default: 8)")
     parser.add_argument("--out", help="also write the report as Markdown to this file")
     args = parser.parse_args()
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as work:
-        figures = kill_and_resume(Path(work), args.kills, args.seed, args.steps, args.max_delay)
-    steps_at_kills = ", ".join(map(str, figures["steps_at_kills"]))
+        figures = kill_and_resume(Path(work), args.recipe, args.kills, args.seed, args.steps, args.max_delay)
+    command = (
+        f"python benchmarks/kill_resume.py --recipe {args.recipe} --kills {args.kills} --seed {args.seed} "
+        f"--steps {args.steps} --max-delay {args.max_delay:g}"
+    )
+    sent = ", ".join(f"{count} {how}" for how, count in figures["signals"].items())
     report = "\n".join(
         [
-            "# kill_resume: SIGKILL at random moments, then resume",
+            f"## `--recipe {args.recipe}`: {figures['model']}",
             "",
-            f"`python benchmarks/kill_resume.py --kills {args.kills} --seed {args.seed} --steps {args.steps}`",
-            f"on {platform.machine()} with {torch.get_num_threads()} threads, torch {torch.__version__}, "
+            f"`{command}`",
+            f"on {cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}, "
             f"{time.monotonic() - started:.0f} s in all.",
             "",
             "| figure | value |",
             "|---|---|",
-            f"| SIGKILLs sent | {figures['kills']} |",
-            f"| kills after the first checkpoint (then resumed) | {figures['kills_mid_run']} |",
-            f"| step of the latest checkpoint after each such kill | {steps_at_kills} |",
+            f"| signals sent | {sum(figures['signals'].values())}: {sent} |",
+            f"| signals after the first checkpoint (then resumed) | {figures['mid_run']} |",
+            f"| step of the latest checkpoint after each (signal) | {', '.join(figures['steps'])} |",
             f"| corrupt checkpoint files found | {len(figures['corrupt'])} |",
+            f"| runs that printed a traceback | {figures['tracebacks']} |",
             f"| final step | {figures['final_step']} of {args.steps} |",
-            f"| final weights equal an uninterrupted run's, bit for bit | {'yes' if figures['identical'] else 'NO'} |",
+            f"| the {figures['tensors']} tensors of networks, EMA and optimisers equal an uninterrupted run's, "
+            f"bit for bit | {'yes' if figures['identical'] else 'NO'} |",
         ]
     )
     print(report)
@@ -138,7 +177,7 @@ def main() -> None:
         print("corrupt:", problem)
     if args.out:
         Path(args.out).write_text(report + "\n")
-    if figures["corrupt"] or not figures["identical"]:
+    if figures["corrupt"] or not figures["identical"] or figures["tracebacks"]:
         raise SystemExit(1)
 
 

@@ -1,7 +1,7 @@
 """The page in a real browser: headless Chromium, driven by Selenium, against a server on 127.0.0.1.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them);
-skipped with that reason without them.
+skipped with that reason without them, and a failure under CI=true.
 """
 
 import base64
@@ -20,14 +20,14 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
+from conftest import unavailable  # noqa: E402
 from ganforge.serve import create_app  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
-    pytest.skip(
-        "Chromium or chromedriver is not installed (Debian: apt-get install chromium chromium-driver; .ci/run does)",
-        allow_module_level=True,
+    unavailable(
+        "Chromium or chromedriver is not installed (Debian: apt-get install chromium chromium-driver; .ci/run does)"
     )
 
 

@@ -5,7 +5,8 @@
 Trains on the embedded MNIST subset with a checkpoint after every step (so
 signals often land in the middle of a save): ``--recipe default`` is what
 ``ganforge train`` does with no flags (the conditional DCGAN with EMA),
-``--recipe mlp`` the small MLP. After a random delay it sends SIGKILL, SIGINT
+``--recipe mlp`` the small MLP. Once each (re)started run has saved a new
+checkpoint, and after a further random delay, it sends SIGKILL, SIGINT
 (a graceful stop that saves) or SIGINT twice in quick succession (the second
 one interrupts at once, wherever the first left it, a save included), checks
 that every checkpoint file in the run loads, resumes, and repeats. Finally it
@@ -55,6 +56,14 @@ def corrupt_checkpoints(run: Path) -> list[str]:
     return bad
 
 
+def latest_step(run: Path) -> int | None:
+    """The step of the run's latest checkpoint, or None before the first one."""
+    try:
+        return int((run / "checkpoints" / "latest").read_text().strip().removeprefix("ckpt_").removesuffix(".pt"))
+    except (OSError, ValueError):
+        return None
+
+
 def resumable(run: Path) -> bool:
     return (run / "config.yaml").is_file() and bool(run_checkpoints(run / "checkpoints"))
 
@@ -100,7 +109,10 @@ def kill_and_resume(work: Path, recipe: str, kills: int, seed: int, steps: int, 
         process = subprocess.Popen(
             train_command(run, data_root, steps, resumable(run), recipe), stdout=subprocess.DEVNULL, stderr=log
         )
-        time.sleep(rng.uniform(0.5, max_delay))
+        started_at = latest_step(run)
+        while process.poll() is None and latest_step(run) == started_at:  # wait until it has trained and saved
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, max_delay))
         if process.poll() is not None:  # finished before the signal: nothing more to test
             break
         how = rng.choice(SIGNALS)
@@ -141,7 +153,9 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20, help="how many times to signal the run (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the delays and signals (default: 0)")
     parser.add_argument("--steps", type=int, default=6000, help="length of the run (default: 6000)")
-    parser.add_argument("--max-delay", type=float, default=8.0, help="longest wait before a signal, s (default: 8)")
+    parser.add_argument(
+        "--max-delay", type=float, default=8.0, help="longest wait after a run's first new checkpoint, s (default: 8)"
+    )
     parser.add_argument("--out", help="also write the report as Markdown to this file")
     args = parser.parse_args()
     started = time.monotonic()

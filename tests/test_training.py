@@ -297,15 +297,17 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert load_checkpoint(run)["step"] > 0
 
 
-def test_sigkill_at_random_moments_never_loses_the_run(tmp_path):
-    """A short version of benchmarks/kill_resume.py: 3 kills, then the run finishes as if never killed."""
+def test_sigkill_and_sigint_at_random_moments_never_lose_the_run(tmp_path):
+    """A short version of benchmarks/kill_resume.py: 3 signals, each once the run has trained and saved, each
+    followed by a resume, then the run finishes as if never stopped."""
     sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
     from kill_resume import kill_and_resume
 
-    figures = kill_and_resume(tmp_path, kills=3, seed=1, steps=400, max_delay=5.0)
-    assert figures["kills"] >= 1
-    assert figures["corrupt"] == []
-    assert figures["final_step"] == 400 and figures["identical"]
+    figures = kill_and_resume(tmp_path, "mlp", kills=3, seed=1, steps=600, max_delay=1.0)
+    sent = sum(figures["signals"].values())
+    assert sent >= 2 and figures["mid_run"] == sent  # every signal came after a checkpoint, and was resumed from
+    assert figures["corrupt"] == [] and figures["tracebacks"] == 0
+    assert figures["final_step"] == 600 and figures["identical"], figures
 
 
 @pytest.mark.slow

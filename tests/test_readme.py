@@ -1,0 +1,400 @@
+"""README.md is executed: every ``ganforge ...`` command and every Python block runs, in README order, made small.
+
+Blocks. README.md is split into its fenced blocks (```bash, ```python and plain ```), each named by the line of
+its opening fence: the test ``test_readme_block[README.md:16]`` runs the block whose fence is on line 16. A bash
+block's lines (``\\`` continuations joined, ``#`` comments dropped) are split at ``&&`` into commands; a plain
+block counts only its lines that start with ``ganforge`` (the others are trees). Each command is one of:
+
+- ``ganforge ...`` or ``python -m ganforge ...``: run in-process by ``ganforge.cli.main``, which must return 0;
+- ``cp SOURCE... FOLDER``: copied with shutil;
+- ``python scripts/X.py ...``, ``python benchmarks/X.py ...``: X.py must exist in the checkout; not run (the
+  screenshot needs Chromium, the benchmarks take minutes);
+- ``pip install ...``, ``pytest``: not run (the package is installed; the suite is what runs this file);
+- anything else fails: mark its block (below), or teach ``Command.kind`` the command.
+
+A Python block runs with ``exec`` in a fresh namespace, after every block above it; its tracebacks name README.md
+and its line numbers. Blocks run once, in README order, so a later one uses what an earlier one wrote (``ganforge
+export ... --out generator.onnx``, then the block that loads ``generator.onnx``); once a block has failed, a later
+one that fails too is skipped, naming both errors (it may fail only for want of what the first would have
+made), so the failing block is the one reported; a later one that passes still passes.
+
+Skip marker. An HTML comment on the line right before a block's opening fence (GitHub does not show it)::
+
+    <!-- readme-test: skip (why this block cannot run here) -->
+
+skips the block with that reason: a download, torchrun, a server that runs until Ctrl-C, a synopsis. Keep them
+few. A skipped block is still checked: every ``--flag`` its ganforge commands name must be a flag of that
+command, and the scripts it names must exist.
+
+Made small. Commands run as written, except:
+
+- ``train`` and ``resume``: the length (--steps, --epochs, --minutes), --batch-size, --log-every, --data-root and
+  --(no-)download, --(no-)progress, --(no-)tensorboard are replaced by ``SMALL_TRAIN``: 2 steps of 16 images of
+  the embedded MNIST subset (an empty --data-root with --no-download); a resume keeps its run's batch size. A
+  run given --eval-every is evaluated every step on 32 samples (``SMALL_EVAL``), so its FID plot exists.
+  ``ganforge.train(config)`` called by a Python block gets the same fields.
+- ``generate``, ``interpolate``, ``evaluate``: --n, --per-class and interpolate's --steps are capped by
+  ``SMALL`` (and set to the cap when absent).
+
+Paths. The run directories that the README names without making them (``runs/my-run``, ``runs/cond``) are
+replaced, in commands and in Python string literals, by tiny runs the test trained (``RUNS``). Everything runs
+in one scratch working directory laid out like a checkout beside ``../shared/data`` (as CI has it):
+``docs/images`` holds a copy of the committed pictures, so a command that would replace one without
+--overwrite fails as it would in a checkout, and ``../shared/data`` is the real MNIST root when one is found
+(``conftest.find_mnist_root``), else an empty folder; ``evaluate`` (which scores against MNIST's test split)
+is then skipped, saying so.
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import os
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import find_mnist_root
+from ganforge.cli import build_parser, main
+from ganforge.config import flag
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+
+SKIP_MARKER = re.compile(r"<!--\s*readme-test:\s*skip\s*\((?P<reason>.*)\)\s*-->")
+FENCE = re.compile(r"^```(?P<language>\w*)\s*$")
+
+# train and resume: these TrainConfig fields replace the command's own; --epochs and --minutes are dropped.
+SMALL_TRAIN = {"steps": 2, "batch_size": 16, "log_every": 1, "download": False, "progress": False, "tensorboard": False}
+SMALL_EVAL = {"eval_every": "1", "eval_samples": 32}  # for a run that asked for --eval-every
+DROPPED = ("epochs", "minutes", "data_root")  # data_root becomes an empty folder: the embedded MNIST subset
+# Sampling commands: each flag's value is at most this (and this when the command leaves the flag out).
+SMALL = {"generate": {"--n": 16, "--per-class": 2}, "interpolate": {"--n": 4, "--steps": 4}, "evaluate": {"--n": 16}}
+# Run directories the README names but never makes -> (model, flags) of the conftest tiny_run that stands in.
+RUNS = {"runs/my-run": ("dcgan",), "runs/cond": ("dcgan", "--conditional")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One command of a block: its README line and its words (shlex-split, comments dropped)."""
+
+    line: int
+    words: tuple[str, ...]
+
+    @property
+    def kind(self) -> str:
+        """ganforge, copy, script (checked, not run), skipped (pip, pytest), torchrun, or unknown."""
+        words = self.words
+        if words[0] == "ganforge" or words[:3] == ("python", "-m", "ganforge"):
+            return "ganforge"
+        if words[0] == "cp":
+            return "copy"
+        if words[0] == "python" and len(words) > 1 and words[1].split("/")[0] in ("scripts", "benchmarks"):
+            return "script"
+        if words[0] in ("pip", "pytest"):
+            return "skipped"
+        if words[0] == "torchrun" and "ganforge" in words:
+            return "torchrun"
+        return "unknown"
+
+    @property
+    def ganforge_args(self) -> list[str]:
+        """The arguments after ``ganforge`` (or ``-m ganforge``)."""
+        return list(self.words[self.words.index("ganforge") + 1 :])
+
+    def check(self) -> None:
+        """What holds without running: a known kind, existing scripts, ganforge flags its command knows."""
+        assert self.kind != "unknown", f"README.md:{self.line}: cannot run {shlex.join(self.words)!r}: mark its block"
+        if self.kind == "script":
+            assert (REPO / self.words[1]).is_file(), f"README.md:{self.line}: no such script {self.words[1]}"
+        if self.kind in ("ganforge", "torchrun"):
+            check_flags(self.ganforge_args, self.line)
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """A fenced block of README.md: the line of its opening fence, its language, text and skip reason."""
+
+    line: int
+    language: str  # "bash", "python", ... or "" for a plain fence
+    text: str
+    skip: str | None  # the reason of a skip marker on the line before the fence
+
+    @property
+    def commands(self) -> list[Command]:
+        """Its commands: bash lines (continuations joined, split at &&), or a plain block's ganforge lines."""
+        if self.language not in ("bash", "sh", "shell", ""):
+            return []
+        logical, start, pending = [], None, ""  # (README line, text) of each line with its continuations
+        for number, text in enumerate(self.text.splitlines(), start=self.line + 1):
+            start = start or number
+            if text.rstrip().endswith("\\"):
+                pending += text.rstrip()[:-1] + " "
+                continue
+            logical.append((start, pending + text))
+            start, pending = None, ""
+        commands = []
+        for line, text in logical:
+            if self.language == "" and not text.lstrip().startswith("ganforge "):
+                continue  # a tree or a listing, not a command
+            words = shlex.split(text, comments=True)
+            while "&&" in words:
+                commands.append(Command(line, tuple(words[: words.index("&&")])))
+                words = words[words.index("&&") + 1 :]
+            if words:
+                commands.append(Command(line, tuple(words)))
+        return commands
+
+
+def parse_readme(text: str) -> list[Block]:
+    """The fenced blocks of a Markdown text, in order."""
+    blocks, lines, index = [], text.splitlines(), 0
+    while index < len(lines):
+        opening = FENCE.match(lines[index])
+        if not opening:
+            index += 1
+            continue
+        end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith("```"))
+        marker = SKIP_MARKER.search(lines[index - 1]) if index else None
+        skip = marker.group("reason").strip() if marker else None
+        blocks.append(Block(index + 1, opening.group("language"), "\n".join(lines[index + 1 : end]) + "\n", skip))
+        index = end + 1
+    return blocks
+
+
+BLOCKS = parse_readme(README.read_text())
+RUNNABLE = [block for block in BLOCKS if block.language == "python" or block.commands]
+
+
+def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
+    """ganforge's subcommand name -> its parser (argparse has no public way to list them)."""
+    parser = build_parser()
+    return next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction)).choices
+
+
+def check_flags(args: list[str], line: int) -> None:
+    """Every --flag in ``args`` (a command or a synopsis with [optional] and {choice} parts) is its command's."""
+    name = next((word for word in args if not word.startswith("-")), None)
+    parsers = subcommand_parsers()
+    assert name in parsers, f"README.md:{line}: ganforge has no command {name!r}"
+    known = set(parsers[name]._option_string_actions)
+    named = [word.strip("[]{}").split("=")[0] for word in args]
+    unknown = [word for word in named if word.startswith("--") and word not in known]
+    assert not unknown, f"README.md:{line}: ganforge {name} has no flag {', '.join(unknown)}"
+
+
+def without_flags(args: list[str], valued: set[str], switches: set[str]) -> list[str]:
+    """``args`` less the config flags of the fields ``valued`` (--name VALUE, --name=VALUE) and ``switches``
+    (--name, --no-name)."""
+    valued_flags = {f"--{flag(name)}" for name in valued}
+    switch_flags = {f"--{prefix}{flag(name)}" for name in switches for prefix in ("", "no-")}
+    kept, words = [], iter(args)
+    for word in words:
+        if word in valued_flags:
+            next(words, None)  # its value
+        elif word.split("=")[0] not in valued_flags and word not in switch_flags:
+            kept.append(word)
+    return kept
+
+
+def as_flags(fields: dict) -> list[str]:
+    """{"steps": 4, "progress": False} -> ["--steps", "4", "--no-progress"]."""
+    words = []
+    for name, value in fields.items():
+        if isinstance(value, bool):
+            words.append(f"--{'' if value else 'no-'}{flag(name)}")
+        else:
+            words += [f"--{flag(name)}", str(value)]
+    return words
+
+
+def small_train_args(args: list[str], empty_root: Path) -> list[str]:
+    """A train or resume command made small: SMALL_TRAIN's fields (and SMALL_EVAL's) instead of its own."""
+    evaluated = any(word.split("=")[0] == "--eval-every" for word in args)
+    fields = SMALL_TRAIN | (SMALL_EVAL if evaluated else {})
+    if args[0] == "resume" or "--resume" in args:  # a resumed run keeps its batch size (a new one is refused)
+        fields = {name: value for name, value in fields.items() if name != "batch_size"}
+    switches = {name for name, value in fields.items() if isinstance(value, bool)}
+    kept = without_flags(args, set(fields) - switches | set(DROPPED), switches)
+    return kept + as_flags(fields) + ["--data-root", str(empty_root)]
+
+
+def small_sampling_args(args: list[str], command: str) -> list[str]:
+    """A generate, interpolate or evaluate command with SMALL's caps on its counts."""
+    args = list(args)
+    for name, cap in SMALL.get(command, {}).items():
+        if name in args:
+            position = args.index(name) + 1
+            args[position] = str(min(int(args[position]), cap))
+        else:
+            args += [name, str(cap)]
+    return args
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type's name."""
+    return (str(error).splitlines() or [type(error).__name__])[0]
+
+
+@contextlib.contextmanager
+def working_directory(path: Path):
+    """Run the body in ``path``, then go back."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+class ReadmeRun:
+    """The shared working directory, the stand-in runs, and what each README block did there."""
+
+    def __init__(self, workdir: Path, runs: dict[str, Path], empty_root: Path, has_mnist: bool):
+        self.workdir, self.runs, self.empty_root, self.has_mnist = workdir, runs, empty_root, has_mnist
+        self.failed: dict[int, str] = {}  # block line -> why it failed
+        self.attempted: set[int] = set()
+
+    def run_through(self, block: Block) -> None:
+        """Run every runnable block above ``block`` that has not run yet, then ``block`` itself."""
+        for earlier in RUNNABLE[: RUNNABLE.index(block)]:
+            if earlier.skip is None and earlier.line not in self.attempted:
+                with contextlib.suppress(Exception, pytest.fail.Exception, pytest.skip.Exception):
+                    self.attempt(earlier)
+        if not self.failed:
+            self.attempt(block)
+            return
+        line = min(self.failed)
+        try:
+            self.attempt(block)
+        except (Exception, pytest.fail.Exception) as error:  # perhaps only for want of what README.md:line makes
+            pytest.skip(f"README.md:{line} above failed ({self.failed[line]}), then this block: {first_line(error)}")
+
+    def attempt(self, block: Block) -> None:
+        """Run ``block`` once, remembering whether it failed."""
+        self.attempted.add(block.line)
+        try:
+            with working_directory(self.workdir):
+                if block.language == "python":
+                    self.run_python(block)
+                else:
+                    self.run_commands(block)
+        except (Exception, pytest.fail.Exception) as error:
+            self.failed[block.line] = first_line(error)
+            raise
+
+    def run_commands(self, block: Block) -> None:
+        for command in block.commands:
+            command.check()
+            if command.kind == "ganforge":
+                self.run_ganforge(command)
+            elif command.kind == "copy":
+                *sources, folder = command.words[1:]
+                for source in sources:
+                    shutil.copy(source, folder)
+
+    def run_ganforge(self, command: Command) -> None:
+        """A ganforge command, its run directories replaced and made small; it must exit 0."""
+        args = [str(self.runs.get(word, word)) for word in command.ganforge_args]
+        name = next(word for word in args if not word.startswith("-"))
+        if name in ("train", "resume"):
+            args = small_train_args(args, self.empty_root)
+        args = small_sampling_args(args, name)
+        if name == "evaluate" and not self.has_mnist:
+            pytest.skip("evaluate scores against MNIST's test split: set GANFORGE_DATA_ROOT to a root holding MNIST")
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(args)
+            except SystemExit as exit:  # argparse's usage errors
+                code = exit.code
+        last = (err.getvalue().strip().splitlines() or [""])[-1]
+        ran = f"README.md:{command.line}: ganforge {shlex.join(args)}"
+        assert code == 0, f"{ran} exited {code}: {last}\n{err.getvalue()}"
+
+    def run_python(self, block: Block) -> None:
+        """A Python block, with ``ganforge.train`` made small; padded so tracebacks give README's line numbers."""
+        import ganforge
+        from ganforge.training import train
+
+        source = block.text
+        for name, path in self.runs.items():
+            source = source.replace(f'"{name}"', repr(str(path))).replace(f"'{name}'", repr(str(path)))
+
+        def small_train(config, *args, **kwargs):
+            fields = SMALL_TRAIN | (SMALL_EVAL if str(config.eval_every) != "0" else {})
+            fields |= {name: None for name in DROPPED} | {"data_root": str(self.empty_root)}
+            return train(dataclasses.replace(config, **fields), *args, **kwargs)
+
+        code = compile("\n" * block.line + source, str(README), "exec")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(ganforge, "train", small_train, raising=False)
+            exec(code, {"__name__": "__readme__"})
+
+
+@pytest.fixture(scope="module")
+def readme_run(tmp_path_factory, tiny_run):
+    """A ReadmeRun in a scratch checkout: docs/images copied, ../shared/data beside it, a private cache."""
+    root = tmp_path_factory.mktemp("readme")
+    workdir = root / "checkout"
+    shutil.copytree(REPO / "docs" / "images", workdir / "docs" / "images")
+    (root / "shared").mkdir()
+    mnist = find_mnist_root()
+    if mnist is not None:
+        (root / "shared" / "data").symlink_to(mnist, target_is_directory=True)
+    else:
+        (root / "shared" / "data").mkdir()
+    empty_root = root / "empty-root"
+    empty_root.mkdir()
+    runs = {name: tiny_run(*spec) for name, spec in RUNS.items()}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(root / "cache"))  # evaluate's reference features, never ~/.cache
+        yield ReadmeRun(workdir, runs, empty_root, mnist is not None)
+
+
+@pytest.mark.parametrize("block", RUNNABLE, ids=[f"README.md:{block.line}" for block in RUNNABLE])
+def test_readme_block(readme_run, block):
+    if block.skip is not None:
+        for command in block.commands:
+            command.check()
+        pytest.skip(f"marked in README.md: {block.skip}")
+    readme_run.run_through(block)
+
+
+def test_the_parser_finds_the_readme_blocks():
+    command_blocks = [block for block in BLOCKS if any(c.kind in ("ganforge", "torchrun") for c in block.commands)]
+    python_blocks = [block for block in BLOCKS if block.language == "python"]
+    ganforge_commands = [c for block in BLOCKS for c in block.commands if c.kind == "ganforge"]
+    # The README's counts when this test was written: a parser that finds fewer has stopped seeing blocks.
+    assert len(command_blocks) >= 11 and len(python_blocks) >= 2 and len(ganforge_commands) >= 26
+    continued = next(c for c in ganforge_commands if "[--precision" in c.words)  # the synopsis, 4 lines joined
+    assert continued.words[:2] == ("ganforge", "train") and continued.words[-1] == "RUN_DIR]"
+
+
+def test_every_command_is_known_and_every_marker_names_a_block_and_a_reason():
+    for block in BLOCKS:
+        for command in block.commands:
+            assert command.kind != "unknown", f"README.md:{command.line}: {shlex.join(command.words)}"
+    markers = SKIP_MARKER.findall(README.read_text())
+    skipped = [block for block in BLOCKS if block.skip is not None]
+    assert len(markers) == len(skipped), "a readme-test marker that is not on the line before a block's fence"
+    assert all(block.skip for block in skipped), "a readme-test marker without a reason"
+
+
+def test_every_stand_in_run_is_used():
+    texts = [block.text for block in RUNNABLE if block.skip is None]
+    for name in RUNS:
+        assert any(name in text for text in texts), f"RUNS names {name}, which no runnable block uses"
+
+
+def test_made_small_replaces_the_length_data_and_logging_flags(tmp_path):
+    args = ["train", "--model", "mlp", "--minutes", "10", "--data-root", "../shared/data", "--progress", "--out", "x"]
+    small = small_train_args(args + ["--eval-every=250"], tmp_path)
+    assert small[:5] == ["train", "--model", "mlp", "--out", "x"]
+    assert small[5:] == [*as_flags(SMALL_TRAIN | SMALL_EVAL), "--data-root", str(tmp_path)]
+    assert "--batch-size" not in small_train_args(["resume", "runs/x", "--steps", "100"], tmp_path)
+    small = small_sampling_args(["generate", "r", "--n", "10000"], "generate")
+    assert small == ["generate", "r", "--n", "16", "--per-class", "2"]

@@ -333,6 +333,7 @@ def test_output_folder_that_holds_a_run(capsys, tmp_path, run):
     assert not (run / "checkpoints" / "ckpt_00000002.pt").exists()  # the old run is gone
 
 
+@pytest.mark.slow
 def test_full_disk_while_saving(capsys, tmp_path, small_disk):
     """A real full disk during a resume, TensorBoard on: one warning, one error line, the last checkpoint intact."""
     folder, out = gray_folder(tmp_path / "data"), small_disk(3) / "run"
@@ -349,6 +350,7 @@ def test_full_disk_while_saving(capsys, tmp_path, small_disk):
     assert not list(out.rglob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_tensorboard_on_a_full_disk_is_one_warning(small_disk):
     """Review bug 11: TensorBoard's writer thread printed a traceback on a full disk (a process of its own: pytest
     would catch the thread's exception itself)."""
@@ -561,6 +563,7 @@ def test_generate_never_replaces_a_users_files_without_overwrite(capsys, tmp_pat
     assert code == 2 and (tmp_path / "g.safetensors").read_bytes() == b"precious"
 
 
+@pytest.mark.slow
 def test_generate_on_a_full_disk_keeps_the_old_npz(capsys, run, small_disk):
     """Review bug 5: a real full disk while `generate` replaced an .npz destroyed the old file."""
     disk = small_disk(2)
@@ -614,6 +617,7 @@ def test_numbers_that_make_no_sense_are_refused(capsys, tmp_path, run, args, mes
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_at_any_moment_is_one_line(run):
     """Review bug 12: Ctrl-C in the first seconds (while torch imports) printed a 25-47-line traceback."""
     import signal

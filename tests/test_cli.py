@@ -165,6 +165,7 @@ def test_unwritable_outputs_are_one_line_errors(capsys, trained_run, tmp_path):
     assert code == 1 and "cannot create run directory" in err
 
 
+@pytest.mark.slow
 def test_python_dash_m_runs_without_a_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "ganforge", "generate", str(tmp_path / "nothing.pt")], capture_output=True, text=True

@@ -38,6 +38,7 @@ def test_mnist_loads_from_the_data_root_into_one_uint8_tensor(mnist_root):
     assert 30 < data.images.float().mean() < 40  # MNIST's mean intensity is about 33
 
 
+@pytest.mark.slow
 def test_mnist_can_be_resized_and_made_rgb(mnist_root):
     data = load_dataset("mnist", mnist_root, image_size=32, channels=3, download=False)
     assert data.images.shape == (60000, 3, 32, 32)
@@ -180,6 +181,7 @@ def squares_dataset(count: int, seed: int) -> ImageDataset:
     return ImageDataset(images, labels, ["small", "large"], f"{count} squares")
 
 
+@pytest.mark.slow
 def test_a_new_kind_of_source_is_one_registry_entry(tmp_path, monkeypatch):
     """Registered from this file alone, a source trains, evaluates against its own test split, and scores CAS."""
     from ganforge import evaluate, train

@@ -50,6 +50,7 @@ def parameters_of(state: dict) -> dict:
     return {name: t for name, t in state.items() if "running_" not in name and "num_batches_tracked" not in name}
 
 
+@pytest.mark.slow
 def test_two_processes_take_the_same_steps_as_one_with_the_whole_batch(tmp_path):
     """Conditional MLP with EMA and lazy R1: each rank trains half of every batch of 16."""
     data = make_digits_folder(tmp_path)
@@ -68,6 +69,7 @@ def test_two_processes_take_the_same_steps_as_one_with_the_whole_batch(tmp_path)
     assert_equal_up_to_rounding(two["ema_generator"], one["ema_generator"], initial["generator"])
 
 
+@pytest.mark.slow
 def test_batchnorm_and_the_gradient_penalty_keep_the_ranks_identical(tmp_path):
     data = make_digits_folder(tmp_path)
     config = TrainConfig(
@@ -87,6 +89,7 @@ def test_batchnorm_and_the_gradient_penalty_keep_the_ranks_identical(tmp_path):
         assert not torch.equal(ranks[0][network]["net.0.weight"], initial[network]["net.0.weight"])
 
 
+@pytest.mark.slow
 def test_torchrun_cli_resumes_a_two_process_run_exactly(tmp_path):
     data = make_digits_folder(tmp_path)
     flags = ["--model", "mlp", "--data", str(data), "--batch-size", "8", "--no-progress", "--no-tensorboard"]
@@ -118,6 +121,7 @@ def test_torchrun_cli_resumes_a_two_process_run_exactly(tmp_path):
         (["--model", "dcgan", "--batch-size", "8", "--sync-bn"], "--sync-bn needs CUDA GPUs"),
     ],
 )
+@pytest.mark.slow
 def test_bad_distributed_settings_give_one_line_errors(tmp_path, flags, message):
     data = make_digits_folder(tmp_path)
     done = torchrun(

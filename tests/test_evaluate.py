@@ -28,6 +28,7 @@ def test_the_shipped_classifier_reaches_its_accuracy(mnist_test):
     assert (predictions == mnist_test.labels).float().mean() >= 0.993
 
 
+@pytest.mark.slow
 def test_real_images_score_as_real(tmp_path, mnist_root, mnist_test, capsys, monkeypatch):
     """The test set scored against itself: FID ~ 0, precision = recall = 1, all ten classes."""
     write_images(mnist_test.images[:2000], tmp_path / "real.npz")
@@ -42,6 +43,7 @@ def test_real_images_score_as_real(tmp_path, mnist_root, mnist_test, capsys, mon
     assert list((tmp_path / "cache" / "ganforge" / "stats").glob("mnist-mnist-*-2000-*.pt"))
 
 
+@pytest.mark.slow
 def test_noise_scores_far_worse_than_digits(tmp_path, mnist_root, mnist_test):
     digits = mnist_test.images[5000:6000]
     noise = torch.randint(0, 256, digits.shape, dtype=torch.uint8)

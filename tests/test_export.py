@@ -43,6 +43,7 @@ def test_torchscript_export_reproduces_the_samples(run, tmp_path):
     assert metadata["num_classes"] == (10 if len(inputs) == 2 else 0)
 
 
+@pytest.mark.slow
 def test_onnx_export_reproduces_the_samples_for_any_batch_size(run, tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
     path = export_generator(run, "onnx", tmp_path / "g.onnx")

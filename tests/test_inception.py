@@ -39,6 +39,7 @@ def rgb_images():
     return torch.randint(0, 256, (24, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
 
 
+@pytest.mark.slow
 def test_inception_features_score_a_set_against_itself(tmp_path, local_weights, rgb_images):
     write_images(rgb_images, tmp_path / "reference.npz")
     results = evaluate_images(
@@ -54,6 +55,7 @@ def test_inception_features_score_a_set_against_itself(tmp_path, local_weights, 
     assert "class_histogram" not in results  # ImageNet classes say nothing about the dataset's
 
 
+@pytest.mark.slow
 def test_evaluate_command_with_local_inception_weights(tmp_path, local_weights, rgb_images, capsys, monkeypatch):
     write_images(rgb_images, tmp_path / "samples.npz")
     write_images(rgb_images.flip(0), tmp_path / "reference.npz")
@@ -93,6 +95,7 @@ def test_a_weights_file_with_a_pickle_payload_is_refused(tmp_path):
         InceptionFeatures(torch.device("cpu"), tmp_path / "missing.pt")
 
 
+@pytest.mark.slow
 def test_periodic_evaluation_of_rgb_data_uses_inception(tmp_path, local_weights, monkeypatch):
     from PIL import Image
 

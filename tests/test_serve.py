@@ -150,6 +150,7 @@ def test_a_conditional_model_draws_the_class_asked_for(conditional_app):
         assert response.json()["detail"] == "label: must be below the model's 3 classes (got 3)"
 
 
+@pytest.mark.slow
 def test_ganforge_serve_listens_on_loopback_answers_and_stops_on_ctrl_c(tiny_run):
     command = [sys.executable, "-m", "ganforge", "serve", str(tiny_run("mlp")), "--port", "0", "--threads", "1"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -23,6 +23,8 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 from conftest import unavailable  # noqa: E402
 from ganforge.serve import create_app  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a real browser: seconds per test
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):

@@ -2,6 +2,7 @@
 
 import logging
 
+import pytest
 import torch
 
 import ganforge.device
@@ -28,6 +29,7 @@ def test_float16_mixed_precision_trains_with_r1_and_resumes_exactly_with_its_los
     assert checkpoint["g_scaler"] == resumed["g_scaler"]
 
 
+@pytest.mark.slow
 def test_compiled_training_matches_eager_and_saves_the_plain_networks(tmp_path):
     eager = train(recipe_config(tmp_path, "eager", model="mlp", steps=4))
     torch._dynamo.reset()

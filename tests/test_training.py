@@ -260,6 +260,7 @@ def test_resume_with_a_new_length_continues_to_it(tmp_path):
     assert [r["step"] for r in records] == [3, 8]  # appended, not overwritten
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     folder = make_digits_folder(tmp_path)
     run = tmp_path / "run"
@@ -297,6 +298,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert load_checkpoint(run)["step"] > 0
 
 
+@pytest.mark.slow
 def test_sigkill_and_sigint_at_random_moments_never_lose_the_run(tmp_path):
     """A short version of benchmarks/kill_resume.py: 3 signals, each once the run has trained and saved, each
     followed by a resume, then the run finishes as if never stopped."""
@@ -388,6 +390,7 @@ def test_two_time_scale_learning_rates_reach_the_optimisers(tmp_path):
     assert checkpoint["d_optimizer"]["param_groups"][0]["lr"] == pytest.approx(4e-4)
 
 
+@pytest.mark.slow
 def test_a_conditional_ema_run_resumes_exactly_and_samples_the_average(tmp_path):
     """Labels, EMA, DiffAugment and lazy R1 all survive a stop in the middle of an epoch."""
     techniques = dict(conditional=True, ema=True, diffaug=True, r1=1.0, r1_every=3)

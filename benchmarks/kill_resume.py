@@ -23,11 +23,13 @@ from pathlib import Path
 import torch
 
 from ganforge.checkpoint import load_checkpoint, run_checkpoints
+from ganforge.device import usable_cores
 from ganforge.errors import GanforgeError
 
 
-def train_command(run: Path, data_root: Path, steps: int, resume: bool) -> list[str]:
+def train_command(run: Path, data_root: Path, steps: int, resume: bool, threads: int) -> list[str]:
     common = ["--steps", str(steps), "--data-root", str(data_root), "--no-progress", "--no-tensorboard"]
+    common += ["--threads", str(threads)]  # the same in every invocation: the count changes results in the last bits
     if resume:
         return [sys.executable, "-m", "ganforge", "resume", str(run), *common]
     return [
@@ -72,12 +74,13 @@ def kill_and_resume(work: Path, kills: int, seed: int, steps: int, max_delay: fl
     data_root.mkdir()
     rng = random.Random(seed)
     run, reference = work / "killed", work / "reference"
-    subprocess.run(train_command(reference, data_root, steps, resume=False), check=True, capture_output=True)
+    threads = usable_cores()
+    subprocess.run(train_command(reference, data_root, steps, False, threads), check=True, capture_output=True)
 
-    figures = {"kills": 0, "kills_mid_run": 0, "resumes": 0, "corrupt": [], "steps_at_kills": []}
+    figures = {"kills": 0, "kills_mid_run": 0, "resumes": 0, "corrupt": [], "steps_at_kills": [], "threads": threads}
     for _ in range(kills):
         process = subprocess.Popen(
-            train_command(run, data_root, steps, resume=resumable(run)),
+            train_command(run, data_root, steps, resumable(run), threads),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -91,7 +94,7 @@ def kill_and_resume(work: Path, kills: int, seed: int, steps: int, max_delay: fl
         if resumable(run):
             figures["kills_mid_run"] += 1
             figures["steps_at_kills"].append(load_checkpoint(run)["step"])
-    subprocess.run(train_command(run, data_root, steps, resume=resumable(run)), check=True, capture_output=True)
+    subprocess.run(train_command(run, data_root, steps, resumable(run), threads), check=True, capture_output=True)
     figures["resumes"] = figures["kills_mid_run"]
     final, expected = load_checkpoint(run), load_checkpoint(reference)
     figures["final_step"] = final["step"]
@@ -120,7 +123,7 @@ def main() -> None:
             "# kill_resume: SIGKILL at random moments, then resume",
             "",
             f"`python benchmarks/kill_resume.py --kills {args.kills} --seed {args.seed} --steps {args.steps}`",
-            f"on {platform.machine()} with {torch.get_num_threads()} threads, torch {torch.__version__}, "
+            f"on {platform.machine()} with {figures['threads']} threads, torch {torch.__version__}, "
             f"{time.monotonic() - started:.0f} s in all.",
             "",
             "| figure | value |",

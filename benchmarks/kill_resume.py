@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from ganforge.checkpoint import load_checkpoint, run_checkpoints
+from ganforge.device import usable_cores
 from ganforge.errors import GanforgeError
 
 RECIPES = {"default": [], "mlp": ["--model", "mlp", "--batch-size", "64"]}  # default: `ganforge train`'s own
@@ -37,8 +38,9 @@ SIGNALS = ("SIGKILL", "SIGINT", "SIGINT twice")
 PARTS = ("generator", "discriminator", "ema_generator", "g_optimizer", "d_optimizer", "noise_rng")
 
 
-def train_command(run: Path, data_root: Path, steps: int, resume: bool, recipe: str) -> list[str]:
+def train_command(run: Path, data_root: Path, steps: int, resume: bool, recipe: str, threads: int) -> list[str]:
     common = ["--steps", str(steps), "--data-root", str(data_root), "--no-progress", "--no-tensorboard"]
+    common += ["--threads", str(threads)]  # the same in every invocation: the count changes results in the last bits
     if resume:
         return [sys.executable, "-m", "ganforge", "resume", str(run), *common]
     every_step = ["--checkpoint-every", "1", "--sample-every", "0", "--no-download"]
@@ -101,13 +103,15 @@ def kill_and_resume(work: Path, recipe: str, kills: int, seed: int, steps: int, 
     data_root.mkdir()
     rng = random.Random(seed)
     run, reference = work / "killed", work / "reference"
-    subprocess.run(train_command(reference, data_root, steps, False, recipe), check=True, capture_output=True)
+    threads = usable_cores()
+    subprocess.run(train_command(reference, data_root, steps, False, recipe, threads), check=True, capture_output=True)
 
     figures = {"signals": {how: 0 for how in SIGNALS}, "mid_run": 0, "corrupt": [], "steps": [], "tracebacks": 0}
+    figures["threads"] = threads
     for _ in range(kills):
         log = (work / "stderr.txt").open("w+")  # a file, not a pipe: a full pipe would stall the run
         process = subprocess.Popen(
-            train_command(run, data_root, steps, resumable(run), recipe), stdout=subprocess.DEVNULL, stderr=log
+            train_command(run, data_root, steps, resumable(run), recipe, threads), stdout=subprocess.DEVNULL, stderr=log
         )
         started_at = latest_step(run)
         while process.poll() is None and latest_step(run) == started_at:  # wait until it has trained and saved
@@ -125,7 +129,9 @@ def kill_and_resume(work: Path, recipe: str, kills: int, seed: int, steps: int, 
         if resumable(run):
             figures["mid_run"] += 1
             figures["steps"].append(f"{load_checkpoint(run)['step']} ({how})")
-    subprocess.run(train_command(run, data_root, steps, resumable(run), recipe), check=True, capture_output=True)
+    subprocess.run(
+        train_command(run, data_root, steps, resumable(run), recipe, threads), check=True, capture_output=True
+    )
     final, expected = load_checkpoint(run), load_checkpoint(reference)
     figures["final_step"] = final["step"]
     got, want = tensors({p: final.get(p) for p in PARTS}), tensors({p: expected.get(p) for p in PARTS})
@@ -171,7 +177,7 @@ def main() -> None:
             f"## `--recipe {args.recipe}`: {figures['model']}",
             "",
             f"`{command}`",
-            f"on {cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}, "
+            f"on {cpu_name()} ({os.cpu_count()} cores, --threads {figures['threads']}), torch {torch.__version__}, "
             f"{time.monotonic() - started:.0f} s in all.",
             "",
             "| figure | value |",

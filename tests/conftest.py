@@ -42,6 +42,19 @@ def _deterministic_threads():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def _idle_machine(monkeypatch):
+    """Training with --threads 0 (auto) sees an idle machine: every core this process may use.
+
+    Auto counts the cores that other processes leave free, and the thread count changes results in the last
+    bits; tests that compare runs bit for bit must not depend on what else the machine runs meanwhile.
+    tests/test_threads.py measures the load itself, from a /proc/stat or load average it mocks.
+    """
+    import ganforge.device
+
+    monkeypatch.setattr(ganforge.device, "busy_elsewhere", lambda cpus, sample_seconds: (None, "nothing"))
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """tiny_run(model, *flags) -> a finished run of a few steps of ``model`` on the embedded MNIST subset.

@@ -141,8 +141,17 @@ class TrainConfig:
         False, "compile both networks with torch.compile; falls back to eager with a warning", resumable=True
     )
     sync_bn: bool = _field(False, "synchronise BatchNorm statistics across the processes of a torchrun run (CUDA only)")
-    seed: int = _field(0, "random seed: the same seed on the same machine and device gives the same checkpoint")
+    seed: int = _field(
+        0, "random seed: the same seed on the same machine, device and --threads gives the same checkpoint"
+    )
     device: str = _field("auto", "auto picks cuda, then mps, then cpu", choices=DEVICES, resumable=True)
+    threads: int = _field(
+        0,
+        "torch threads of a CPU run (a GPU run keeps torch's own); 0: the cores free now, those of this process's "
+        "CPU set that other processes leave idle, or $OMP_NUM_THREADS when set. The count changes results in the "
+        "last bits: a bit-exact rerun or resume needs the same --threads",
+        resumable=True,
+    )
     # Output.
     out: str | None = _field(None, "run directory", default_help="runs/MODEL-DATA-TIMESTAMP")
     log_every: int = _field(50, "steps between progress updates and metrics.jsonl lines", resumable=True)
@@ -201,7 +210,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{flag(name)} must be at least 1, got {value}")
-        for name in ("snapshot_every", "max_rollbacks", "r1"):
+        for name in ("snapshot_every", "max_rollbacks", "r1", "threads"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{flag(name)} must be 0 or more, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**31:

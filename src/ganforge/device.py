@@ -1,9 +1,12 @@
-"""Choosing the device, the numeric precision, and whether the networks are compiled."""
+"""Choosing the device, the CPU threads, the numeric precision, and whether the networks are compiled."""
 
 import contextlib
 import logging
+import math
 import os
 import shutil
+import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -11,6 +14,10 @@ from torch import nn
 from ganforge.errors import GanforgeError
 
 log = logging.getLogger("ganforge")
+
+PROC_STAT = "/proc/stat"  # Linux: each CPU's busy and idle time since boot, in clock ticks
+SAMPLE_SECONDS = 0.2  # how long count_cores watches /proc/stat: 20 ticks of each CPU at Linux's usual 100 Hz
+BUSY_CORE_SHARE = 0.5  # other processes' use of a core (share of it) from which it counts as taken
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -26,6 +33,135 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise GanforgeError("--device mps was asked for, but this PyTorch has no MPS (Apple GPU) support here")
     return torch.device(name)
+
+
+@dataclass(frozen=True)
+class CoreCount:
+    """The CPU cores this process may run on, and how many of them other processes keep busy now."""
+
+    allowed: int  # cores in this process's affinity mask (os.sched_getaffinity), else os.cpu_count()
+    busy: int  # of those, how many other processes keep busy, in whole cores; 0 when unknown
+    source: str  # how ``busy`` was measured: "/proc/stat", "the load average" or "nothing" (unknown)
+
+    @property
+    def free(self) -> int:
+        """The cores usable now: the allowed ones less the busy ones, never less than 1."""
+        return max(1, self.allowed - self.busy)
+
+
+def count_cores(sample_seconds: float = SAMPLE_SECONDS) -> CoreCount:
+    """The cores this process may run on, less those other processes keep busy now.
+
+    The busy cores come from a short sample of /proc/stat (``sample_seconds``):
+    the CPU time the cores of this process's affinity mask spent busy, less
+    this process's own CPU time in the same interval, in cores, rounded to
+    whole cores (``BUSY_CORE_SHARE``). A sample sees the machine as it is now,
+    only the cores this process may use, and none of this process's own work;
+    the 1-minute load average lags a minute behind, counts the whole machine
+    (and, on Linux, processes waiting for a disk) and this process too. It is
+    the fallback where there is no /proc/stat (macOS, BSD), scaled to the share
+    of the machine's cores this process may use; where neither exists, every
+    allowed core counts as free. The CPU quota of a cgroup (a container's
+    ``--cpus``) is not taken into account.
+    """
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    allowed = len(cpus) if cpus else os.cpu_count() or 1
+    others, source = busy_elsewhere(cpus, sample_seconds)
+    busy = 0 if others is None else min(allowed, math.floor(others + 1 - BUSY_CORE_SHARE))
+    return CoreCount(allowed=allowed, busy=max(0, busy), source=source)
+
+
+def usable_cores() -> int:
+    """The CPU cores usable now: those this process may run on less those other processes keep busy (at least 1)."""
+    return count_cores().free
+
+
+def busy_elsewhere(cpus: set[int] | None, sample_seconds: float) -> tuple[float | None, str]:
+    """(cores' worth of CPU time other processes use on ``cpus`` now, how it was measured); None: unknown.
+
+    ``cpus`` are CPU numbers (None: all of them); see ``count_cores``.
+    """
+    sampled = sample_cpu_use(cpus, sample_seconds)
+    if sampled is not None:
+        return sampled, "/proc/stat"
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no getloadavg (Windows), or it could not be read
+        return None, "nothing"
+    machine = os.cpu_count() or 1
+    return load * (len(cpus) / machine if cpus else 1.0), "the load average"
+
+
+def sample_cpu_use(cpus: set[int] | None, seconds: float) -> float | None:
+    """Cores' worth of CPU time that processes other than this one used on ``cpus`` over ``seconds``; None: no data."""
+    before, own_before, started = read_cpu_times(cpus), time.process_time(), time.monotonic()
+    if before is None:
+        return None
+    time.sleep(seconds)
+    after, own, elapsed = read_cpu_times(cpus), time.process_time() - own_before, time.monotonic() - started
+    if after is None or after[2] != before[2] or after[1] <= before[1]:
+        return None  # /proc/stat vanished, a CPU went on or off line, or no tick passed
+    busy, total, count = after[0] - before[0], after[1] - before[1], after[2]
+    return max(0.0, busy / total * count - own / max(elapsed, 1e-9))
+
+
+def read_cpu_times(cpus: set[int] | None) -> tuple[int, int, int] | None:
+    """(busy ticks, all ticks, CPUs counted) since boot of ``cpus`` (None: all), from /proc/stat; None without it."""
+    busy = total = count = 0
+    try:
+        with open(PROC_STAT) as file:
+            for line in file:
+                name, _, rest = line.partition(" ")
+                number = name[3:]
+                if not (name.startswith("cpu") and number.isdigit()) or (cpus is not None and int(number) not in cpus):
+                    continue  # "cpu" alone sums every CPU; other lines are no CPU's
+                # user nice system idle iowait irq softirq steal (guest time is counted in user already). Idle and
+                # iowait are idle; steal (the hypervisor ran another machine) is busy, as far as this process goes.
+                ticks = [int(value) for value in rest.split()[:8]]
+                total += sum(ticks)
+                busy += sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)
+                count += 1
+    except (OSError, ValueError, IndexError):  # no /proc (macOS, Windows), or a format this does not know
+        return None
+    return (busy, total, count) if count else None
+
+
+def set_cpu_threads(requested: int = 0) -> None:
+    """Set torch's intra-op threads for a CPU run, logging how many and why.
+
+    ``requested``: that many threads; 0 (auto): the cores free now
+    (``count_cores``), with a warning when that is fewer than this process may
+    use. Next to a busy process, one thread per core (torch's default) trained
+    3x to 60x slower than one thread on 2 cores (issue #14): each step waits for
+    its slowest thread, and one of them keeps losing its core. In auto mode a
+    set $OMP_NUM_THREADS wins (torch follows it already; torchrun sets it to 1
+    when it starts several processes on a machine); a count set earlier with
+    ``torch.set_num_threads`` does not. The count changes the order of the
+    kernels' sums, so results on the CPU differ in the last bits between
+    thread counts: bit-exact reruns and resumes need the same count.
+    """
+    if requested:
+        log.info(f"threads: {requested} (--threads)")
+        torch.set_num_threads(requested)
+        return
+    if os.environ.get("OMP_NUM_THREADS"):
+        threads = os.environ["OMP_NUM_THREADS"]
+        log.info(f"threads: {torch.get_num_threads()} (OMP_NUM_THREADS={threads}; --threads overrides it)")
+        return
+    cores = count_cores()
+    if cores.free < cores.allowed:
+        log.warning(
+            f"the machine is busy: {cores.busy} of the {cores.allowed} cores this process may use are in use by "
+            f"other processes; ganforge trains with {cores.free} thread{'s' * (cores.free > 1)} (--threads overrides)"
+        )
+    if cores.source == "nothing":
+        log.info(f"threads: {cores.free}, the cores this process may use (how busy they are is unknown here)")
+    else:
+        log.info(
+            f"threads: {cores.free}, the cores free now: {cores.allowed} this process may use, {cores.busy} kept busy "
+            f"by other processes ({cores.source}; --threads sets the count)"
+        )
+    torch.set_num_threads(cores.free)
 
 
 def to_fast_layout(module: nn.Module) -> nn.Module:

@@ -22,7 +22,6 @@ once (uvicorn's ``limit_concurrency``).
 import io
 import ipaddress
 import logging
-import os
 import socket
 import threading
 from importlib import resources
@@ -32,6 +31,7 @@ import torch
 
 from ganforge.config import MAX_SEED
 from ganforge.config import SERVE_MAX_N as MAX_N
+from ganforge.device import usable_cores
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.sampling import (
     TrainedGenerator,
@@ -209,11 +209,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def available_cores() -> int:
-    """The CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def open_listener(host: str, port: int) -> socket.socket:
     """A TCP socket listening on host:port (0: a free port), or a one-line error."""
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and without it each
@@ -310,7 +305,7 @@ def serve(
     """Serve the page for the generator of ``source`` at http://host:port/ until Ctrl-C.
 
     Port 0 picks a free port; the line printed on start names the one taken.
-    ``threads`` sets torch's threads for the forward pass (default: half the cores this process may use).
+    ``threads`` sets torch's threads for the forward pass (default: half the cores free now, ``usable_cores``).
     """
     try:
         import uvicorn
@@ -324,7 +319,7 @@ def serve(
         log.warning(f"serving on {host}: anyone who can reach this machine on port {port} can use the page")
     # Half the cores for the (locked, one at a time) forward pass, the rest for the requests' PNG encoding and
     # HTTP: on 2 cores, 1 thread served 4 concurrent clients ~35% faster than 2 (benchmarks/serve_latency.py).
-    torch.set_num_threads(threads or max(1, available_cores() // 2))
+    torch.set_num_threads(threads or max(1, usable_cores() // 2))
     try:
         allowed_hosts = [*LOOPBACK_HOSTS, shown] if is_loopback(host) else None
         app = create_app(source, device, max_n, allowed_hosts=allowed_hosts)

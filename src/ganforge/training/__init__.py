@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ganforge import distributed
@@ -30,7 +31,7 @@ from ganforge.config import (
     total_steps,
 )
 from ganforge.data import ImageDataset, load_dataset, resolve_source, split_holdout
-from ganforge.device import resolve_device
+from ganforge.device import resolve_device, set_cpu_threads
 from ganforge.distributed import Distributed
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.rundir import (
@@ -82,9 +83,11 @@ def train(config: TrainConfig, resume_from: str | Path | None = None) -> TrainRe
     and trains its share of each batch (``ganforge.distributed``).
     """
     context = distributed.setup(config.device)
+    threads = torch.get_num_threads()
     try:
         return train_process(config, resume_from, context)
     finally:
+        torch.set_num_threads(threads)  # train_process sets them for a CPU run (--threads): the caller's again
         distributed.teardown(context)
 
 
@@ -116,6 +119,8 @@ def train_process(config: TrainConfig, resume_from: str | Path | None, context: 
         check_new_run_dir(Path(config.out), config.overwrite)  # before a possibly long decode of the data
     device = context.device(resolve_device(config.device))
     data = load_training_data(config, context)
+    if device.type == "cpu":
+        set_cpu_threads(config.threads)  # after the data, so that a bad --data stays a one-line error
     labelled = data.labels is not None and len(data.classes) >= 2
     source = resolve_source(config.data)
     config = resolve_config(config, tuple(data.images.shape[1:]), labelled, source)

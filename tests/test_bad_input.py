@@ -674,3 +674,16 @@ def test_a_truncated_newest_checkpoint_resumes_from_the_newest_intact_one(capsys
     code, err = run_cli(capsys, "resume", run, "--steps", "5")
     assert code == 1
     assert_one_line_error(err, "and the run has no earlier checkpoint that reads")
+
+
+def test_every_row_of_errors_md_names_a_test_that_exists():
+    """docs/errors.md names the test of each row: a renamed or deleted test must not leave a row behind."""
+    import re
+
+    tests = Path(__file__).parent
+    rows = [line for line in (tests.parent / "docs" / "errors.md").read_text().splitlines() if line.startswith("| ")]
+    named = [name for row in rows[2:] for name in re.findall(r"`([\w.]+::)?(test_\w+)`", row.rsplit("|", 2)[-2])]
+    assert len(named) >= 40
+    for module, name in named:
+        source = (tests / (module.removesuffix("::") if module else "test_bad_input.py")).read_text()
+        assert f"def {name}(" in source, f"docs/errors.md names {module}{name}, which does not exist"

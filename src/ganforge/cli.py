@@ -139,8 +139,8 @@ def add_train(commands, common: argparse.ArgumentParser) -> None:
         "--resume",
         metavar="RUN_DIR",
         default=None,
-        help="continue the run in RUN_DIR from its latest checkpoint; only the length, device "
-        "and logging flags may change (default: start a new run)",
+        help="continue the run in RUN_DIR from its latest checkpoint; only the length, device, data location, "
+        "checkpoint, evaluation and logging flags may change (default: start a new run)",
     )
     train.add_argument(
         "--config",

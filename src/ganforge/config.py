@@ -98,7 +98,7 @@ class TrainConfig:
     )
     steps: int | None = _field(
         None,
-        "total training steps of the run (one step = one D and one G update)",
+        "total training steps of the run (one step = one D update; G updates every --n-critic steps)",
         default_help="none",
         resumable=True,
     )

@@ -123,7 +123,7 @@ def create_app(
 
     ``max_n`` caps the images per request; ``allowed_hosts`` (default: any)
     lists the Host headers answered, the rest get 400. Endpoints: see the
-    README's "Explore a generator in the browser".
+    README's "Look at a run: plots, latent walks, a web page".
     """
     fastapi = import_fastapi()
     from fastapi import Query

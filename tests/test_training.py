@@ -164,7 +164,8 @@ def test_resume_refuses_changes_that_would_make_another_run(tmp_path):
         train(config)
 
 
-def test_minutes_stops_the_run_cleanly_with_a_checkpoint(tmp_path):
+def test_minutes_stops_the_run_cleanly_with_a_checkpoint(tmp_path, caplog):
+    caplog.set_level("INFO", logger="ganforge")
     config = TrainConfig(
         model="mlp",
         data=str(make_digits_folder(tmp_path)),
@@ -177,6 +178,9 @@ def test_minutes_stops_the_run_cleanly_with_a_checkpoint(tmp_path):
     result = train(config)
     assert result.stopped_early and result.step > 0
     assert load_checkpoint(result.run_dir)["step"] == result.step
+    grid = result.run_dir / "samples" / f"step_{result.step:07d}.png"
+    assert f"finished: --minutes 0.02 reached at step {result.step:,}" in caplog.text  # its own end, not a stop
+    assert f"samples: {grid}" in caplog.text and grid.is_file() and "stopped" not in caplog.text
 
 
 def poison_generator(monkeypatch, at_calls):

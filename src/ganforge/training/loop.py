@@ -130,14 +130,23 @@ class TrainingLoop:
         finally:
             monitor.close()
         stopped = stopping or (total is not None and step < total)
-        where = self.run_dir / "checkpoints"
-        if stopped:
-            launcher = "torchrun ... -m ganforge train --resume" if self.context.enabled else "ganforge resume"
-            again = f"{launcher} {self.run_dir}"
-            log.info(f"stopped at step {step:,}; checkpoint in {where}; continue with: {again}")
-        else:
-            log.info(f"done: {step:,} steps; checkpoint in {where}; samples in {self.run_dir / 'samples'}")
+        self.say_how_it_ended(step, stopped, interrupted=stop.requested or not config.minutes)
         return step, stopped
+
+    def say_how_it_ended(self, step: int, stopped: bool, interrupted: bool) -> None:
+        """One line: finished (its --steps, --epochs or --minutes) or interrupted, where the grid and checkpoint are."""
+        launcher = "torchrun ... -m ganforge train --resume" if self.context.enabled else "ganforge resume"
+        grid = self.run_dir / "samples" / f"step_{step:07d}.png"
+        where = f"checkpoint in {self.run_dir / 'checkpoints'}" + (f"; samples: {grid}" if grid.is_file() else "")
+        if interrupted:
+            log.info(f"stopped at step {step:,}; {where}; continue with: {launcher} {self.run_dir}")
+        elif stopped:  # the run's own --minutes
+            log.info(
+                f"finished: --minutes {self.config.minutes:g} reached at step {step:,}; {where}; "
+                f"train on with: {launcher} {self.run_dir} --minutes M"
+            )
+        else:
+            log.info(f"finished: {step:,} steps; {where}")
 
     def train_one_step(self, step: int, monitor: RunMonitor, stop: StopSignal, deadline: float) -> tuple[int, bool]:
         """Train step ``step`` and do whatever is due after it; returns the next step and whether to stop."""

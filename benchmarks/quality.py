@@ -33,7 +33,7 @@ from torch import nn
 import ganforge
 from ganforge.checkpoint import run_checkpoints
 from ganforge.metrics import evaluate_images
-from ganforge.sampling import generate, save_grid
+from ganforge.sampling import generate, grid_columns, grid_size, load, save_grid
 
 # ganforge recipes: TrainConfig changes on top of the defaults. "default" is `ganforge train` as it is.
 VARIANTS = {
@@ -233,7 +233,9 @@ def main() -> None:
             for budget, (path, steps) in train_ganforge(recipe, args.data_root, budgets, work, args.seed).items():
                 images = generate(path, n=n, seed=args.seed)
                 rows.append(dict(recipe=recipe, minutes=budget, steps=steps) | score(images, args.data_root))
-                write_row(rows[-1], work, args.grids, generate(path, n=64, seed=args.seed))
+                classes = load(path).num_classes  # a conditional recipe's grid: one class per column
+                grid = generate(path, n=grid_size(64, classes), seed=args.seed)
+                write_row(rows[-1], work, args.grids, grid, grid_columns(len(grid), classes))
     print("\n| recipe | minutes | steps | FID | classes covered | class KL | precision | recall |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
@@ -243,14 +245,14 @@ def main() -> None:
         )
 
 
-def write_row(row: dict, work: Path, grids: str | None, grid: torch.Tensor) -> None:
+def write_row(row: dict, work: Path, grids: str | None, grid: torch.Tensor, columns: int | None = None) -> None:
     """Append the row to results.jsonl and print it; save its sample grid when asked."""
     with open(work / "results.jsonl", "a") as file:
         file.write(json.dumps(row) + "\n")
     print(json.dumps(row), flush=True)
     if grids:
         Path(grids).mkdir(parents=True, exist_ok=True)
-        save_grid(grid, Path(grids) / f"quality-{row['recipe']}-{row['minutes']:g}min.png")
+        save_grid(grid, Path(grids) / f"quality-{row['recipe']}-{row['minutes']:g}min.png", columns)
 
 
 if __name__ == "__main__":

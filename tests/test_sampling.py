@@ -115,6 +115,36 @@ def test_balanced_labels_cycle_through_the_classes():
     assert balanced_labels(7, 3).tolist() == [0, 1, 2, 0, 1, 2, 0]
     assert balanced_labels(5, 10, [7, 2]).tolist() == [7, 2, 7, 2, 7]
     assert grid_columns(64, 10) == 10 and grid_columns(64, 0) == 8 and grid_columns(64, 100) == 8
+    assert grid_columns(64, 3) == 9 and grid_columns(64, 2) == 8 and grid_columns(16, 10) == 10  # near-square
+
+
+def test_a_conditional_runs_sample_grid_is_whole_rows_of_ten(tiny_run):
+    """The training grid of a 10-class run: 60 images, 6 whole rows of 10 (issue #15)."""
+    from ganforge.sampling import grid_size, load
+
+    run = tiny_run("dcgan", "--conditional")
+    grid = Image.open(sorted((run / "samples").glob("step_*.png"))[-1])
+    cell = load(run).image_shape[-1] + 2  # 2-pixel padding
+    assert grid.size == (10 * cell + 2, 6 * cell + 2)
+    assert grid_size(64, 10) == 60 and grid_size(64, 3) == 63 and grid_size(64, 0) == 64
+
+
+def test_generate_puts_one_class_per_column(tmp_path, tiny_run, conditional_generator):
+    """With 3 classes the grid is near-square, 6 columns (two per class), and every column holds one class."""
+    import dataclasses
+
+    from ganforge.checkpoint import describe_generator, load_checkpoint
+    from ganforge.sampling import generate, load
+
+    mlp = load(tiny_run("mlp"))
+    description = describe_generator(load_checkpoint(mlp.path), conditional_generator)
+    model = dataclasses.replace(mlp, generator=conditional_generator, description=description)
+    generate(model, n=30, out=tmp_path / "grid.png")
+    grid = np.asarray(Image.open(tmp_path / "grid.png"))  # 8x8 cells with 2-pixel padding
+    cells = grid[2::10, 2::10][:5, :6]  # one pixel of each cell: 5 rows, 6 columns
+    assert cells.shape == (5, 6)
+    for column in range(6):
+        assert (cells[:, column] == 60 * (column % 3 + 1)).all(), cells
 
 
 def test_generate_with_labels_writes_them_to_the_npz(tmp_path):

@@ -42,8 +42,21 @@ def balanced_labels(n: int, num_classes: int, classes: Sequence[int] | None = No
 
 
 def grid_columns(n: int, num_classes: int) -> int:
-    """Images per grid row: one column per class for a conditional model with few classes, else square."""
-    return num_classes if 0 < num_classes <= 16 else math.ceil(math.sqrt(n))
+    """Images per grid row: near-square, and for a conditional model with up to 16 classes a multiple of them.
+
+    ``balanced_labels`` cycles through the classes, so with a multiple of them
+    per row every column holds one class: 10 columns for digits, 9 (three
+    per class) for 3 classes rather than 3 columns and 22 rows.
+    """
+    if not 0 < num_classes <= 16:
+        return math.ceil(math.sqrt(n))
+    return num_classes * max(1, round(math.sqrt(n) / num_classes))
+
+
+def grid_size(n: int, num_classes: int) -> int:
+    """The number of images near ``n`` that fills whole rows of ``grid_columns`` (a training run's fixed grid)."""
+    columns = grid_columns(n, num_classes)
+    return columns * max(1, round(n / columns))
 
 
 def check_labels(generator: nn.Module, labels: torch.Tensor | None) -> None:

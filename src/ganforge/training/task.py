@@ -12,11 +12,11 @@ from ganforge.config import TrainConfig
 from ganforge.data import EpochSampler, ImageDataset, scale_images
 from ganforge.distributed import Distributed
 from ganforge.metrics.evaluation import PeriodicEvaluator
-from ganforge.sampling import balanced_labels, generate_images, grid_columns, sample_noise
+from ganforge.sampling import balanced_labels, generate_images, grid_columns, grid_size, sample_noise
 from ganforge.training.state import TrainState, wrap_for_training
 from ganforge.training.step import Batch, build_recipe, training_step
 
-GRID_SIZE = 64  # images in each fixed-noise sample grid
+GRID_SIZE = 64  # images in each fixed-noise sample grid, about (whole rows: grid_size)
 ON_DEVICE_LIMIT = 2**30  # bytes of uint8 data kept on an accelerator rather than in host memory
 
 
@@ -41,8 +41,9 @@ class GANTask:
         self.labels = data.labels.to(self.images.device) if self.num_classes else None  # (N,) int64
         self.classes = data.classes
         self.sampler = EpochSampler(len(data), config.batch_size, config.seed)  # the global indices of each step
-        self.fixed_noise = sample_noise(GRID_SIZE, config.z_dim, config.seed + 2)
-        self.fixed_labels = balanced_labels(GRID_SIZE, self.num_classes)  # a column per class in the grid
+        count = grid_size(GRID_SIZE, self.num_classes)  # whole rows: 60 for digits, one class per column
+        self.fixed_noise = sample_noise(count, config.z_dim, config.seed + 2)
+        self.fixed_labels = balanced_labels(count, self.num_classes)
         self.evaluator = None
         if config.eval_every != "0" and context.is_main_process:
             self.evaluator = PeriodicEvaluator(
@@ -84,7 +85,7 @@ class GANTask:
     def sample_grid(self) -> tuple[torch.Tensor, int]:
         """(images (64, C, H, W) uint8, images per row): the fixed noise through the sampling generator."""
         images = generate_images(self.state.sampling_generator, self.fixed_noise, labels=self.fixed_labels)
-        return images, grid_columns(GRID_SIZE, self.num_classes)
+        return images, grid_columns(len(images), self.num_classes)
 
     def evaluate(self) -> dict:
         """Scores of the sampling generator (FID, recall, ...); only where ``evaluator`` is set (rank 0)."""

@@ -55,7 +55,13 @@ def kid(
     subset_size: int = 1000,  # samples per subset (capped by the smaller set)
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Kernel Inception Distance: mean and std over subsets of the unbiased MMD^2 with kernel (x.y/D + 1)^3."""
+    """Kernel Inception Distance: mean and std over subsets of the unbiased MMD^2 with kernel (x.y/D + 1)^3.
+
+    The std is the population std (ddof=0), as in torch-fidelity's
+    ``kid_features_to_metric`` and the original MMD-GAN code. The subsets are
+    drawn with torch's RNG, not torch-fidelity's, so only ``subsets=1`` with
+    ``subset_size`` equal to both set sizes gives torch-fidelity's number exactly.
+    """
     a, b = features_a.double(), features_b.double()
     size = min(subset_size, len(a), len(b))
     generator = torch.Generator().manual_seed(seed)
@@ -65,12 +71,18 @@ def kid(
         y = b[torch.randperm(len(b), generator=generator)[:size]]
         estimates.append(unbiased_mmd2(x, y))
     values = torch.tensor(estimates, dtype=torch.float64)
-    return values.mean().item(), (values.std().item() if len(values) > 1 else 0.0)
+    return values.mean().item(), values.std(correction=0).item()
 
 
 def unbiased_mmd2(x: Tensor, y: Tensor) -> float:
-    """Unbiased MMD^2 between (m, D) samples x and y with the cubic polynomial kernel."""
+    """Unbiased MMD^2 between (m, D) samples x and y with the cubic polynomial kernel.
+
+    The within-set terms drop the kernel's diagonal, the cross term keeps it:
+    torch-fidelity's ``mmd2(..., mmd_est="unbiased")`` with ``kernel_poly``
+    (degree 3, gamma 1/D, coef0 1).
+    """
     m, dim = x.shape
+    assert y.shape == (m, dim), "the estimator's normalisation assumes two sets of the same size"
     kernel = lambda p, q: (p @ q.T / dim + 1) ** 3  # noqa: E731
     k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
     within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
@@ -78,14 +90,22 @@ def unbiased_mmd2(x: Tensor, y: Tensor) -> float:
 
 
 def inception_score(probabilities: Tensor, splits: int = 10) -> tuple[float, float]:
-    """exp(E_x KL(p(y|x) || p(y))): mean and std over ``splits`` equal parts of (N, K) class probabilities."""
+    """exp(E_x KL(p(y|x) || p(y))): mean and std over ``splits`` parts of (N, K) class probabilities.
+
+    Part i is rows [i N // splits, (i + 1) N // splits), and the std is the
+    population std (ddof=0), as in the original code (Salimans et al.) and
+    torch-fidelity's ``isc_features_to_metric`` with ``shuffle=False``. Fewer
+    than ``splits`` samples give one part per sample.
+    """
     p = probabilities.double().clamp(min=1e-12)
+    n, splits = len(p), min(splits, len(p))
     scores = []
-    for part in p.chunk(splits):
+    for i in range(splits):
+        part = p[i * n // splits : (i + 1) * n // splits]  # (about N / splits, K)
         marginal = part.mean(0, keepdim=True)
         scores.append(math.exp((part * (part.log() - marginal.log())).sum(1).mean().item()))
     values = torch.tensor(scores, dtype=torch.float64)
-    return values.mean().item(), (values.std().item() if len(values) > 1 else 0.0)
+    return values.mean().item(), values.std(correction=0).item()
 
 
 def knn_radii(features: Tensor, k: int, batch_size: int = 1024) -> Tensor:
@@ -104,7 +124,9 @@ def precision_recall(real: Tensor, fake: Tensor, k: int = 3) -> tuple[float, flo
     """Improved precision and recall (Kynkaanniemi et al., 2019) with k-nearest-neighbour manifolds.
 
     Precision: the share of fakes inside the real manifold (quality). Recall:
-    the share of reals inside the fake manifold (diversity).
+    the share of reals inside the fake manifold (diversity). A point on a
+    ball's boundary is inside. torch-fidelity takes the sets the other way
+    round: ``prc_features_to_metric(fake, real)``.
     """
     real, fake = real.double(), fake.double()
     precision = covered_fraction(fake, real, knn_radii(real, k))

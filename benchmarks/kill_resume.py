@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from ganforge.checkpoint import load_checkpoint, run_checkpoints
+from ganforge.checkpoint import checkpoint_step, load_checkpoint, run_checkpoints
 from ganforge.device import usable_cores
 from ganforge.errors import GanforgeError
 
@@ -61,8 +61,8 @@ def corrupt_checkpoints(run: Path) -> list[str]:
 def latest_step(run: Path) -> int | None:
     """The step of the run's latest checkpoint, or None before the first one."""
     try:
-        return int((run / "checkpoints" / "latest").read_text().strip().removeprefix("ckpt_").removesuffix(".pt"))
-    except (OSError, ValueError):
+        return checkpoint_step(Path((run / "checkpoints" / "latest").read_text().strip()))
+    except (OSError, ValueError, IndexError):
         return None
 
 

@@ -67,6 +67,11 @@ def checkpoint_name(step: int) -> str:
     return f"ckpt_{step:08d}.pt"
 
 
+def checkpoint_step(path: Path) -> int:
+    """The step a run's checkpoint file is named for (the inverse of ``checkpoint_name``)."""
+    return int(path.stem.split("_")[1])
+
+
 def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
     """Write ``checkpoint`` to ``path`` atomically (see ``atomic_write``)."""
     atomic_write(Path(path), lambda file: torch.save(checkpoint, file))
@@ -87,7 +92,7 @@ def save_run_checkpoint(folder: Path, checkpoint: dict, keep: int, keep_every: i
         raise GanforgeError(f"{error}{kept}") from None
     atomic_write(folder / POINTER, lambda file: file.write(f"{path.name}\n".encode()))
     for old in run_checkpoints(folder)[keep:]:
-        step = int(old.stem.split("_")[1])
+        step = checkpoint_step(old)
         if old != path and not (keep_every and step % keep_every == 0):
             old.unlink(missing_ok=True)
     return path

@@ -5,7 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ganforge.checkpoint import BEST, POINTER, latest_checkpoint, load_checkpoint, run_checkpoints
+from ganforge.checkpoint import BEST, POINTER, checkpoint_step, latest_checkpoint, load_checkpoint, run_checkpoints
 from ganforge.config import read_config_values
 from ganforge.errors import GanforgeError, UsageError
 
@@ -130,8 +130,7 @@ def discard_unstarted_run(run_dir: Path, remove_folder: bool) -> None:
 
     A run with a checkpoint past step 0 is kept: that is work to resume.
     """
-    checkpoints = [path for path in run_files(run_dir) if path.name.startswith("ckpt_")]
-    if any(int(path.stem.split("_")[1]) > 0 for path in checkpoints if path.suffix == ".pt"):
+    if any(checkpoint_step(path) > 0 for path in run_checkpoints(run_dir / "checkpoints")):
         return
     remove_run_files(run_dir)
     (run_dir / LOCK).unlink(missing_ok=True)

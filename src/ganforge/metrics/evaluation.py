@@ -15,6 +15,7 @@ from ganforge.data import (
     ImageDataset,
     cache_home,
     conform_images,
+    first_line,
     load_image_folder,
     load_npz,
     load_reference,
@@ -119,7 +120,7 @@ def read_cached_features(path: Path, count: int) -> dict | None:
             raise ValueError(f"it holds {len(entry['features'])} images' features, not {count}")
         return entry
     except Exception as error:  # torch raises RuntimeError, EOFError, pickle and zip errors for a cut-short file
-        reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
+        reason = first_line(error)[:200] or type(error).__name__
         log.warning(f"discarding the unreadable reference-feature cache {path} ({reason}); rebuilding it")
         path.unlink(missing_ok=True)
         return None

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import signal
 import subprocess
@@ -181,6 +182,16 @@ def test_minutes_stops_the_run_cleanly_with_a_checkpoint(tmp_path, caplog):
     grid = result.run_dir / "samples" / f"step_{result.step:07d}.png"
     assert f"finished: --minutes 0.02 reached at step {result.step:,}" in caplog.text  # its own end, not a stop
     assert f"samples: {grid}" in caplog.text and grid.is_file() and "stopped" not in caplog.text
+
+
+def test_a_run_that_reaches_its_steps_says_it_finished(tmp_path, caplog):
+    caplog.set_level("INFO", logger="ganforge")
+    config = TrainConfig(model="mlp", data=str(make_digits_folder(tmp_path)), batch_size=8, steps=3, **QUIET)
+    result = train(dataclasses.replace(config, out=str(tmp_path / "run")))
+    grid = result.run_dir / "samples" / "step_0000003.png"
+    assert not result.stopped_early
+    assert f"finished: 3 steps; checkpoint in {result.run_dir / 'checkpoints'}; samples: {grid}" in caplog.text
+    assert "stopped" not in caplog.text and grid.is_file()
 
 
 def poison_generator(monkeypatch, at_calls):

@@ -130,7 +130,7 @@ class TrainingLoop:
         finally:
             monitor.close()
         stopped = stopping or (total is not None and step < total)
-        self.say_how_it_ended(step, stopped, interrupted=stop.requested or not config.minutes)
+        self.say_how_it_ended(step, stopped, interrupted=stop.requested or (stopped and not config.minutes))
         return step, stopped
 
     def say_how_it_ended(self, step: int, stopped: bool, interrupted: bool) -> None:

@@ -10,10 +10,13 @@ command runs, so ``--help`` and ``--version`` answer at once.
 
 import argparse
 import dataclasses
+import importlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import types
 import typing
 
@@ -157,7 +160,7 @@ def add_train(commands, common: argparse.ArgumentParser) -> None:
         "null, they are filled from the data when the run starts (default: off)",
     )
     add_config_flags(train)
-    train.set_defaults(func=run_train)
+    train.set_defaults(func=run_train, imports="ganforge.training")
 
 
 def given_config_flags(args: argparse.Namespace) -> dict:
@@ -210,7 +213,7 @@ def add_resume(commands, common: argparse.ArgumentParser) -> None:
     )
     resume.add_argument("resume", metavar="RUN_DIR", help="the run directory to continue")
     add_config_flags(resume)
-    resume.set_defaults(func=run_train)
+    resume.set_defaults(func=run_train, imports="ganforge.training")
 
 
 def add_generate(commands, common: argparse.ArgumentParser) -> None:
@@ -260,7 +263,7 @@ def add_generate(commands, common: argparse.ArgumentParser) -> None:
         default=True,
         help="sample the generator's moving average when the run kept one (default: on)",
     )
-    generate.set_defaults(func=run_generate)
+    generate.set_defaults(func=run_generate, imports="ganforge.sampling")
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -330,7 +333,7 @@ def add_evaluate(commands, common: argparse.ArgumentParser) -> None:
         "--cas-epochs", type=positive_int, default=3, help="epochs of each --cas classifier (default: 3)"
     )
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout (default: a table)")
-    evaluate.set_defaults(func=run_evaluate)
+    evaluate.set_defaults(func=run_evaluate, imports="ganforge.metrics")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -374,7 +377,7 @@ def add_interpolate(commands, common: argparse.ArgumentParser) -> None:
     interpolate.add_argument("--fps", type=float, default=20.0, help="frames per second (default: 20)")
     add_device(interpolate)
     add_overwrite(interpolate)
-    interpolate.set_defaults(func=run_interpolate)
+    interpolate.set_defaults(func=run_interpolate, imports="ganforge.sampling")
 
 
 def run_interpolate(args: argparse.Namespace) -> int:
@@ -408,7 +411,7 @@ def add_export(commands, common: argparse.ArgumentParser) -> None:
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="file format")
     export.add_argument("--out", required=True, help="the file to write")
     add_overwrite(export)
-    export.set_defaults(func=run_export)
+    export.set_defaults(func=run_export, imports="ganforge.export")
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -430,7 +433,7 @@ def add_plot(commands, common: argparse.ArgumentParser) -> None:
         "and, when the run was evaluated during training (--eval-every), fid.png.",
     )
     plot.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
-    plot.set_defaults(func=run_plot)
+    plot.set_defaults(func=run_plot, imports="ganforge.plots")
 
 
 def run_plot(args: argparse.Namespace) -> int:
@@ -465,7 +468,7 @@ def add_serve(commands, common: argparse.ArgumentParser) -> None:
         "--threads", type=positive_int, default=None, help="torch threads for sampling (default: half the cores)"
     )
     add_device(serve)
-    serve.set_defaults(func=run_serve)
+    serve.set_defaults(func=run_serve, imports="ganforge.serve")
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -534,12 +537,46 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+class InterruptsAfterImports:
+    """Holds Ctrl-C back while the command's modules import, then raises it as KeyboardInterrupt.
+
+    Raised in the middle of torch's imports, KeyboardInterrupt can be lost (a
+    library's bare ``except:`` took it while torch imported triton, and a run
+    went on training) or, raised inside the ``exec`` that dataclasses and
+    namedtuple run, make ``python -m ganforge`` die by SIGINT instead of
+    exiting 130 (CPython marks it unhandled even when caught: gh-128130).
+    Outside the main thread (where Python allows no handlers) it does nothing.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def _hold(self, signum, frame):
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.requested:
+            raise KeyboardInterrupt
+        return False
+
+
 def run_command(argv: list[str] | None) -> int:
     """Parse ``argv`` and run its command; every error becomes one line (``--debug``: the traceback)."""
-    args = build_parser().parse_args(argv)
-    debug = getattr(args, "debug", False)
-    configure_logging()
-    from tqdm.contrib.logging import logging_redirect_tqdm
+    with InterruptsAfterImports():
+        args = build_parser().parse_args(argv)
+        debug = getattr(args, "debug", False)
+        configure_logging()
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        importlib.import_module(args.imports)  # the seconds torch takes to import, before the command starts
 
     try:
         with logging_redirect_tqdm(loggers=[log]):

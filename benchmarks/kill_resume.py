@@ -16,9 +16,7 @@ bit for bit.
 """
 
 import argparse
-import contextlib
 import os
-import platform
 import random
 import signal
 import subprocess
@@ -32,6 +30,7 @@ import torch
 from ganforge.checkpoint import checkpoint_step, load_checkpoint, run_checkpoints
 from ganforge.device import usable_cores
 from ganforge.errors import GanforgeError
+from machine import cpu_name
 
 RECIPES = {"default": [], "mlp": ["--model", "mlp", "--batch-size", "64"]}  # default: `ganforge train`'s own
 SIGNALS = ("SIGKILL", "SIGINT", "SIGINT twice")
@@ -140,17 +139,6 @@ def kill_and_resume(work: Path, recipe: str, kills: int, seed: int, steps: int, 
     figures["model"] = f"{final['model']}, {'conditional' if final['config'].get('conditional') else 'unconditional'}"
     figures["model"] += ", EMA" if "ema_generator" in final else ""
     return figures
-
-
-def cpu_name() -> str:
-    """The CPU's model name, and whether it has AMX (the session machines differ in that)."""
-    name, amx = platform.processor() or platform.machine(), False
-    with contextlib.suppress(OSError):
-        lines = open("/proc/cpuinfo").read().splitlines()
-        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-        name = names[0] if names else name
-        amx = any(line.startswith("flags") and "amx_tile" in line for line in lines)
-    return f"{name}, {'AMX' if amx else 'no AMX'}"
 
 
 def main() -> None:

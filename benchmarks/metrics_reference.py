@@ -9,7 +9,6 @@ model trained for --minutes on this machine with its default recipe.
 """
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -20,8 +19,9 @@ from torchvision.transforms.functional import gaussian_blur
 import ganforge
 from ganforge.data import load_torchvision_dataset
 from ganforge.metrics import evaluate_images
+from machine import describe_machine
 
-COLUMNS = ("fid", "kid", "inception_score", "precision", "recall", "classes_covered", "class_kl")
+COLUMNS = ("fid", "kid", "classifier_score", "precision", "recall", "classes_covered", "class_kl")
 
 
 def degraded_sets(root: Path, n: int, seed: int) -> dict[str, torch.Tensor]:
@@ -75,11 +75,11 @@ def main() -> None:
     ]
     for name, r in rows.items():
         lines.append(
-            f"| {name} | {r['fid']:.2f} | {r['kid']:.4f} | {r['inception_score']:.2f} | {r['precision']:.3f} "
+            f"| {name} | {r['fid']:.2f} | {r['kid']:.4f} | {r['classifier_score']:.2f} | {r['precision']:.3f} "
             f"| {r['recall']:.3f} | {r['classes_covered']} | {r['class_kl']:.3f} |"
         )
     command = f"python benchmarks/metrics_reference.py --data-root DATA --n {args.n} --minutes {args.minutes:g}"
-    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    machine = describe_machine()
     footer = f"`{command}` on {machine}; {time.monotonic() - started:.0f} s in all."
     print("\n".join(lines) + "\n\n" + footer)
     if args.out:

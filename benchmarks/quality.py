@@ -23,7 +23,6 @@ Run it alone on the machine: the budgets are wall-clock time. Results go to
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import ganforge
 from ganforge.checkpoint import run_checkpoints
 from ganforge.metrics import evaluate_images
 from ganforge.sampling import generate, grid_columns, grid_size, load, save_grid
+from machine import describe_machine
 
 # ganforge recipes: TrainConfig changes on top of the defaults. "default" is `ganforge train` as it is.
 VARIANTS = {
@@ -217,9 +217,7 @@ def main() -> None:
     n = 2000 if args.quick else args.n
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
-    print(
-        f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    )
+    print(f"# {describe_machine()}")
     rows = []
     for recipe in args.recipes.split(","):
         if recipe == "examples":

@@ -14,7 +14,6 @@ end.
 
 import argparse
 import http.client
-import os
 import platform
 import signal
 import statistics
@@ -24,6 +23,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
+
+from machine import describe_machine
 
 
 def start_server(source: str, threads: int | None) -> tuple[subprocess.Popen, str, int]:
@@ -111,7 +112,7 @@ def main() -> int:
             server.kill()
 
     repeated = sum(1 for count in counts.values() if count > 1)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"machine: {describe_machine()}, Python {platform.python_version()}")
     print(f"requests: {len(latencies)} of n={args.n} from {args.clients} clients in {elapsed:.1f} s")
     print(
         f"latency ms: p50 {1000 * statistics.median(latencies):.1f}, p95 {1000 * percentile(latencies, 0.95):.1f}, "

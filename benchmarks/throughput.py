@@ -38,7 +38,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -52,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.models import MODELS, build_discriminator, build_generator
+from machine import describe_machine
 
 Z_DIM = 100  # ganforge's default noise length
 AUTOCAST_DTYPES = {"32": None, "bf16": torch.bfloat16, "16-mixed": torch.float16}
@@ -458,16 +458,9 @@ def add_flop_rates(rows: list[dict], flops_per_step: dict[str, int], peaks: dict
 
 
 def machine_line(args: argparse.Namespace) -> str:
-    """What ran it: CPU (or GPU) model, cores, threads, torch version, bf16 support."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    parts = [cpu, f"{os.cpu_count()} cores", f"{torch.get_num_threads()} threads", f"torch {torch.__version__}"]
-    if args.device == "cuda":
-        parts.insert(0, torch.cuda.get_device_name())
-    parts.append("native bf16" if fast_bf16_cpu() else "no native bf16 on the CPU")
-    return ", ".join(parts)
+    """What ran it: GPU or CPU model (AMX or not), cores, threads, torch version, bf16 support."""
+    bf16 = "native bf16" if fast_bf16_cpu() else "no native bf16 on the CPU"
+    return f"{describe_machine(args.device)}, {bf16}"
 
 
 def print_table(rows: list[dict]) -> None:

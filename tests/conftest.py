@@ -26,12 +26,51 @@ def find_mnist_root() -> Path | None:
     return None
 
 
+EMBEDDED_TRAIN = 6000  # of the embedded subset's 10,000 digits (1,000 a class)
+
+
+def write_idx(path: Path, array) -> None:
+    """MNIST's own file format (idx): magic number, big-endian sizes, then the uint8 data."""
+    import numpy as np
+
+    magic = 0x0800 | array.ndim
+    header = np.array([magic, *array.shape], dtype=">i4").tobytes()
+    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def embedded_mnist_root(folder: Path) -> Path:
+    """A torchvision MNIST data root made from the embedded subset: 6,000 train and 4,000 test digits."""
+    from importlib import resources
+
+    import numpy as np
+
+    with resources.files("ganforge.assets").joinpath("mnist_subset.npz").open("rb") as file:
+        subset = np.load(file)
+        images, labels = subset["images"], subset["labels"]
+    order = np.random.default_rng(0).permutation(len(images))  # both splits hold every class
+    train, test = order[:EMBEDDED_TRAIN], order[EMBEDDED_TRAIN:]
+    raw = folder / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, rows in (("train", train), ("t10k", test)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images[rows])
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels[rows])
+    return folder
+
+
 @pytest.fixture(scope="session")
-def mnist_root() -> Path:
+def real_mnist_root() -> Path:
+    """The real MNIST (60,000 + 10,000), for the tests about MNIST itself."""
     root = find_mnist_root()
     if root is None:
         unavailable("real MNIST not found: set GANFORGE_DATA_ROOT to a torchvision data root holding MNIST")
     return root
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory) -> Path:
+    """A torchvision data root holding MNIST: the real one if found, else one made from the embedded subset,
+    so that a fresh clone's ``pytest`` runs the end-to-end tests too (CI has the real one)."""
+    return find_mnist_root() or embedded_mnist_root(tmp_path_factory.mktemp("embedded-mnist"))
 
 
 @pytest.fixture(autouse=True)

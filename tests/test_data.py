@@ -31,16 +31,16 @@ def make_folder(root, classes=("cats", "dogs"), per_class=3, size=(40, 30), mode
     return root
 
 
-def test_mnist_loads_from_the_data_root_into_one_uint8_tensor(mnist_root):
-    data = load_dataset("mnist", mnist_root, download=False)
+def test_mnist_loads_from_the_data_root_into_one_uint8_tensor(real_mnist_root):
+    data = load_dataset("mnist", real_mnist_root, download=False)
     assert data.images.shape == (60000, 1, 28, 28) and data.images.dtype == torch.uint8
     assert data.labels.shape == (60000,) and set(data.labels.unique().tolist()) == set(range(10))
     assert 30 < data.images.float().mean() < 40  # MNIST's mean intensity is about 33
 
 
 @pytest.mark.slow
-def test_mnist_can_be_resized_and_made_rgb(mnist_root):
-    data = load_dataset("mnist", mnist_root, image_size=32, channels=3, download=False)
+def test_mnist_can_be_resized_and_made_rgb(real_mnist_root):
+    data = load_dataset("mnist", real_mnist_root, image_size=32, channels=3, download=False)
     assert data.images.shape == (60000, 3, 32, 32)
     assert torch.equal(data.images[:, 0], data.images[:, 2])
 

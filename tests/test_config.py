@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ganforge.config import TrainConfig, load_config, parse_interval, save_config
+from ganforge.config import DEFAULT_STEPS, TrainConfig, load_config, parse_interval, resolve_config, save_config
+from ganforge.data import resolve_source
 from ganforge.errors import GanforgeError, UsageError
 
 configs = st.builds(
@@ -92,3 +93,14 @@ def test_config_yaml_is_read_with_a_safe_loader(tmp_path):
     with pytest.raises(GanforgeError, match="cannot read config"):
         load_config(path)
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    "limits, steps, epochs",
+    [({}, DEFAULT_STEPS, None), ({"epochs": 3}, None, 3), ({"minutes": 1.0}, None, None), ({"steps": 7}, 7, None)],
+)
+def test_a_run_given_no_length_trains_the_default_steps(limits, steps, epochs):
+    """The first `ganforge train` ends with clean digits in minutes: DEFAULT_STEPS, whatever the dataset's size."""
+    config = TrainConfig(data="mnist", **limits)
+    resolved = resolve_config(config, (1, 28, 28), labelled=True, source=resolve_source("mnist"))
+    assert (resolved.steps, resolved.epochs) == (steps, epochs)

@@ -25,7 +25,9 @@ from ganforge.models import MODELS
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("32", "bf16", "16-mixed")
 ON_NAN = ("rollback", "stop")
-DEFAULT_EPOCHS = 5  # when none of epochs, steps and minutes is given
+DEFAULT_STEPS = (
+    2000  # when none of epochs, steps and minutes is given: clean digits of every class in ~4 min on 2 cores
+)
 DEFAULT_HOLDOUT = 0.1  # share of a folder or .npz held out as the evaluation reference
 
 # The other commands' choices, here (torch-free) so that the command line offers them without importing torch.
@@ -93,13 +95,13 @@ class TrainConfig:
     epochs: int | None = _field(
         None,
         "passes over the data",
-        default_help=f"{DEFAULT_EPOCHS} when neither --steps nor --minutes is given",
+        default_help="none",
         resumable=True,
     )
     steps: int | None = _field(
         None,
         "total training steps of the run (one step = one D update; G updates every --n-critic steps)",
-        default_help="none",
+        default_help=f"{DEFAULT_STEPS:,} when neither --epochs nor --minutes is given",
         resumable=True,
     )
     minutes: float | None = _field(
@@ -294,7 +296,7 @@ def resolve_config(config: TrainConfig, image_shape: tuple[int, int, int], label
         image_size=height,
         channels=channels,
         holdout=0.0 if source.has_test_split else (DEFAULT_HOLDOUT if config.holdout is None else config.holdout),
-        epochs=config.epochs if (config.epochs or config.steps or config.minutes) else DEFAULT_EPOCHS,
+        steps=config.steps if (config.epochs or config.steps or config.minutes) else DEFAULT_STEPS,
         conditional=config.conditional
         if config.conditional is not None
         else MODELS[config.model].conditional and labelled,

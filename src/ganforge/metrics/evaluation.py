@@ -248,8 +248,11 @@ def score(extractor, samples: torch.Tensor, real: dict) -> dict:
         "recall": recall,
         "feature_spread": fake_features.double().std(0).mean().item(),  # falls when samples collapse
     }
-    if fake_probabilities is not None:
-        results["inception_score"] = inception_score(fake_probabilities)[0]
+    if (
+        fake_probabilities is not None
+    ):  # Inception's own score only on Inception: a digits-classifier IS is another number
+        key = "inception_score" if extractor.name == "inception" else "classifier_score"
+        results[key] = inception_score(fake_probabilities)[0]
     if real["labels"] is not None and getattr(extractor, "classifies_dataset", False):
         reference_histogram = torch.bincount(real["labels"], minlength=fake_probabilities.shape[1])
         results |= class_coverage(fake_probabilities.argmax(1), reference_histogram)

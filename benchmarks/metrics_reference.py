@@ -1,11 +1,11 @@
 """The reference table of docs/metrics.md: what the MNIST metrics say about real, degraded and generated sets.
 
-    python benchmarks/metrics_reference.py --data-root ../shared/data --minutes 10 --out docs/metrics.md
+    python benchmarks/metrics_reference.py --data-root ../shared/data --minutes 0 --out docs/metrics.md
 
 Every row is scored with the shipped digits classifier against the MNIST test
 set, with --n images: the real-data floor (training images), three degraded
-sets (blurred, noise, half the classes, one image repeated), then each ganforge
-model trained for --minutes on this machine with its default recipe.
+sets (blurred, noise, half the classes, one image repeated), then, with --minutes M,
+each ganforge model trained for M minutes on this machine with its default recipe.
 """
 
 import argparse
@@ -70,7 +70,7 @@ def main() -> None:
             name: evaluate_images(images, "mnist", data_root=str(root), cache=work) for name, images in sets.items()
         }
     lines = [
-        "| set | FID | KID | IS | precision | recall | classes covered | class KL |",
+        "| set | FID | KID | classifier score | precision | recall | classes covered | class KL |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
@@ -91,9 +91,12 @@ HEADER = """# MNIST metrics: a reference table
 What `ganforge evaluate` reports for sets whose quality is known, so that a
 run's numbers can be read against them. Every row: 10,000 images scored with
 ganforge's digits classifier (penultimate-layer features for FID, KID and
-precision/recall with k = 3; softmax for the Inception-Score analogue and the
-class histogram) against the 10,000 MNIST test images. **These are not
-Inception FIDs: compare them with each other, not with papers.**
+precision/recall with k = 3; softmax for the classifier score, the
+Inception-Score formula on this classifier, and the class histogram) against
+the 10,000 MNIST test images. **These are not Inception FIDs: compare them
+with each other, not with papers.** What the models reach at equal wall clock
+is in [quality.md](quality.md); `--minutes M` adds a row for each model
+trained M minutes here.
 
 """
 

@@ -1,3 +1,4 @@
+import collections
 import dataclasses
 import json
 import signal
@@ -365,28 +366,70 @@ def recipe_config(tmp_path, name: str, **changes) -> TrainConfig:
     return TrainConfig(**settings | changes)
 
 
-@pytest.mark.parametrize(
-    "changes",
-    [
-        dict(loss="hinge"),
-        dict(loss="lsgan"),
-        dict(loss="minimax"),
-        dict(loss="wgan-gp", n_critic=2),
-        dict(r1=10.0, r1_every=2),
+def spy_on_the_recipe(monkeypatch) -> collections.Counter:
+    """Count the calls of every registered loss's two halves, of both penalties and of DiffAugment during training.
+
+    Keys: "hinge.discriminator", "hinge.generator", ..., "gradient_penalty", "r1_penalty", "diff_augment".
+    """
+    import ganforge.losses
+    import ganforge.training.step
+
+    calls = collections.Counter()
+
+    def counted(function, name):
+        def spy(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return spy
+
+    for name, loss in ganforge.losses.LOSSES.items():  # the step reads the registry when it builds its recipe
+        halves = {half: counted(getattr(loss, half), f"{name}.{half}") for half in ("discriminator", "generator")}
+        monkeypatch.setitem(ganforge.losses.LOSSES, name, dataclasses.replace(loss, **halves))
+    for name in ("gradient_penalty", "r1_penalty"):  # the penalty terms call these by their module's names
+        monkeypatch.setattr(ganforge.losses, name, counted(getattr(ganforge.losses, name), name))
+    augment = counted(ganforge.training.step.diff_augment, "diff_augment")  # the recipe's partial holds this one
+    monkeypatch.setattr(ganforge.training.step, "diff_augment", augment)
+    return calls
+
+
+# Each case with the calls its 6 steps must make; nothing else of the recipe may be called.
+RECIPES = [
+    (dict(loss="hinge"), {"hinge.discriminator": 6, "hinge.generator": 6}),
+    (dict(loss="lsgan"), {"lsgan.discriminator": 6, "lsgan.generator": 6}),
+    (dict(loss="minimax"), {"minimax.discriminator": 6, "minimax.generator": 6}),
+    # 6 critic updates, each with its gradient penalty; a generator update after every second one.
+    (dict(loss="wgan-gp", n_critic=2), {"wgan-gp.discriminator": 6, "wgan-gp.generator": 3, "gradient_penalty": 6}),
+    # Lazy R1 on steps 0, 2 and 4.
+    (dict(r1=10.0, r1_every=2), {"nonsaturating.discriminator": 6, "nonsaturating.generator": 6, "r1_penalty": 3}),
+    # D sees augmented reals and fakes in its update, and augmented fakes in G's: 3 calls a step.
+    (
         dict(diffaug=True, diffaug_policy="color,translation,cutout"),
-        dict(model="resnet", loss="hinge", conditional=True),
-        dict(model="mlp", conditional=True, ema=True),
-    ],
-    ids=lambda changes: ",".join(f"{k}={v}" for k, v in changes.items()),
+        {"nonsaturating.discriminator": 6, "nonsaturating.generator": 6, "diff_augment": 18},
+    ),
+    (dict(model="resnet", loss="hinge", conditional=True), {"hinge.discriminator": 6, "hinge.generator": 6}),
+    (dict(model="mlp", conditional=True, ema=True), {"nonsaturating.discriminator": 6, "nonsaturating.generator": 6}),
+]
+
+
+@pytest.mark.parametrize(
+    "changes, expected_calls", RECIPES, ids=[",".join(f"{k}={v}" for k, v in changes.items()) for changes, _ in RECIPES]
 )
-def test_every_loss_and_technique_trains(tmp_path, changes):
+def test_every_loss_and_technique_trains(tmp_path, monkeypatch, changes, expected_calls):
+    calls = spy_on_the_recipe(monkeypatch)
     config = recipe_config(tmp_path, "run", steps=6, log_every=2, **changes)
     result = train(config)
+    assert dict(calls) == expected_calls  # the asked-for loss, penalty and augmentation, and nothing else
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert records and all(torch.isfinite(torch.tensor([r["d_loss"], r["g_loss"]])).all() for r in records)
-    start = load_checkpoint(result.run_dir / "checkpoints" / "ckpt_00000000.pt")["discriminator"]
-    end = load_checkpoint(result.run_dir)["discriminator"]
-    assert any(not torch.equal(start[name], end[name]) for name in start)
+    initial, end = load_checkpoint(result.run_dir / "checkpoints" / "ckpt_00000000.pt"), load_checkpoint(result.run_dir)
+    assert any(not torch.equal(initial["discriminator"][k], v) for k, v in end["discriminator"].items())
+    assert end["model"] == changes.get("model", "dcgan")
+    if changes.get("conditional"):
+        assert end["generator_args"]["num_classes"] == 2
+    if changes.get("ema"):  # the average moved off the initial weights, and lags behind the generator
+        ema, generator = end["ema_generator"]["net.0.weight"], end["generator"]["net.0.weight"]
+        assert not torch.equal(ema, initial["generator"]["net.0.weight"]) and not torch.equal(ema, generator)
 
 
 def test_n_critic_updates_the_generator_every_nth_step(tmp_path):

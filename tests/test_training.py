@@ -4,6 +4,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -197,6 +198,46 @@ def test_minutes_stops_the_run_cleanly_with_a_checkpoint(tmp_path, caplog):
     grid = result.run_dir / "samples" / f"step_{result.step:07d}.png"
     assert f"finished: --minutes 0.02 reached at step {result.step:,}" in caplog.text  # its own end, not a stop
     assert f"samples: {grid}" in caplog.text and grid.is_file() and "stopped" not in caplog.text
+
+
+def test_epochs_end_the_run_after_that_many_passes_over_the_data(tmp_path, caplog):
+    """--epochs 3 on 40 images in batches of 16: 2 whole batches an epoch (the last partial one is dropped), 6 steps."""
+    caplog.set_level("INFO", logger="ganforge")
+    config = TrainConfig(model="mlp", data=str(make_digits_folder(tmp_path)), batch_size=16, epochs=3, **QUIET)
+    result = train(dataclasses.replace(config, out=str(tmp_path / "run")))
+    assert result.step == 6 and not result.stopped_early
+    assert load_checkpoint(result.run_dir)["step"] == 6 and "finished: 6 steps" in caplog.text
+    assert resume(result.run_dir, epochs=5).step == 10  # a new --epochs replaces the length: 5 epochs in all
+
+
+@pytest.mark.slow
+def test_minutes_bounds_a_resumed_run_too(tmp_path, caplog):
+    """A run with only --minutes, resumed with --minutes again, trains on for that long and says so."""
+    caplog.set_level("INFO", logger="ganforge")
+    config = TrainConfig(
+        model="mlp",
+        data=str(make_digits_folder(tmp_path)),
+        batch_size=8,
+        minutes=0.01,
+        out=str(tmp_path / "run"),
+        **QUIET,
+    )
+    first = train(config)
+    assert first.stopped_early and first.step > 0
+    caplog.clear()
+    # A resume that ignored --minutes would train forever: a Ctrl-C after 60 s stops it, and the test fails.
+    safety = threading.Timer(60, signal.raise_signal, (signal.SIGINT,))
+    safety.start()
+    started = time.monotonic()
+    try:
+        resumed = resume(first.run_dir, minutes=0.02)
+    finally:
+        safety.cancel()
+    assert time.monotonic() - started < 30
+    assert resumed.stopped_early and resumed.step > first.step
+    assert f"resuming at step {first.step:,}" in caplog.text
+    assert f"finished: --minutes 0.02 reached at step {resumed.step:,}" in caplog.text and "stopped" not in caplog.text
+    assert load_checkpoint(first.run_dir)["step"] == resumed.step
 
 
 def test_a_run_that_reaches_its_steps_says_it_finished(tmp_path, caplog):

@@ -1,6 +1,7 @@
 import collections
 import dataclasses
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -367,6 +368,39 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert f"continue with: ganforge resume {run}" in stderr
     assert "Traceback" not in stderr
     assert load_checkpoint(run)["step"] > 0
+
+
+@pytest.mark.slow
+def test_sigterm_from_a_scheduler_stops_with_a_checkpoint_and_the_run_resumes_from_it(tmp_path, capsys):
+    """README: SIGTERM, like Ctrl-C, finishes the step, writes a checkpoint and exits 0 with the command to go on."""
+    from ganforge.cli import main
+
+    run = tmp_path / "run"
+    flags = ["--model", "mlp", "--data", str(make_digits_folder(tmp_path)), "--batch-size", "8", "--out", str(run)]
+    flags += ["--steps", "100000", "--checkpoint-every", "1", "--no-progress", "--no-tensorboard"]
+    process = subprocess.Popen([sys.executable, "-m", "ganforge", "train", *flags], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run / "checkpoints" / "latest").exists():  # trained and saved: the stop must save again
+            assert time.monotonic() < deadline and process.poll() is None, "training did not start"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    match = re.search(r"stopped at step ([\d,]+); checkpoint in (\S+); .*continue with: ganforge resume (\S+)$", last)
+    assert match, last
+    step = int(match[1].replace(",", ""))
+    assert step > 0 and match[2] == str(run / "checkpoints") and match[3] == str(run)
+    assert load_checkpoint(run)["step"] == step
+
+    assert main(["resume", str(run), "--steps", str(step + 3), "--no-progress"]) == 0
+    assert f"resuming at step {step:,}" in capsys.readouterr().err and load_checkpoint(run)["step"] == step + 3
 
 
 @pytest.mark.slow

@@ -10,17 +10,26 @@ import pytest
 import torch
 
 from ganforge import TrainConfig, load_checkpoint, train
+from ganforge.training.task import GANTask
 from test_training import QUIET, assert_equal_up_to_rounding, assert_same_tensors, make_digits_folder
 
-# Each rank of a torchrun run trains, then saves the weights it ended with.
+# Each rank of a torchrun run trains, then saves the weights it ended with and the real images of each step.
 WORKER = """
 import json, os, sys
 import torch
 from ganforge import TrainConfig, train
+from ganforge.training.task import GANTask
+
+reals, next_batch = [], GANTask.next_batch
+def recording_next_batch(self, step):
+    batch = next_batch(self, step)
+    reals.append(batch.real.clone())
+    return batch
+GANTask.next_batch = recording_next_batch
 
 result = train(TrainConfig(**json.loads(sys.argv[1])))
 weights = {"generator": result.generator.state_dict(), "discriminator": result.discriminator.state_dict()}
-torch.save({"step": result.step, **weights}, os.path.join(sys.argv[2], f"rank{os.environ['RANK']}.pt"))
+torch.save({"step": result.step, "reals": reals, **weights}, os.path.join(sys.argv[2], f"rank{os.environ['RANK']}.pt"))
 """
 
 
@@ -51,16 +60,27 @@ def parameters_of(state: dict) -> dict:
 
 
 @pytest.mark.slow
-def test_two_processes_take_the_same_steps_as_one_with_the_whole_batch(tmp_path):
+def test_two_processes_take_the_same_steps_as_one_with_the_whole_batch(tmp_path, monkeypatch):
     """Conditional MLP with EMA and lazy R1: each rank trains half of every batch of 16."""
     data = make_digits_folder(tmp_path)
-    common = dict(model="mlp", data=str(data), conditional=True, ema=True, r1=1.0, r1_every=2, batch_size=16, steps=6)
+    # No EMA warm-up and a half-life of one batch: each update's decay, 0.5 ** (images / 16), depends on the
+    # images counted per step, so an EMA that counted only its own rank's 8 would average with another decay.
+    ema = dict(ema=True, ema_warmup=0.0, ema_half_life=16.0)
+    common = dict(model="mlp", data=str(data), conditional=True, r1=1.0, r1_every=2, batch_size=16, steps=6, **ema)
     ranks = train_two_processes(tmp_path, TrainConfig(out=str(tmp_path / "two"), **common, **QUIET))
     assert ranks[0]["step"] == ranks[1]["step"] == 6
     for network in ("generator", "discriminator"):
         assert_same_tensors(ranks[0][network], ranks[1][network])  # DDP keeps the ranks bit-identical
 
+    reals = []
+    next_batch = GANTask.next_batch
+    monkeypatch.setattr(GANTask, "next_batch", lambda self, step: reals.append(next_batch(self, step)) or reals[-1])
     single = train(TrainConfig(out=str(tmp_path / "one"), **common, **QUIET))
+    # Each rank trained on its own half of the step's batch: rank 0 the first 8 images, rank 1 the other 8.
+    assert len(reals) == len(ranks[0]["reals"]) == len(ranks[1]["reals"]) == 6
+    for step, batch in enumerate(reals):
+        assert ranks[0]["reals"][step].shape[0] == ranks[1]["reals"][step].shape[0] == 8
+        assert torch.equal(torch.cat([ranks[0]["reals"][step], ranks[1]["reals"][step]]), batch.real), step
     initial = load_checkpoint(tmp_path / "one" / "checkpoints" / "ckpt_00000000.pt")
     for network in ("generator", "discriminator"):
         assert_equal_up_to_rounding(ranks[0][network], getattr(single, network).state_dict(), initial[network])

@@ -120,6 +120,22 @@ def test_periodic_evaluation_of_rgb_data_uses_inception(tmp_path, local_weights,
         progress=False,
         tensorboard=False,
     )
+    # metrics.jsonl's eval events do not name their extractor: count what Inception was given instead.
+    shapes, inception_call = [], InceptionFeatures.__call__
+
+    def recording_call(self, images, **options):
+        shapes.append(images.shape)
+        return inception_call(self, images, **options)
+
+    monkeypatch.setattr(InceptionFeatures, "__call__", recording_call)
     train(config)
+    # Once the reference images, then the 12 samples of each evaluation, all RGB at 16 px.
+    assert len(shapes) == 3 and [shape[1:] for shape in shapes] == [(3, 16, 16)] * 3, shapes
+    assert [shape[0] for shape in shapes[1:]] == [12, 12], shapes
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [event for event in events if event.get("event") == "eval"]
+    assert [event["step"] for event in evals] == [2, 4]
+    assert all("class_histogram" not in event and "classes_covered" not in event for event in evals)
     best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
-    assert best["eval"]["fid"] >= 0 and "class_histogram" not in best["eval"]
+    assert best["eval"]["fid"] == min(event["fid"] for event in evals)
+    assert best["step"] == min(evals, key=lambda event: event["fid"])["step"]

@@ -434,6 +434,7 @@ def test_periodic_evaluation_logs_scores_and_keeps_the_best_checkpoint(tmp_path,
     evals = [e for e in events if e.get("event") == "eval"]
     assert [e["step"] for e in evals] == [100, 200, 300]
     assert {"fid", "kid", "precision", "recall", "classes_covered", "class_kl", "feature_spread"} <= evals[0].keys()
+    assert (evals[0]["features"], evals[0]["samples"]) == ("mnist", config.eval_samples)  # what scored them
     best = load_checkpoint(result.run_dir / "checkpoints" / "best.pt")
     assert best["eval"]["fid"] == min(e["fid"] for e in evals)
     assert best["step"] == min(evals, key=lambda e: e["fid"])["step"]

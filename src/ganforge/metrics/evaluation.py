@@ -300,5 +300,6 @@ class PeriodicEvaluator:
         log.info(f"periodic evaluation: {samples} samples against {len(self.reference['features'])} {split} images")
 
     def __call__(self, generator: torch.nn.Module) -> dict:
-        """Scores of the generator's images for the fixed noise."""
-        return score(self.extractor, generate_images(generator, self.noise, labels=self.labels), self.reference)
+        """Scores of the generator's images for the fixed noise, and the extractor and number that made them."""
+        images = generate_images(generator, self.noise, labels=self.labels)
+        return {"features": self.extractor.name, "samples": len(images)} | score(self.extractor, images, self.reference)

@@ -192,7 +192,8 @@ class TrainingLoop:
         """Score the generator, log the scores, keep checkpoints/best.pt by FID, and watch for collapse."""
         results = self.task.evaluate()
         monitor.event({"event": "eval", "step": step} | results)
-        monitor.add_scalars("eval", {k: v for k, v in results.items() if isinstance(v, (int, float))}, step)
+        scalars = {k: v for k, v in results.items() if isinstance(v, (int, float)) and k != "samples"}
+        monitor.add_scalars("eval", scalars, step)
         best = self.run_dir / "checkpoints" / BEST
         if results["fid"] < self.best_fid:
             self.best_fid = results["fid"]

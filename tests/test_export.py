@@ -5,11 +5,14 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from ganforge.checkpoint import load_checkpoint, load_generator
+from ganforge.cli import main
+from ganforge.errors import GanforgeError, UsageError
 from ganforge.export import export_generator
 from ganforge.models import MODELS
-from ganforge.sampling import generate_images, sample_noise, to_uint8
+from ganforge.sampling import generate_images, load, sample_noise, to_uint8
 
 
 @pytest.fixture(scope="module", params=[(name,) for name in MODELS] + [("dcgan", "--conditional")], ids=" ".join)
@@ -72,3 +75,83 @@ def test_safetensors_export_rebuilds_the_generator_from_its_metadata(run, tmp_pa
     inputs, images, _ = reference(run)
     with torch.no_grad():
         assert torch.allclose(generator.eval()(*inputs), images, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(tiny_run):
+    """A conditional dcgan (with EMA, the default) evaluated at steps 3 and 6."""
+    return tiny_run("dcgan", "--conditional", "--eval-every", "3", "--eval-samples", "32")
+
+
+def front_matter(card: str) -> dict:
+    """The YAML between the model card's two '---' lines."""
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n")[1])
+
+
+def test_hub_folder_loads_back_to_the_same_samples_and_commands_read_it(evaluated_run, tmp_path):
+    folder = export_generator(evaluated_run, "hub", tmp_path / "my-gan", license="mit")
+    assert sorted(path.name for path in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    exported, original = load(folder), load(evaluated_run)
+    assert exported.path == folder / "model.safetensors" and exported.classes == original.classes
+    assert exported.config == original.config and exported.num_classes == 10
+    assert exported.description == original.description and original.description["ema"]
+    for labels in (None, 7):
+        assert torch.equal(exported.sample(20, labels=labels, seed=4), original.sample(20, labels=labels, seed=4))
+    # Every command reads the folder like a run: generate's grid is the run's own, pixel for pixel.
+    assert main(["generate", str(folder), "--n", "20", "--out", str(tmp_path / "hub.png")]) == 0
+    assert main(["generate", str(evaluated_run), "--n", "20", "--out", str(tmp_path / "run.png")]) == 0
+    assert (tmp_path / "hub.png").read_bytes() == (tmp_path / "run.png").read_bytes()
+
+
+def test_hub_model_card_names_library_licence_dataset_and_the_last_evaluation_with_its_extractor(
+    evaluated_run, tmp_path
+):
+    folder = export_generator(evaluated_run, "hub", tmp_path / "card", license="cc-by-sa-3.0")
+    card = (folder / "README.md").read_text()
+    meta = front_matter(card)
+    assert meta["library_name"] == "ganforge" and meta["license"] == "cc-by-sa-3.0" and meta["datasets"] == ["mnist"]
+    assert meta["pipeline_tag"] == "image-generation"  # conditional
+    last = [json.loads(line) for line in (evaluated_run / "metrics.jsonl").read_text().splitlines()]
+    last = [record for record in last if record.get("event") == "eval"][-1]
+    assert last["step"] == 6
+    (result,) = meta["model-index"][0]["results"]
+    metrics = {metric["type"]: metric for metric in result["metrics"]}
+    assert metrics["fid"]["value"] == pytest.approx(last["fid"], rel=1e-5)
+    assert "mnist" in metrics["fid"]["name"] and "32 samples" in metrics["fid"]["name"]
+    assert "at step 6, on 32 samples" in card and "`mnist` feature extractor" in card
+    config = json.loads((folder / "config.json").read_text())
+    assert config["format"] == "ganforge-generator" and config["step"] == 6 and config["config"]["data"] == "mnist"
+
+
+def test_hub_card_of_a_run_never_evaluated_says_so_and_unconditional_is_unconditional(tiny_run, tmp_path):
+    folder = export_generator(tiny_run("mlp"), "hub", tmp_path / "mlp")
+    card = (folder / "README.md").read_text()
+    meta = front_matter(card)
+    assert meta["license"] == "other" and meta["pipeline_tag"] == "unconditional-image-generation"
+    assert "model-index" not in meta and "was not evaluated during training" in card
+
+
+def test_hub_export_replaces_nothing_without_overwrite_and_refuses_what_it_cannot_read(tiny_run, tmp_path):
+    run = tiny_run("mlp")
+    folder = export_generator(run, "hub", tmp_path / "hub")
+    with pytest.raises(UsageError, match="--out would replace .*config.json"):
+        export_generator(run, "hub", folder)
+    assert export_generator(run, "hub", folder, overwrite=True) == folder
+    with pytest.raises(GanforgeError, match="it is a file"):
+        export_generator(run, "hub", folder / "README.md")
+    (folder / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(GanforgeError, match="model.safetensors is not a readable safetensors file"):
+        load(folder)
+    (folder / "config.json").write_text("{")
+    with pytest.raises(GanforgeError, match="config.json does not read as JSON"):
+        load(folder)
+    (folder / "config.json").write_text('{"format": "something-else"}')
+    with pytest.raises(GanforgeError, match="is not the config.json of a ganforge generator"):
+        load(folder)
+
+
+def test_hub_folder_of_an_ema_run_refuses_no_ema(evaluated_run, tmp_path):
+    folder = export_generator(evaluated_run, "hub", tmp_path / "hub")
+    with pytest.raises(GanforgeError, match="holds only the generator's moving average"):
+        load(folder, ema=False)

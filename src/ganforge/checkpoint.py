@@ -7,6 +7,7 @@ the resolved config and the noise generator's state. It never holds pickled
 classes, and it is only ever read with ``torch.load(weights_only=True)``.
 """
 
+import json
 import random
 from pathlib import Path
 
@@ -24,6 +25,8 @@ FORMAT = "ganforge-checkpoint"
 FORMAT_VERSION = 2  # 2: optional ema_generator and classes; num_classes in the models' arguments
 POINTER = "latest"  # a run's checkpoints/latest names its newest complete checkpoint file
 BEST = "best.pt"  # checkpoints/best.pt: the checkpoint with the lowest FID of the periodic evaluations
+HUB_FORMAT = "ganforge-generator"  # config.json's "format" in an export --format hub folder
+HUB_CONFIG, HUB_WEIGHTS = "config.json", "model.safetensors"  # a Hugging Face model repository's layout
 
 
 def make_checkpoint(state: dict, config: dict, **extra) -> dict:
@@ -189,7 +192,8 @@ def load_state(module: nn.Module, state: dict, what: str, path: str | Path) -> N
 def read_generator(source: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> dict:
     """Everything someone sampling a run needs, from one read of one checkpoint, as plain data.
 
-    ``source`` (a run directory or a checkpoint file) is resolved once, so a run
+    ``source`` (a run directory, a checkpoint file, or a folder written by
+    ``export --format hub``) is resolved once, so a run
     still training cannot move its latest checkpoint between two reads. Returns
     ``path`` (the checkpoint read), ``generator`` (eval mode, on ``device``; with
     ``ema``, the moving average when the run kept one), ``config`` (the run's
@@ -197,21 +201,71 @@ def read_generator(source: str | Path, device: str | torch.device = "cpu", ema: 
     (the training data's class names, possibly empty) and ``description``
     (``describe_generator``'s dict).
     """
+    if is_hub_folder(source):
+        return read_hub_folder(Path(source), device, ema)
     path = resolve_checkpoint(source)
     checkpoint = load_checkpoint(path)
-    try:
-        generator = build_generator(checkpoint["model"], checkpoint["generator_args"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise GanforgeError(f"{path}: cannot rebuild the {checkpoint['model']} generator ({error})") from None
     which = "ema_generator" if ema and "ema_generator" in checkpoint else "generator"
-    load_state(generator, checkpoint[which], which.replace("_", " "), path)
-    generator = to_fast_layout(generator.to(device)).eval()
+    generator = rebuild_generator(checkpoint, checkpoint[which], which.replace("_", " "), path, device)
     return {
         "path": path,
         "generator": generator,
         "config": dict(checkpoint.get("config") or {}),
         "classes": list(checkpoint.get("classes") or []),
-        "description": describe_generator(checkpoint, generator),
+        "description": describe_generator(checkpoint, generator) | {"ema": which == "ema_generator"},
+    }
+
+
+def rebuild_generator(description: dict, state: dict, what: str, path: Path, device: str | torch.device) -> nn.Module:
+    """The generator ``description["model"]`` with ``description["generator_args"]``, holding ``state``, in eval
+    mode on ``device``."""
+    try:
+        generator = build_generator(description["model"], description["generator_args"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise GanforgeError(f"{path}: cannot rebuild the {description.get('model')} generator ({error})") from None
+    load_state(generator, state, what, path)
+    return to_fast_layout(generator.to(device)).eval()
+
+
+def is_hub_folder(source: str | Path) -> bool:
+    """Whether ``source`` is a folder written by ``ganforge export --format hub``."""
+    source = Path(source)
+    return (source / HUB_CONFIG).is_file() and (source / HUB_WEIGHTS).is_file()
+
+
+def read_hub_folder(folder: Path, device: str | torch.device = "cpu", ema: bool = True) -> dict:
+    """``read_generator``'s dict from an ``export --format hub`` folder: config.json and model.safetensors.
+
+    The folder holds one generator: the moving average when the run kept one, so ``ema=False`` is refused then.
+    """
+    config_path, weights_path = folder / HUB_CONFIG, folder / HUB_WEIGHTS
+    try:
+        description = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise GanforgeError(f"{config_path} does not read as JSON ({error})") from None
+    if not isinstance(description, dict) or description.get("format") != HUB_FORMAT:
+        raise GanforgeError(f"{config_path} is not the config.json of a ganforge generator")
+    if description.get("model") not in MODELS:
+        model = description.get("model")
+        raise GanforgeError(f"{config_path} holds a model {model!r} that this ganforge does not know")
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise GanforgeError(f'reading {weights_path} needs safetensors: pip install "ganforge[export]"') from None
+    try:
+        state = load_file(weights_path)
+    except Exception as error:  # safetensors raises its own error types for a foreign or truncated file
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise GanforgeError(f"{weights_path} is not a readable safetensors file ({reason})") from None
+    if not ema and description.get("ema"):
+        raise GanforgeError(f"{folder} holds only the generator's moving average (EMA); --no-ema needs the run itself")
+    generator = rebuild_generator(description, state, "generator", weights_path, device)
+    return {
+        "path": weights_path,
+        "generator": generator,
+        "config": dict(description.get("config") or {}),
+        "classes": list(description.get("classes") or []),
+        "description": describe_generator(description, generator) | {"ema": bool(description.get("ema"))},
     }
 
 

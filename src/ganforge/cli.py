@@ -408,8 +408,17 @@ def add_export(commands, common: argparse.ArgumentParser) -> None:
         "images (B, C, H, W) in the model's output range out. The file carries the model's description as JSON.",
     )
     add_source(export)
-    export.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="file format")
-    export.add_argument("--out", required=True, help="the file to write")
+    export.add_argument(
+        "--format",
+        required=True,
+        choices=EXPORT_FORMATS,
+        help="file format; hub: a folder in a Hugging Face model repository's layout (config.json, "
+        "model.safetensors, a README.md model card) that ganforge.load and every command read back",
+    )
+    export.add_argument("--out", required=True, help="the file to write (a folder for --format hub)")
+    export.add_argument(
+        "--license", default="other", help="--format hub: the licence identifier in the model card (default: other)"
+    )
     add_overwrite(export)
     export.set_defaults(func=run_export, imports="ganforge.export")
 
@@ -418,7 +427,7 @@ def run_export(args: argparse.Namespace) -> int:
     """ganforge export: write the generator in another format."""
     from ganforge.export import export_generator
 
-    path = export_generator(args.source, args.format, args.out, overwrite=args.overwrite)
+    path = export_generator(args.source, args.format, args.out, overwrite=args.overwrite, license=args.license)
     print(f"wrote the generator as {args.format} to {path}")
     return 0
 

@@ -1,4 +1,6 @@
-"""Export a trained generator for use without ganforge: TorchScript, ONNX or safetensors.
+"""Export a trained generator for use without ganforge: TorchScript, ONNX or safetensors; or as a folder in the
+layout of a Hugging Face model repository (``hub``: config.json, model.safetensors, a README.md model card) that
+``ganforge.load`` reads back.
 
 Every export takes noise ``z`` (B, z_dim), and class labels (B,) int64 for a
 conditional generator, and gives images (B, C, H, W) as floats in the
@@ -16,9 +18,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ganforge.checkpoint import HUB_CONFIG, HUB_FORMAT, HUB_WEIGHTS
 from ganforge.config import EXPORT_FORMATS as FORMATS
+from ganforge.data import resolve_source
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.files import atomic_write, refuse_to_replace
+from ganforge.plots import read_metrics
 from ganforge.sampling import TrainedGenerator, load
 from ganforge.version import __version__
 
@@ -95,18 +100,127 @@ def check_output_path(out: Path) -> None:
         raise GanforgeError(f"cannot write {out}: the folder {out.parent} does not exist")
 
 
+def last_evaluation(checkpoint: Path) -> dict | None:
+    """The newest periodic evaluation (``--eval-every``) of the run a checkpoint belongs to, at or before the
+    checkpoint's step; None for a checkpoint outside a run or a run never evaluated."""
+    run_dir = checkpoint.parent.parent
+    if checkpoint.parent.name != "checkpoints" or not (run_dir / "metrics.jsonl").is_file():
+        return None
+    _, evaluations, _ = read_metrics(run_dir)
+    step = load_step(checkpoint)
+    earlier = [record for record in evaluations if step is None or record["step"] <= step]
+    return earlier[-1] if earlier else None
+
+
+def load_step(checkpoint: Path) -> int | None:
+    """The step in a checkpoint's file name (ckpt_00001000.pt), or None (best.pt, a renamed file)."""
+    digits = checkpoint.stem.removeprefix("ckpt_")
+    return int(digits) if checkpoint.stem.startswith("ckpt_") and digits.isdigit() else None
+
+
+def model_card(description: dict, evaluation: dict | None, license: str) -> str:
+    """A README.md model card: YAML front matter as Hugging Face reads it (library, licence, dataset, the
+    evaluation in model-index form, its extractor named), then what the model is and how to sample it."""
+    config, step = description["config"], description["step"]
+    data = str(config.get("data", "unknown data"))
+    try:
+        builtin = not resolve_source(data).is_path  # a dataset with a name, such as mnist
+    except GanforgeError:  # a folder or file that is no longer there
+        builtin = False
+    task = "image-generation" if description["num_classes"] else "unconditional-image-generation"
+    front = ["---", "library_name: ganforge", f"license: {license}", f"pipeline_tag: {task}"]
+    front += ["tags:", "- ganforge", "- gan", "- pytorch", f"- {description['model']}"]
+    if builtin:
+        front += ["datasets:", f"- {data}"]
+    if evaluation:
+        extractor, samples = evaluation.get("features", "unknown"), evaluation.get("samples", "?")
+        front += [
+            "model-index:",
+            f"- name: {description['model']}-{data if builtin else 'custom'}-{step}",
+            "  results:",
+            f"  - task: {{type: {task}}}",
+            f"    dataset: {{name: {json.dumps(data)}, type: {json.dumps(data if builtin else 'custom')}}}",
+            "    metrics:",
+        ]
+        for name in ("fid", "kid", "precision", "recall"):
+            if isinstance(evaluation.get(name), (int, float)):
+                label = f"{name.upper() if name in ('fid', 'kid') else name} on {extractor} features, {samples} samples"
+                front.append(f"    - {{type: {name}, value: {evaluation[name]:.6g}, name: {json.dumps(label)}}}")
+    front.append("---")
+    shape = "x".join(str(size) for size in description["image_shape"])
+    classes = f", class-conditional over {description['num_classes']} classes" if description["num_classes"] else ""
+    weights = "the moving average (EMA) of the generator" if description["ema"] else "the generator"
+    body = [
+        "",
+        f"# {description['model']} generator, {data}, step {step:,}",
+        "",
+        f"A `{description['model']}` generator trained with [ganforge](https://pypi.org/project/ganforge/) "
+        f"for {step:,} steps on `{data}`: noise of {description['z_dim']} numbers in, {shape} images out"
+        f"{classes}. The weights are {weights}.",
+        "",
+        "```python",
+        "import ganforge",
+        "",
+        'gen = ganforge.load("path/to/this/folder")  # no network needed',
+        "images = gen.sample(64, seed=0)  # (64, C, H, W) uint8",
+        "```",
+        "",
+        f"`{HUB_CONFIG}` holds the model's description and its training config; `{HUB_WEIGHTS}` the generator's "
+        f"weights (rebuild it with `ganforge.models.MODELS[{description['model']!r}]` and `generator_args`).",
+        "",
+        "## Evaluation",
+        "",
+    ]
+    if evaluation:
+        body += [
+            f"The run's last evaluation during training, at step {evaluation['step']:,}, on "
+            f"{evaluation.get('samples', '?')} samples against its reference set, with the "
+            f"`{evaluation.get('features')}` feature extractor. Scores from different extractors are not "
+            "comparable (ganforge's digits classifier is not Inception-v3).",
+            "",
+            "| metric | value |",
+            "|---|---|",
+        ]
+        body += [f"| {name} | {value:.6g} |" for name, value in evaluation.items() if isinstance(value, float)]
+    else:
+        body.append("The run was not evaluated during training; `ganforge evaluate` scores it.")
+    return "\n".join(front + body) + "\n"
+
+
+def export_hub(model: TrainedGenerator, out: Path, license: str, overwrite: bool) -> Path:
+    """Write ``out/`` in a Hugging Face model repository's layout: config.json, model.safetensors, README.md."""
+    if out.exists() and not out.is_dir():
+        raise GanforgeError(f"cannot write {out}: it is a file; --format hub writes a folder")
+    if not out.parent.is_dir():
+        raise GanforgeError(f"cannot write {out}: the folder {out.parent} does not exist")
+    paths = [out / HUB_CONFIG, out / HUB_WEIGHTS, out / "README.md"]
+    refuse_to_replace(paths, overwrite)
+    description = {"format": HUB_FORMAT, "ganforge_version": __version__} | model.description
+    description |= {"classes": model.classes, "config": model.config}
+    card = model_card(description, last_evaluation(model.path), license)
+    weights = to_safetensors(model.generator, {"format": HUB_FORMAT, "ganforge_version": __version__})
+    out.mkdir(exist_ok=True)
+    atomic_write(paths[1], lambda file: file.write(weights))
+    atomic_write(paths[0], lambda file: file.write(json.dumps(description, indent=2).encode() + b"\n"))
+    atomic_write(paths[2], lambda file: file.write(card.encode()))
+    return out
+
+
 def export_generator(
-    source: str | Path | TrainedGenerator, format: str, out: str | Path, overwrite: bool = False
+    source: str | Path | TrainedGenerator, format: str, out: str | Path, overwrite: bool = False, license: str = "other"
 ) -> Path:
     """Write the generator of a run directory, checkpoint or ``load``-ed generator to ``out`` in ``format``.
 
-    ``format`` is one of FORMATS.
+    ``format`` is one of FORMATS; ``hub`` writes a folder (``license`` goes into its model card).
 
     >>> export_generator("runs/my-run", "onnx", "generator.onnx")
+    >>> export_generator("runs/my-run", "hub", "my-gan/")  # then ganforge.load("my-gan/")
     """
     if format not in FORMATS:
         raise UsageError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")
     out = Path(out)
+    if format == "hub":
+        return export_hub(load(source, "cpu"), out, license, overwrite)
     check_output_path(out)
     refuse_to_replace([out], overwrite)
     model = load(source, "cpu")  # one read; the moving average (EMA) when the run kept one

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ganforge.device import to_fast_layout
-from ganforge.errors import GanforgeError
+from ganforge.errors import GanforgeError, first_line
 from ganforge.files import atomic_write
 from ganforge.models import MODELS, build_generator
 from ganforge.version import __version__
@@ -164,7 +164,7 @@ def load_checkpoint(source: str | Path, map_location: str | torch.device = "cpu"
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for foreign or corrupt files
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        reason = first_line(error)
         if "Weights only load failed" in str(error):  # not torch's advice to unpickle it after all
             reason = "it holds pickled Python objects, which ganforge never unpickles"
         raise GanforgeError(f"{path} is not a readable ganforge checkpoint ({reason})") from None
@@ -255,7 +255,7 @@ def read_hub_folder(folder: Path, device: str | torch.device = "cpu", ema: bool 
     try:
         state = load_file(weights_path)
     except Exception as error:  # safetensors raises its own error types for a foreign or truncated file
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        reason = first_line(error)
         raise GanforgeError(f"{weights_path} is not a readable safetensors file ({reason})") from None
     if not ema and description.get("ema"):
         raise GanforgeError(f"{folder} holds only the generator's moving average (EMA); --no-ema needs the run itself")

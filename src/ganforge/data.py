@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from ganforge.errors import GanforgeError, UsageError
+from ganforge.errors import GanforgeError, UsageError, first_line
 
 log = logging.getLogger("ganforge")
 
@@ -226,11 +226,6 @@ def load_torchvision_dataset(name: str, root: Path, download: bool | str, train:
     split = "training" if train else "test"
     description = f"{TORCHVISION_DATASETS[name]} {split} set, {len(labels):,} images, from {root}"
     return ImageDataset(images.contiguous(), labels, list(dataset.classes), description)
-
-
-def first_line(error: Exception) -> str:
-    """The first line of an exception's message."""
-    return (str(error).splitlines() or [""])[0]
 
 
 def load_embedded_mnist() -> ImageDataset:
@@ -464,6 +459,12 @@ def scale_images(images: torch.Tensor, output_range: tuple[float, float]) -> tor
     """uint8 images -> float in the generator's output range ([0, 1] or [-1, 1])."""
     low, high = output_range
     return images.float() * ((high - low) / 255.0) + low
+
+
+def to_uint8(images: torch.Tensor, output_range: tuple[float, float]) -> torch.Tensor:
+    """Generator output in ``output_range`` -> uint8 in [0, 255]: ``scale_images``'s inverse, rounded."""
+    low, high = output_range
+    return ((images.float() - low) * (255.0 / (high - low))).round().clamp(0, 255).to(torch.uint8)
 
 
 def split_holdout(dataset: ImageDataset, fraction: float) -> tuple[ImageDataset, ImageDataset]:

@@ -12,7 +12,7 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from ganforge.checkpoint import read_generator
-from ganforge.data import check_fits_in_memory
+from ganforge.data import check_fits_in_memory, to_uint8
 from ganforge.device import resolve_device
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.files import atomic_write, refuse_to_replace
@@ -21,12 +21,6 @@ from ganforge.files import atomic_write, refuse_to_replace
 def sample_noise(n: int, z_dim: int, seed: int) -> torch.Tensor:
     """(n, z_dim) standard normal noise drawn on the CPU, so a seed means the same noise on every device."""
     return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
-
-
-def to_uint8(images: torch.Tensor, output_range: tuple[float, float]) -> torch.Tensor:
-    """Generator output in ``output_range`` -> uint8 in [0, 255]."""
-    low, high = output_range
-    return ((images.float() - low) * (255.0 / (high - low))).round().clamp(0, 255).to(torch.uint8)
 
 
 def balanced_labels(n: int, num_classes: int, classes: Sequence[int] | None = None) -> torch.Tensor | None:

@@ -57,6 +57,7 @@ LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]  # Host headers a loopback 
 # Read when the server starts (HEADER_TIMEOUT: when each connection starts), so tests can patch them.
 HEADER_TIMEOUT = 10.0  # seconds a client has to send a whole request head, from connecting or from its last answer
 KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle kept-alive connection stays open
+NEEDS_EXTRA = 'ganforge serve needs FastAPI and uvicorn: pip install "ganforge[serve]"'
 MAX_CONNECTIONS = 100  # open connections (or requests in progress), its own included, at which a request gets 503
 
 
@@ -65,7 +66,7 @@ def import_fastapi():
     try:
         import fastapi
     except ImportError:
-        raise GanforgeError('ganforge serve needs FastAPI and uvicorn: pip install "ganforge[serve]"') from None
+        raise GanforgeError(NEEDS_EXTRA) from None
     return fastapi
 
 
@@ -310,7 +311,7 @@ def serve(
     try:
         import uvicorn
     except ImportError:
-        raise GanforgeError('ganforge serve needs FastAPI and uvicorn: pip install "ganforge[serve]"') from None
+        raise GanforgeError(NEEDS_EXTRA) from None
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {port}")
     shown = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL or Host header

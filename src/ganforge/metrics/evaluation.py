@@ -15,7 +15,6 @@ from ganforge.data import (
     ImageDataset,
     cache_home,
     conform_images,
-    first_line,
     load_image_folder,
     load_npz,
     load_reference,
@@ -23,7 +22,7 @@ from ganforge.data import (
     resolve_source,
 )
 from ganforge.device import resolve_device
-from ganforge.errors import GanforgeError
+from ganforge.errors import GanforgeError, first_line
 from ganforge.files import atomic_write
 from ganforge.metrics.cas import classification_accuracy_score
 from ganforge.metrics.features import ModuleFeatures, make_extractor
@@ -120,7 +119,7 @@ def read_cached_features(path: Path, count: int) -> dict | None:
             raise ValueError(f"it holds {len(entry['features'])} images' features, not {count}")
         return entry
     except Exception as error:  # torch raises RuntimeError, EOFError, pickle and zip errors for a cut-short file
-        reason = first_line(error)[:200] or type(error).__name__
+        reason = first_line(error)
         log.warning(f"discarding the unreadable reference-feature cache {path} ({reason}); rebuilding it")
         path.unlink(missing_ok=True)
         return None

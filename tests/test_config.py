@@ -4,7 +4,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ganforge.config import DEFAULT_STEPS, TrainConfig, load_config, parse_interval, resolve_config, save_config
+from ganforge.config import (
+    DEFAULT_STEPS,
+    TrainConfig,
+    bound_value,
+    flag,
+    load_config,
+    parse_interval,
+    resolve_config,
+    save_config,
+)
 from ganforge.data import resolve_source
 from ganforge.errors import GanforgeError, UsageError
 
@@ -61,6 +70,28 @@ def test_default_config_is_valid_and_resolves_the_model_recipe():
 def test_validation_names_the_bad_setting(changes, message):
     with pytest.raises(UsageError, match=message):
         dataclasses.replace(TrainConfig(), **changes).validate()
+
+
+BOUNDED = [setting for setting in dataclasses.fields(TrainConfig) if setting.metadata["bounds"]]
+
+
+@pytest.mark.parametrize("setting", BOUNDED, ids=[setting.name for setting in BOUNDED])
+def test_each_bound_in_a_fields_metadata_is_enforced_at_both_ends(setting):
+    """A field's bounds are one argument of its declaration: validate() accepts each end it includes and
+    refuses, naming the flag and the value, the nearest values outside."""
+    bounds = setting.metadata["bounds"]
+    low, high = (bound_value(end) for end in bounds[1:-1].split(","))
+    integer = setting.type in (int, int | None)
+    step = 1 if integer else 1e-9
+    inside = [low if bounds[0] == "[" else low + step, high if bounds[-1] == "]" else high - step]
+    outside = [low - step if bounds[0] == "[" else low, high + step if bounds[-1] == "]" else high]
+    cast = int if integer else float
+    for value in [cast(v) for v in inside if abs(v) != float("inf")]:
+        dataclasses.replace(TrainConfig(), **{setting.name: value}).validate()
+    for value in [cast(v) for v in outside if abs(v) != float("inf")]:
+        with pytest.raises(UsageError, match=rf"^--{flag(setting.name)} must be .*, got {value}$"):
+            dataclasses.replace(TrainConfig(), **{setting.name: value}).validate()
+    assert len(BOUNDED) >= 25  # every count, rate and share of the config: a field losing its bounds shows here
 
 
 @pytest.mark.parametrize(

@@ -37,10 +37,42 @@ SERVE_MAX_N = 64  # ganforge serve: images per request, an 8x8 grid
 MAX_SEED = 2**32 - 1  # noise seeds of generate, interpolate and the page: unsigned 32-bit, safe in JavaScript
 
 
-def _field(default, help: str, choices=None, default_help: str | None = None, resumable: bool = False):
-    """A config field with its help text; ``resumable``: a resumed run may change it (how long, where, logging)."""
+def _field(
+    default,
+    help: str,
+    choices=None,
+    default_help: str | None = None,
+    resumable: bool = False,
+    bounds: str | None = None,
+):
+    """A config field with its help text.
+
+    ``resumable``: a resumed run may change it (how long, where, logging). ``bounds``: the interval its value
+    (when not None) must lie in, as "[1, inf)", "(0, inf)" or "[0, 1)"; ``TrainConfig.validate`` checks it.
+    """
     metadata = {"help": help, "choices": choices, "default_help": default_help, "resumable": resumable}
-    return field(default=default, metadata=metadata)
+    return field(default=default, metadata=metadata | {"bounds": bounds})
+
+
+def check_bounds(name: str, value: float, bounds: str) -> None:
+    """UsageError unless ``value`` lies in ``bounds`` ("[low, high)" and the like; inf for no upper end)."""
+    low, high = (bound_value(end) for end in bounds[1:-1].split(","))
+    above = value >= low if bounds[0] == "[" else value > low
+    below = value <= high if bounds[-1] == "]" else value < high
+    if above and below:
+        return
+    if high == math.inf:
+        wanted = f"at least {low:g}" if bounds[0] == "[" else "positive" if low == 0 else f"above {low:g}"
+        wanted = "0 or more" if wanted == "at least 0" else wanted
+    else:
+        wanted = f"in {bounds}"
+    raise UsageError(f"--{flag(name)} must be {wanted}, got {value}")
+
+
+def bound_value(text: str) -> float:
+    """One end of a ``bounds`` interval: a number, a power such as 2**31, or inf."""
+    base, _, power = text.strip().partition("**")
+    return float(base) ** float(power or 1)
 
 
 @dataclass
@@ -59,11 +91,12 @@ class TrainConfig:
         "class-conditional generator and projection discriminator, trained on the data's labels",
         default_help="dcgan and resnet: on when the data has two classes or more; mlp: off",
     )
-    z_dim: int = _field(100, "length of the generator's noise vector")
+    z_dim: int = _field(100, "length of the generator's noise vector", bounds="[1, inf)")
     width: int | None = _field(
         None,
         "capacity: hidden units (mlp) or base channels (dcgan, resnet)",
         default_help="mlp 128, dcgan 64, resnet 128",
+        bounds="[1, inf)",
     )
     # The data.
     data: str = _field(
@@ -82,11 +115,13 @@ class TrainConfig:
         None,
         "image height and width in pixels; data are resized and center-cropped",
         default_help="the dataset's own: 28 for MNIST, 32 for CIFAR-10, 64 for folders",
+        bounds="[1, inf)",
     )
     holdout: float | None = _field(
         None,
         "share of a folder's or .npz's images kept out of training as the evaluation reference",
         default_help="0.1 for folders and .npz files; built-in datasets use their test split",
+        bounds="[0, 1)",
     )
     channels: int | None = _field(
         None, "1 (grayscale) or 3 (RGB); data are converted", default_help="the dataset's own"
@@ -97,40 +132,57 @@ class TrainConfig:
         "passes over the data",
         default_help="none",
         resumable=True,
+        bounds="[1, inf)",
     )
     steps: int | None = _field(
         None,
         "total training steps of the run (one step = one D update; G updates every --n-critic steps)",
         default_help=f"{DEFAULT_STEPS:,} when neither --epochs nor --minutes is given",
         resumable=True,
+        bounds="[1, inf)",
     )
     minutes: float | None = _field(
         None,
         "stop cleanly after this many minutes of wall time of this invocation",
         default_help="none",
         resumable=True,
+        bounds="(0, inf)",
     )
     # Optimisation.
-    batch_size: int | None = _field(None, "images per step", default_help="mlp 128, dcgan and resnet 64")
+    batch_size: int | None = _field(
+        None, "images per step", default_help="mlp 128, dcgan and resnet 64", bounds="[1, inf)"
+    )
     lr: float | None = _field(
-        None, "Adam learning rate of both networks", default_help="mlp 1e-3, dcgan and resnet 2e-4"
+        None,
+        "Adam learning rate of both networks",
+        default_help="mlp 1e-3, dcgan and resnet 2e-4",
+        bounds="(0, inf)",
     )
-    g_lr: float | None = _field(None, "the generator's learning rate (two time-scale updates)", default_help="--lr")
-    d_lr: float | None = _field(None, "the discriminator's learning rate", default_help="--lr")
-    beta1: float | None = _field(None, "Adam beta1", default_help="mlp 0.9, dcgan 0.5, resnet 0.0")
-    beta2: float | None = _field(None, "Adam beta2", default_help="0.999, resnet 0.9")
+    g_lr: float | None = _field(
+        None, "the generator's learning rate (two time-scale updates)", default_help="--lr", bounds="(0, inf)"
+    )
+    d_lr: float | None = _field(None, "the discriminator's learning rate", default_help="--lr", bounds="(0, inf)")
+    beta1: float | None = _field(None, "Adam beta1", default_help="mlp 0.9, dcgan 0.5, resnet 0.0", bounds="[0, 1)")
+    beta2: float | None = _field(None, "Adam beta2", default_help="0.999, resnet 0.9", bounds="[0, 1)")
     n_critic: int | None = _field(
-        None, "discriminator updates per generator update", default_help="5 for wgan-gp, else 1"
+        None,
+        "discriminator updates per generator update",
+        default_help="5 for wgan-gp, else 1",
+        bounds="[1, inf)",
     )
-    r1: float = _field(0.0, "R1 penalty weight gamma on real images' gradients (0: off)")
-    r1_every: int = _field(16, "apply R1 every this many steps, scaled up to match (lazy regularisation)")
+    r1: float = _field(0.0, "R1 penalty weight gamma on real images' gradients (0: off)", bounds="[0, inf)")
+    r1_every: int = _field(
+        16, "apply R1 every this many steps, scaled up to match (lazy regularisation)", bounds="[1, inf)"
+    )
     ema: bool | None = _field(
         None,
         "keep an exponential moving average of the generator; samples and scores use it",
         default_help="dcgan and resnet on, mlp off",
     )
-    ema_half_life: float = _field(10000.0, "EMA half-life in training images")
-    ema_warmup: float = _field(0.05, "cap the EMA half-life at this share of the images seen so far (0: none)")
+    ema_half_life: float = _field(10000.0, "EMA half-life in training images", bounds="(0, inf)")
+    ema_warmup: float = _field(
+        0.05, "cap the EMA half-life at this share of the images seen so far (0: none)", bounds="[0, 1]"
+    )
     diffaug: bool = _field(False, "differentiable augmentation of real and fake images in D (for small datasets)")
     diffaug_policy: str = _field(DEFAULT_POLICY, "DiffAugment's augmentations, comma-separated")
     precision: str = _field(
@@ -144,7 +196,9 @@ class TrainConfig:
     )
     sync_bn: bool = _field(False, "synchronise BatchNorm statistics across the processes of a torchrun run (CUDA only)")
     seed: int = _field(
-        0, "random seed: the same seed on the same machine, device and --threads gives the same checkpoint"
+        0,
+        "random seed: the same seed on the same machine, device and --threads gives the same checkpoint",
+        bounds="[0, 2**31)",
     )
     device: str = _field("auto", "auto picks cuda, then mps, then cpu", choices=DEVICES, resumable=True)
     threads: int = _field(
@@ -153,10 +207,13 @@ class TrainConfig:
         "CPU set that other processes leave idle, or $OMP_NUM_THREADS when set. The count changes results in the "
         "last bits: a bit-exact rerun or resume needs the same --threads",
         resumable=True,
+        bounds="[0, inf)",
     )
     # Output.
     out: str | None = _field(None, "run directory", default_help="runs/MODEL-DATA-TIMESTAMP")
-    log_every: int = _field(50, "steps between progress updates and metrics.jsonl lines", resumable=True)
+    log_every: int = _field(
+        50, "steps between progress updates and metrics.jsonl lines", resumable=True, bounds="[1, inf)"
+    )
     sample_every: str = _field(
         "30s",
         "how often a fixed-noise sample grid goes to samples/: wall time ('30s', '5m') or steps ('500'); 0: at the end",
@@ -167,9 +224,12 @@ class TrainConfig:
         "how often a checkpoint is written: wall time ('30s', '5m', '1h') or steps ('1000')",
         resumable=True,
     )
-    keep_checkpoints: int = _field(3, "how many of the newest checkpoints to keep", resumable=True)
+    keep_checkpoints: int = _field(3, "how many of the newest checkpoints to keep", resumable=True, bounds="[1, inf)")
     snapshot_every: int = _field(
-        5000, "steps whose checkpoints are kept for good, beyond --keep-checkpoints (0: none)", resumable=True
+        5000,
+        "steps whose checkpoints are kept for good, beyond --keep-checkpoints (0: none)",
+        resumable=True,
+        bounds="[0, inf)",
     )
     on_nan: str = _field(
         "rollback",
@@ -177,14 +237,16 @@ class TrainConfig:
         choices=ON_NAN,
         resumable=True,
     )
-    max_rollbacks: int = _field(3, "rollbacks allowed before the run stops", resumable=True)
+    max_rollbacks: int = _field(3, "rollbacks allowed before the run stops", resumable=True, bounds="[0, inf)")
     eval_every: str = _field(
         "0",
         "how often to score the generator (FID, recall, classes covered) into metrics.jsonl "
         "and keep checkpoints/best.pt: wall time ('5m') or steps ('1000'); 0: never",
         resumable=True,
     )
-    eval_samples: int = _field(2000, "samples generated at each --eval-every evaluation", resumable=True)
+    eval_samples: int = _field(
+        2000, "samples generated at each --eval-every evaluation", resumable=True, bounds="[10, inf)"
+    )
     overwrite: bool = _field(False, "replace the run (or write into the non-empty folder) that --out names")
     tensorboard: bool = _field(
         True, "write TensorBoard logs to tensorboard/ when tensorboard is installed", resumable=True
@@ -197,54 +259,20 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise UsageError(f"--{flag(name)} must be a finite number, got {value}")
-        for name in (
-            "z_dim",
-            "width",
-            "image_size",
-            "epochs",
-            "steps",
-            "batch_size",
-            "log_every",
-            "keep_checkpoints",
-            "n_critic",
-            "r1_every",
-        ):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise UsageError(f"--{flag(name)} must be at least 1, got {value}")
-        for name in ("snapshot_every", "max_rollbacks", "r1", "threads"):
-            if getattr(self, name) < 0:
-                raise UsageError(f"--{flag(name)} must be 0 or more, got {getattr(self, name)}")
-        if not 0 <= self.seed < 2**31:
-            raise UsageError(f"--seed must be in [0, 2**31), got {self.seed}")
-        for name in ("minutes", "lr", "g_lr", "d_lr", "ema_half_life"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise UsageError(f"--{flag(name)} must be positive, got {value}")
-        for name in ("beta1", "beta2"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value < 1:
-                raise UsageError(f"--{flag(name)} must be in [0, 1), got {value}")
-        if self.holdout is not None and not 0 <= self.holdout < 1:
-            raise UsageError(f"--holdout must be in [0, 1), got {self.holdout}")
-        if not 0 <= self.ema_warmup <= 1:
-            raise UsageError(f"--ema-warmup must be in [0, 1], got {self.ema_warmup}")
+        for setting in dataclasses.fields(self):
+            value, bounds = getattr(self, setting.name), setting.metadata.get("bounds")
+            if bounds and value is not None:
+                check_bounds(setting.name, value, bounds)
         try:
             parse_policy(self.diffaug_policy)
         except ValueError as error:
             raise UsageError(f"--diffaug-policy: {error}") from None
         if self.channels not in (None, 1, 3):
             raise UsageError(f"--channels must be 1 or 3, got {self.channels}")
-        choices = (
-            ("model", MODELS),
-            ("loss", LOSSES),
-            ("device", DEVICES),
-            ("precision", PRECISIONS),
-            ("on_nan", ON_NAN),
-        )
-        for name, allowed in choices:
-            if getattr(self, name) not in allowed:
-                raise UsageError(f"unknown --{flag(name)} {getattr(self, name)!r}; choose from {', '.join(allowed)}")
+        for setting in dataclasses.fields(self):
+            allowed, value = setting.metadata.get("choices"), getattr(self, setting.name)
+            if allowed and value not in allowed:
+                raise UsageError(f"unknown --{flag(setting.name)} {value!r}; choose from {', '.join(allowed)}")
         # The kinds of data source live in data.py, which needs torch: imported here, not when the CLI starts.
         from ganforge.data import resolve_source
 
@@ -253,8 +281,6 @@ class TrainConfig:
         for name in ("sample_every", "eval_every"):
             if getattr(self, name) != "0":
                 parse_interval(getattr(self, name), flag(name))
-        if self.eval_samples < 10:
-            raise UsageError(f"--eval-samples must be at least 10, got {self.eval_samples}")
 
     def with_model_defaults(self) -> "TrainConfig":
         """A copy with the model's recipe filled in where the user gave nothing."""

@@ -80,11 +80,11 @@ class TrainConfig:
     """Settings of one training run. ``None`` means: the model's or the data's default."""
 
     # What to train.
-    model: str = _field("dcgan", "architecture", choices=tuple(MODELS))
+    model: str = _field("dcgan", "architecture", choices=MODELS)  # the registries themselves: entries added later count
     loss: str = _field(
         "nonsaturating",
         "adversarial loss; minimax is the saturating original, wgan-gp adds the gradient penalty",
-        choices=tuple(LOSSES),
+        choices=LOSSES,
     )
     conditional: bool | None = _field(
         None,

@@ -2,7 +2,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,7 +11,7 @@ from ganforge.cli import main
 from ganforge.data import load_torchvision_dataset
 from ganforge.errors import GanforgeError
 from ganforge.metrics import MNISTClassifier, MNISTFeatures, evaluate, evaluate_images, load_mnist_classifier
-from ganforge.sampling import write_images
+from ganforge.sampling import load, write_images
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +28,21 @@ def test_the_shipped_classifier_reaches_its_accuracy(mnist_test):
 
 
 @pytest.mark.slow
-def test_real_images_score_as_real(tmp_path, mnist_root, mnist_test, capsys, monkeypatch):
-    """The test set scored against itself: FID ~ 0, precision = recall = 1, all ten classes."""
-    write_images(mnist_test.images[:2000], tmp_path / "real.npz")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    code = main(["evaluate", str(tmp_path / "real.npz"), "--n", "2000", "--json", "--data-root", str(mnist_root)])
+def test_real_images_apart_from_the_reference_score_near_the_real_floor(tmp_path, mnist_root, mnist_test, capsys):
+    """2,000 test digits scored against the other 2,000 (evaluate's reference is the test split's first n): two
+    independent real sets, so the scores sit at docs/metrics.md's real row, not at a self-comparison's zeros."""
+    write_images(mnist_test.images[2000:4000], tmp_path / "real.npz")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        code = main(["evaluate", str(tmp_path / "real.npz"), "--n", "2000", "--json", "--data-root", str(mnist_root)])
     assert code == 0
     results = json.loads(capsys.readouterr().out)
-    assert results["fid"] < 1e-6 and results["kid"] < 1e-6
-    assert results["precision"] == 1.0 and results["recall"] == 1.0
-    assert results["classes_covered"] == 10 and results["class_kl"] < 1e-3  # the classifier errs on a few
+    # docs/metrics.md's real row at 10,000 images: FID 0.19, precision 0.851, recall 0.881; 2,000 add some bias.
+    assert 0.05 < results["fid"] < 2.0 and abs(results["kid"]) < 0.05
+    assert 0.75 < results["precision"] < 0.97 and 0.75 < results["recall"] < 0.97
+    assert results["classes_covered"] == 10 and results["class_kl"] < 0.02
     assert {"kid_std", "classifier_score", "class_histogram"} <= results.keys() and "inception_score" not in results
+    assert results["features"] == "mnist" and results["samples"] == 2000
     assert list((tmp_path / "cache" / "ganforge" / "stats").glob("mnist-mnist-*-2000-*.pt"))
 
 
@@ -110,12 +113,15 @@ def test_a_cut_short_cache_entry_is_rebuilt_with_a_warning(tmp_path, mnist_test,
 
 
 def test_any_extractor_can_be_passed_from_python(tmp_path, mnist_root, mnist_test):
+    """A small untrained classifier's features give other scores than the shipped one's on the same two sets."""
     torch.manual_seed(0)
     extractor = MNISTFeatures(torch.device("cpu"), model=MNISTClassifier(width=4, feature_dim=16))
-    write_images(mnist_test.images[:200], tmp_path / "s.npz")
+    write_images(mnist_test.images[200:400], tmp_path / "s.npz")
     results = evaluate(tmp_path / "s.npz", n=200, data_root=str(mnist_root), extractor=extractor, cache=tmp_path)
-    assert results["fid"] < 1e-6
+    default = evaluate(tmp_path / "s.npz", n=200, data_root=str(mnist_root), cache=tmp_path)
+    assert 0 < results["fid"] and 0 < default["fid"] and results["fid"] != pytest.approx(default["fid"], rel=1e-3)
     assert extractor.weights_hash != MNISTFeatures(torch.device("cpu")).weights_hash
+    assert len(list(tmp_path.rglob("*.pt"))) == 2  # one cached reference per extractor
 
 
 def test_a_trained_run_is_scored_against_its_dataset(tmp_path, mnist_root, capsys):
@@ -138,9 +144,17 @@ def test_a_trained_run_is_scored_against_its_dataset(tmp_path, mnist_root, capsy
         )
         == 0
     )
-    results = evaluate(out, n=500, data_root=str(mnist_root), cache=tmp_path)
+    results = evaluate(out, n=500, seed=3, data_root=str(mnist_root), cache=tmp_path)
     assert results["reference"].startswith("mnist (test")
-    assert results["samples"] == 500 and np.isfinite(results["fid"])
+    assert results["samples"] == 500 and results["features"] == "mnist"
+    # The run's own samples (its EMA-less generator, seed 3), scored directly, score the same.
+    samples = load(out).sample(500, seed=3)
+    direct = evaluate_images(samples, "mnist", data_root=str(mnist_root), cache=tmp_path)
+    assert results["fid"] == pytest.approx(direct["fid"], rel=1e-6)
+    # 50 steps of an MLP GAN lie between real digits (docs/metrics.md: 0.19) and uniform noise.
+    noise = torch.randint(0, 256, samples.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    noise_fid = evaluate_images(noise, "mnist", data_root=str(mnist_root), cache=tmp_path)["fid"]
+    assert 1.0 < results["fid"] < noise_fid
 
 
 @pytest.mark.slow

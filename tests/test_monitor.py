@@ -90,3 +90,35 @@ def test_a_signal_echoed_within_the_grace_period_is_the_same_request():
         signal.raise_signal(signal.SIGINT)
         signal.raise_signal(signal.SIGTERM)  # torchrun passing the terminal's Ctrl-C on
         assert stop.requested
+
+
+@pytest.mark.slow
+def test_tensorboard_holds_the_losses_and_the_evaluation_scores_of_metrics_jsonl(tmp_path):
+    """What the README promises in TensorBoard: each report's losses and D outputs, and each evaluation's
+    scores under eval/, at the steps and with the values metrics.jsonl has."""
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from ganforge.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", "--model", "mlp", "--steps", "4", "--batch-size", "16", "--log-every", "2", "--eval-every", "2"]
+    args += ["--eval-samples", "32", "--data-root", str(tmp_path / "empty"), "--no-download", "--no-progress"]
+    (tmp_path / "empty").mkdir()
+    assert main([*args, "--tensorboard", "--out", str(run)]) == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    reports = [record for record in records if "d_loss" in record]
+    evaluations = [record for record in records if record.get("event") == "eval"]
+    assert [record["step"] for record in reports] == [2, 4] and [record["step"] for record in evaluations] == [2, 4]
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    for name in ("d_loss", "g_loss", "d_real", "d_fake"):
+        scalars = events.Scalars(name)
+        assert [s.step for s in scalars] == [2, 4], name
+        assert [s.value for s in scalars] == pytest.approx([record[name] for record in reports], rel=1e-5)
+    for name in ("fid", "precision", "recall"):
+        scalars = events.Scalars(f"eval/{name}")
+        assert [s.step for s in scalars] == [2, 4]
+        assert [s.value for s in scalars] == pytest.approx([record[name] for record in evaluations], rel=1e-5)
+    assert "eval/samples" not in tags  # a count, not a score

@@ -60,7 +60,8 @@ def run(tmp_path_factory) -> Path:
 def test_nonexistent_data_path(capsys, tmp_path):
     code, err = run_cli(capsys, *train_args(tmp_path / "no-such-folder", tmp_path / "run"))
     assert code == 2
-    assert_one_line_error(err, "is neither a known dataset (mnist, fashion-mnist, cifar10), a folder nor an .npz file")
+    known = "mnist, fashion-mnist, cifar10, cifar100, svhn, stl10"
+    assert_one_line_error(err, f"is neither a known dataset ({known}), a folder nor an .npz file")
 
 
 def test_nonexistent_data_root(capsys, tmp_path):

@@ -1,4 +1,5 @@
 import logging
+import types
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from ganforge.data import (
     conform_images,
     load_dataset,
     load_embedded_mnist,
+    load_torchvision_dataset,
     scale_images,
     split_holdout,
 )
@@ -212,3 +214,56 @@ def test_a_new_kind_of_source_is_one_registry_entry(tmp_path, monkeypatch):
     scores = evaluate(result.run_dir, n=200, device="cpu")
     assert scores["reference"] == "squares-256 (test, 200 images)"
     assert scores["fid"] > 0
+
+
+class FakeTorchvision:
+    """Stand-ins for torchvision's dataset classes, as they hold their data once their files are read."""
+
+    @staticmethod
+    def make(layout: str, labels_attribute: str, classes: list[str] | None, split_kwarg: bool):
+        def build(root, download=False, train=None, split=None):
+            assert (split is not None) == split_kwarg and (train is not None) == (not split_kwarg)
+            count = 6 if split in ("train", None) and train in (True, None) else 4
+            dataset = types.SimpleNamespace()
+            shape = {"NHWC": (count, 5, 7, 3), "NCHW": (count, 3, 5, 7), "NHW": (count, 5, 7)}[layout]
+            dataset.data = np.arange(np.prod(shape), dtype=np.uint8).reshape(shape)
+            setattr(dataset, labels_attribute, np.arange(count) % 3)
+            if classes is not None:
+                dataset.classes = classes
+            return dataset
+
+        return build
+
+
+@pytest.mark.parametrize(
+    "name,cls,layout,labels_attribute,classes,split_kwarg",
+    [
+        ("cifar100", "CIFAR100", "NHWC", "targets", ["apple", "bee", "cup"], False),
+        ("svhn", "SVHN", "NCHW", "labels", None, True),
+        ("stl10", "STL10", "NCHW", "labels", ["airplane", "bird", "car"], True),
+    ],
+)
+def test_builtin_colour_datasets_become_uint8_nchw_with_their_labels(
+    monkeypatch, tmp_path, name, cls, layout, labels_attribute, classes, split_kwarg
+):
+    import torchvision
+
+    monkeypatch.setattr(torchvision.datasets, cls, FakeTorchvision.make(layout, labels_attribute, classes, split_kwarg))
+    train = load_torchvision_dataset(name, tmp_path, download="never")
+    test = load_torchvision_dataset(name, tmp_path, download="never", train=False)
+    assert (
+        train.images.shape == (6, 3, 5, 7) and test.images.shape == (4, 3, 5, 7) and train.images.dtype == torch.uint8
+    )
+    if layout == "NHWC":  # pixel (0, 0) of image 0: channels 0, 1, 2 are the first three bytes
+        assert train.images[0, :, 0, 0].tolist() == [0, 1, 2]
+    else:
+        assert train.images[0, 0, 0, :3].tolist() == [0, 1, 2]
+    assert train.labels.tolist() == [0, 1, 2, 0, 1, 2]
+    assert train.classes == (classes or ["0", "1", "2"])  # SVHN names none: its digits' numbers
+
+
+def test_a_builtin_dataset_missing_offline_says_where_to_put_its_files(tmp_path):
+    with pytest.raises(
+        GanforgeError, match=r"^cifar100 is not in data root .*put torchvision's cifar-100-python/ there"
+    ):
+        load_dataset("cifar100", tmp_path, download=False)

@@ -301,7 +301,7 @@ def add_evaluate(commands, common: argparse.ArgumentParser) -> None:
     evaluate.add_argument(
         "--reference",
         default=None,
-        help="the real set: mnist, fashion-mnist, cifar10 (their test split), an .npz or a folder "
+        help="the real set: a built-in dataset such as mnist or cifar10 (its test split), an .npz or a folder "
         "(default: the run's dataset, else mnist)",
     )
     evaluate.add_argument(

@@ -101,7 +101,7 @@ class TrainConfig:
     # The data.
     data: str = _field(
         "mnist",
-        "dataset: a built-in name (mnist, fashion-mnist, cifar10), a folder of images (subfolders become labels), "
+        "dataset: a built-in name (mnist, fashion-mnist, cifar10, cifar100, svhn, stl10), a folder of images (subfolders become labels), "
         "or an .npz with a uint8 'images' array",
     )
     data_root: str | None = _field(

@@ -189,7 +189,26 @@ def load_training_part(data: str, root: str | Path | None = None, holdout: float
 
 # ---------------------------------------------------------------- torchvision
 
-TORCHVISION_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+@dataclass(frozen=True)
+class TorchvisionDataset:
+    """How ganforge reads one torchvision dataset: its class, how it names a split, where its pixels and labels
+    are, and what a user offline must put into the data root."""
+
+    cls: str  # the class in torchvision.datasets
+    files: str  # what torchvision reads from the root, for the offline message
+    split_kwarg: bool = False  # split="train"/"test" (SVHN, STL10) instead of train=True/False
+    labels: str = "targets"  # the attribute holding the labels
+    channels_first: bool = False  # .data is (N, C, H, W) already (SVHN, STL10), not (N, H, W[, C])
+
+
+TORCHVISION_DATASETS = {
+    "mnist": TorchvisionDataset("MNIST", "MNIST/raw/*-ubyte"),
+    "fashion-mnist": TorchvisionDataset("FashionMNIST", "FashionMNIST/raw/*-ubyte"),
+    "cifar10": TorchvisionDataset("CIFAR10", "cifar-10-batches-py/"),
+    "cifar100": TorchvisionDataset("CIFAR100", "cifar-100-python/"),
+    "svhn": TorchvisionDataset("SVHN", "train_32x32.mat and test_32x32.mat", True, "labels", True),
+    "stl10": TorchvisionDataset("STL10", "stl10_binary/", True, "labels", True),
+}
 
 
 def load_torchvision_dataset(name: str, root: Path, download: bool | str, train: bool = True) -> ImageDataset:
@@ -199,33 +218,40 @@ def load_torchvision_dataset(name: str, root: Path, download: bool | str, train:
     """
     import torchvision
 
-    dataset_class = getattr(torchvision.datasets, TORCHVISION_DATASETS[name])
+    spec = TORCHVISION_DATASETS[name]
+    dataset_class = getattr(torchvision.datasets, spec.cls)
+    split = {"split": "train" if train else "test"} if spec.split_kwarg else {"train": train}
     dataset, reason = None, "downloading is off"
     if download == "never":
         download, reason = False, "ganforge never downloads into a data root you name (leave it out to use the cache)"
     try:
-        dataset = dataset_class(str(root), train=train, download=False)
+        dataset = dataset_class(str(root), **split, download=False)
+    except ImportError as error:  # SVHN's .mat files need scipy, which torchvision does not install
+        raise GanforgeError(f"reading {name} needs the package {error.name}: pip install {error.name}") from None
     except RuntimeError:  # torchvision: "Dataset not found"
         if download:
             try:
                 root.mkdir(parents=True, exist_ok=True)
-                dataset = dataset_class(str(root), train=train, download=True)
+                dataset = dataset_class(str(root), **split, download=True)
             except Exception as error:  # network failures come in many types
                 reason = f"could not be downloaded ({type(error).__name__}: {first_line(error)})"
     if dataset is None:
         if name == "mnist" and train:
             log.warning(f"MNIST is not in {root} and {reason}: training on the embedded 10,000-image subset")
             return load_embedded_mnist()
-        raise GanforgeError(f"{name} is not in data root {root} and {reason}; pass --data-root DIR")
+        raise GanforgeError(
+            f"{name} is not in data root {root} and {reason}; put torchvision's {spec.files} there, "
+            "or pass --data-root DIR naming a root that holds them"
+        )
     images = torch.as_tensor(np.asarray(dataset.data))
     if images.ndim == 3:  # (N, H, W) grayscale
         images = images[:, None]
-    else:  # (N, H, W, C)
+    elif not spec.channels_first:  # (N, H, W, C)
         images = images.permute(0, 3, 1, 2)
-    labels = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.int64)
-    split = "training" if train else "test"
-    description = f"{TORCHVISION_DATASETS[name]} {split} set, {len(labels):,} images, from {root}"
-    return ImageDataset(images.contiguous(), labels, list(dataset.classes), description)
+    labels = torch.as_tensor(np.asarray(getattr(dataset, spec.labels)), dtype=torch.int64)
+    classes = list(getattr(dataset, "classes", None) or [str(label) for label in range(int(labels.max()) + 1)])
+    description = f"{spec.cls} {'training' if train else 'test'} set, {len(labels):,} images, from {root}"
+    return ImageDataset(images.contiguous(), labels, classes, description)
 
 
 def load_embedded_mnist() -> ImageDataset:

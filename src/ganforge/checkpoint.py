@@ -59,10 +59,10 @@ def upgrade_checkpoint(checkpoint: dict) -> dict:
     return checkpoint
 
 
-def best_fid(folder: Path) -> float:
-    """The FID of a run's checkpoints/best.pt, or infinity when it has none."""
+def best_score(folder: Path, metric: str = "fid") -> float:
+    """The score (``metric``: lower is better) of a run's checkpoints/best.pt, or infinity when it has none."""
     path = folder / BEST
-    return load_checkpoint(path).get("eval", {}).get("fid", float("inf")) if path.is_file() else float("inf")
+    return load_checkpoint(path).get("eval", {}).get(metric, float("inf")) if path.is_file() else float("inf")
 
 
 def checkpoint_name(step: int) -> str:
@@ -205,6 +205,11 @@ def read_generator(source: str | Path, device: str | torch.device = "cpu", ema: 
         return read_hub_folder(Path(source), device, ema)
     path = resolve_checkpoint(source)
     checkpoint = load_checkpoint(path)
+    if checkpoint.get("task", "gan") != "gan":
+        raise GanforgeError(
+            f"{path} is a {checkpoint['task']} run: it translates images rather than sampling noise; "
+            "use ganforge translate (or evaluate) on it"
+        )
     which = "ema_generator" if ema and "ema_generator" in checkpoint else "generator"
     generator = rebuild_generator(checkpoint, checkpoint[which], which.replace("_", " "), path, device)
     return {
@@ -214,6 +219,24 @@ def read_generator(source: str | Path, device: str | torch.device = "cpu", ema: 
         "classes": list(checkpoint.get("classes") or []),
         "description": describe_generator(checkpoint, generator) | {"ema": which == "ema_generator"},
     }
+
+
+def read_translator(source: str | Path, device: str | torch.device = "cpu") -> dict:
+    """``read_generator``'s counterpart for a translation run (pix2pix, CycleGAN): one read of one checkpoint.
+
+    Returns ``path``, ``generators`` (by direction, 'AtoB' and for CycleGAN 'BtoA'; eval mode, on ``device``),
+    ``config`` (the run's TrainConfig as a dict) and ``task``.
+    """
+    path = resolve_checkpoint(source)
+    checkpoint = load_checkpoint(path)
+    if checkpoint.get("task", "gan") == "gan":
+        raise GanforgeError(f"{path} is a noise-to-image GAN, not a translation run: use ganforge generate on it")
+    generators = {}
+    for direction, args in checkpoint["generator_args"].items():
+        description = {"model": checkpoint["model"], "generator_args": args}
+        state = checkpoint["generators"][direction]
+        generators[direction] = rebuild_generator(description, state, f"{direction} generator", path, device)
+    return {"path": path, "generators": generators, "config": dict(checkpoint["config"]), "task": checkpoint["task"]}
 
 
 def rebuild_generator(description: dict, state: dict, what: str, path: Path, device: str | torch.device) -> nn.Module:

@@ -59,16 +59,18 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         kind, meta = field_type(hints[field.name]), field.metadata
         default = meta["default_help"] or field.default
         help_text = f"{meta['help']} (default: {default})"
+        names = [f"--{flag(field.name)}", *(f"--{alias}" for alias in meta["aliases"])]
         if kind is bool:
             parser.add_argument(
-                f"--{flag(field.name)}",
+                *names,
                 action=argparse.BooleanOptionalAction,
                 default=argparse.SUPPRESS,
                 help=help_text,
             )
         else:
             parser.add_argument(
-                f"--{flag(field.name)}",
+                *names,
+                dest=field.name,
                 type=kind,
                 choices=meta["choices"],
                 metavar=None if meta["choices"] else field.name.upper(),
@@ -337,9 +339,15 @@ def add_evaluate(commands, common: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """ganforge evaluate: score samples and print the numbers."""
+    """ganforge evaluate: score samples (or a translation run's test translations) and print the numbers."""
     from ganforge.metrics import evaluate
 
+    if run_task(args.source) != "gan":
+        from ganforge.metrics.translation import evaluate_translation
+
+        results = evaluate_translation(args.source, device=args.device, data=args.reference)
+        print_results(results, args.json)
+        return 0
     results = evaluate(
         args.source,
         n=args.n,
@@ -352,11 +360,83 @@ def run_evaluate(args: argparse.Namespace) -> int:
         cas=args.cas,
         cas_epochs=args.cas_epochs,
     )
-    if args.json:
+    print_results(results, args.json)
+    return 0
+
+
+def print_results(results: dict, as_json: bool) -> None:
+    """Scores as one JSON object, or as a table of names and values."""
+    if as_json:
         print(json.dumps(results))
-    else:
-        for name, value in results.items():
-            print(f"{name:>16}  {value:.4f}" if isinstance(value, float) else f"{name:>16}  {value}")
+        return
+    for name, value in results.items():
+        print(f"{name:>16}  {value:.4f}" if isinstance(value, float) else f"{name:>16}  {value}")
+
+
+def run_task(source: str) -> str:
+    """The task of the run directory ``source`` ('gan', 'pix2pix', 'cyclegan'), from its config.yaml; 'gan' for
+    anything else (a checkpoint file, an .npz, a folder of images)."""
+    path = os.path.join(source, "config.yaml")
+    if not os.path.isfile(path):
+        return "gan"
+    try:
+        return read_config_values(path).get("task", "gan")
+    except GanforgeError:
+        return "gan"  # the GAN path says what is wrong with it
+
+
+def add_translate(commands, common: argparse.ArgumentParser) -> None:
+    """ganforge translate: image files and folders through a pix2pix or CycleGAN run."""
+    translate = commands.add_parser(
+        "translate",
+        parents=[common],
+        help="translate images with a trained pix2pix or CycleGAN run",
+        description="Translate image files, and every image in folders, into PNGs in --out (a folder's own "
+        "subfolders are kept). Each input is resized to the run's training size first, unless --size says "
+        "otherwise; --size 0 keeps each image's own size.",
+    )
+    add_source(translate, "RUN", "a translation run directory or its .pt checkpoint")
+    translate.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    translate.add_argument("--out", required=True, help="the folder to write the translated PNGs into")
+    translate.add_argument(
+        "--direction",
+        choices=("AtoB", "BtoA"),
+        default="AtoB",
+        help="which way: the run's own direction (AtoB), or back with a CycleGAN run's second generator "
+        "(default: AtoB)",
+    )
+    translate.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="resize each input to SIZE x SIZE pixels first; 0: translate it at its own size "
+        "(default: the run's --image-size)",
+    )
+    add_device(translate, help="device to translate on")
+    add_overwrite(translate)
+    translate.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar (default: on)"
+    )
+    translate.set_defaults(func=run_translate, imports="ganforge.translation")
+
+
+def run_translate(args: argparse.Namespace) -> int:
+    """ganforge translate: write each input's translation."""
+    from ganforge.translation import translate
+
+    if args.size is not None and args.size < 0:
+        raise UsageError(f"--size must be 0 or more, got {args.size}")
+    written = translate(
+        args.source,
+        args.inputs,
+        args.out,
+        direction=args.direction,
+        size=args.size,
+        device=args.device,
+        overwrite=args.overwrite,
+        progress=args.progress,
+    )
+    print(f"wrote {len(written)} translated images to {args.out}")
     return 0
 
 
@@ -488,7 +568,17 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = (add_train, add_resume, add_generate, add_evaluate, add_interpolate, add_export, add_plot, add_serve)
+COMMANDS = (
+    add_train,
+    add_resume,
+    add_generate,
+    add_translate,
+    add_evaluate,
+    add_interpolate,
+    add_export,
+    add_plot,
+    add_serve,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,30 @@ from ganforge.losses import LOSSES
 from ganforge.models import MODELS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+TASKS = ("gan", "pix2pix", "cyclegan")  # noise -> image; paired and unpaired image -> image translation
+DIRECTIONS = ("AtoB", "BtoA")
+NORMS = ("instance", "batch")
+# What each translation task takes by default where the user gave nothing (``TrainConfig.with_model_defaults``).
+TASK_DEFAULTS = {
+    "gan": dict(model="dcgan", loss="nonsaturating"),
+    # Isola et al.: U-Net, BCE, lambda_L1 100, dropout; instance norm (see models/translation.py).
+    "pix2pix": dict(
+        model="unet", loss="nonsaturating", direction="AtoB", lambda_l1=100.0, dropout=True, norm="instance",
+        lr_decay=0.5,
+    ),
+    # Zhu et al.: ResNet blocks, LSGAN, lambda 10, identity 0.5, a history of 50 fakes, instance norm.
+    "cyclegan": dict(
+        model="resnet-blocks", loss="lsgan", direction="AtoB", lambda_cycle=10.0, lambda_identity=0.5, pool_size=50,
+        dropout=False, norm="instance", lr_decay=0.5,
+    ),
+}
+TRANSLATION_FIELDS = (  # the settings only translation tasks take
+    "direction", "load_size", "lambda_l1", "lambda_cycle", "lambda_identity", "pool_size", "norm", "dropout",
+    "lr_decay",
+)
+GAN_ONLY_FIELDS = ("conditional", "ema", "diffaug", "n_critic")  # what translation tasks do not take
+TRANSLATION_IMAGE_SIZE = 256  # pix2pix's and CycleGAN's crop size: the default --image-size of translation
+LOAD_SIZE_RATIO = 286 / 256  # pix2pix's jitter: load 286 px, randomly crop 256
 PRECISIONS = ("32", "bf16", "16-mixed")
 ON_NAN = ("rollback", "stop")
 DEFAULT_STEPS = (
@@ -44,6 +68,7 @@ def _field(
     default_help: str | None = None,
     resumable: bool = False,
     bounds: str | None = None,
+    aliases: tuple[str, ...] = (),
 ):
     """A config field with its help text.
 
@@ -51,7 +76,7 @@ def _field(
     (when not None) must lie in, as "[1, inf)", "(0, inf)" or "[0, 1)"; ``TrainConfig.validate`` checks it.
     """
     metadata = {"help": help, "choices": choices, "default_help": default_help, "resumable": resumable}
-    return field(default=default, metadata=metadata | {"bounds": bounds})
+    return field(default=default, metadata=metadata | {"bounds": bounds, "aliases": aliases})
 
 
 def check_bounds(name: str, value: float, bounds: str) -> None:
@@ -80,16 +105,72 @@ class TrainConfig:
     """Settings of one training run. ``None`` means: the model's or the data's default."""
 
     # What to train.
-    model: str = _field("dcgan", "architecture", choices=MODELS)  # the registries themselves: entries added later count
-    loss: str = _field(
-        "nonsaturating",
+    task: str = _field(
+        "gan",
+        "what the GAN learns: images from noise (gan), or image-to-image translation from paired (pix2pix) or "
+        "unpaired (cyclegan) examples",
+        choices=TASKS,
+    )
+    model: str | None = _field(
+        None,
+        "architecture: mlp, dcgan, resnet (gan); unet, resnet-blocks (pix2pix, cyclegan)",
+        choices=MODELS,  # the registries themselves: entries added later count
+        default_help="dcgan; unet for pix2pix, resnet-blocks for cyclegan",
+    )
+    loss: str | None = _field(
+        None,
         "adversarial loss; minimax is the saturating original, wgan-gp adds the gradient penalty",
         choices=LOSSES,
+        default_help="nonsaturating; lsgan for cyclegan",
     )
     conditional: bool | None = _field(
         None,
         "class-conditional generator and projection discriminator, trained on the data's labels",
         default_help="dcgan and resnet: on when the data has two classes or more; mlp: off",
+    )
+    # Translation (--task pix2pix, cyclegan).
+    direction: str | None = _field(
+        None, "translate the data's A images into its B images, or B into A", choices=DIRECTIONS, default_help="AtoB"
+    )
+    load_size: int | None = _field(
+        None,
+        "translation: images are resized to this square size, then randomly cropped to --image-size and flipped",
+        default_help="286/256 of --image-size, as pix2pix",
+        bounds="[1, inf)",
+    )
+    lambda_l1: float | None = _field(
+        None, "pix2pix: weight of the L1 distance to the target", default_help="100", bounds="[0, inf)"
+    )
+    lambda_cycle: float | None = _field(
+        None, "cyclegan: weight of the cycle-consistency loss", default_help="10", bounds="[0, inf)"
+    )
+    lambda_identity: float | None = _field(
+        None,
+        "cyclegan: weight of the identity loss, as a share of --lambda-cycle",
+        default_help="0.5",
+        bounds="[0, inf)",
+    )
+    pool_size: int | None = _field(
+        None,
+        "cyclegan: past fakes kept to show the discriminators (0: only the newest)",
+        default_help="50",
+        bounds="[0, inf)",
+    )
+    norm: str | None = _field(
+        None,
+        "translators' normalisation: instance (the same in training and translation) or batch (pix2pix's original)",
+        choices=NORMS,
+        default_help="instance",
+    )
+    dropout: bool | None = _field(
+        None, "translators: dropout 0.5 in training", default_help="on for unet (pix2pix), off for resnet-blocks"
+    )
+    lr_decay: float | None = _field(
+        None,
+        "translation: share of the run's steps, at its end, over which the learning rates fall linearly to zero "
+        "(as pix2pix and CycleGAN do over half their epochs); needs --steps or --epochs",
+        default_help="0.5",
+        bounds="[0, 1]",
     )
     z_dim: int = _field(100, "length of the generator's noise vector", bounds="[1, inf)")
     width: int | None = _field(
@@ -113,9 +194,11 @@ class TrainConfig:
     download: bool = _field(True, "download a missing built-in dataset into ganforge's cache folder", resumable=True)
     image_size: int | None = _field(
         None,
-        "image height and width in pixels; data are resized and center-cropped",
-        default_help="the dataset's own: 28 for MNIST, 32 for CIFAR-10, 64 for folders",
+        "image height and width in pixels; data are resized and center-cropped (translation: the training crop, "
+        "also --crop-size)",
+        default_help="the dataset's own: 28 for MNIST, 32 for CIFAR-10, 64 for folders, 256 for translation",
         bounds="[1, inf)",
+        aliases=("crop-size",),
     )
     holdout: float | None = _field(
         None,
@@ -271,19 +354,48 @@ class TrainConfig:
             raise UsageError(f"--channels must be 1 or 3, got {self.channels}")
         for setting in dataclasses.fields(self):
             allowed, value = setting.metadata.get("choices"), getattr(self, setting.name)
-            if allowed and value not in allowed:
+            if allowed and value is not None and value not in allowed:
                 raise UsageError(f"unknown --{flag(setting.name)} {value!r}; choose from {', '.join(allowed)}")
-        # The kinds of data source live in data.py, which needs torch: imported here, not when the CLI starts.
-        from ganforge.data import resolve_source
-
-        resolve_source(self.data)
+        self.validate_task()
         parse_interval(self.checkpoint_every, "checkpoint-every")
         for name in ("sample_every", "eval_every"):
             if getattr(self, name) != "0":
                 parse_interval(getattr(self, name), flag(name))
 
+    def validate_task(self) -> None:
+        """Raise UsageError when the model, the settings or the data do not fit the task."""
+        translating = self.task != "gan"
+        if self.model is not None and MODELS[self.model].translates != translating:
+            wanted = "--task pix2pix or cyclegan" if MODELS[self.model].translates else "--task gan"
+            raise UsageError(f"--model {self.model} is for {wanted}, not --task {self.task}")
+        if not translating:
+            for name in TRANSLATION_FIELDS:
+                if getattr(self, name) is not None:
+                    raise UsageError(f"--{flag(name)} is for --task pix2pix or cyclegan (image-to-image translation)")
+            # The kinds of data source live in data.py, which needs torch: imported here, not when the CLI starts.
+            from ganforge.data import resolve_source
+
+            resolve_source(self.data)
+            return
+        task_fields = set(TASK_DEFAULTS[self.task]) | {"load_size"}
+        for name in TRANSLATION_FIELDS:
+            if getattr(self, name) is not None and name not in task_fields:
+                raise UsageError(f"--{flag(name)} is not a setting of --task {self.task}")
+        for name in GAN_ONLY_FIELDS:
+            if getattr(self, name) not in (None, False, 1):
+                raise UsageError(f"--{flag(name)} is for --task gan; --task {self.task} does not take it")
+        if self.r1 or (self.loss is not None and LOSSES[self.loss].penalties):
+            raise UsageError(f"--task {self.task} takes no discriminator penalty (--r1, --loss wgan-gp)")
+        if not Path(self.data).is_dir():
+            raise UsageError(
+                f"--task {self.task} needs --data DIR: a folder of image pairs or of two domains; "
+                f"{self.data!r} is not a folder"
+            )
+
     def with_model_defaults(self) -> "TrainConfig":
-        """A copy with the model's recipe filled in where the user gave nothing."""
+        """A copy with the task's and the model's recipe filled in where the user gave nothing."""
+        given = {name: value for name, value in TASK_DEFAULTS[self.task].items() if getattr(self, name) is None}
+        self = dataclasses.replace(self, **given)
         spec = MODELS[self.model]
         lr = self.lr if self.lr is not None else spec.lr
         return dataclasses.replace(
@@ -327,6 +439,29 @@ def resolve_config(config: TrainConfig, image_shape: tuple[int, int, int], label
         if config.conditional is not None
         else MODELS[config.model].conditional and labelled,
         out=config.out or str(Path("runs") / f"{config.model}-{source.short_name(config.data)}-{stamp}"),
+    )
+
+
+def resolve_translation_config(config: TrainConfig) -> TrainConfig:
+    """``resolve_config`` for translation, before the data are read: the task's recipe, the sizes, the name.
+
+    The held-out share is recorded as 0 once the data turn out to have a test split of their own.
+    """
+    config = config.with_model_defaults()
+    image_size = config.image_size or TRANSLATION_IMAGE_SIZE
+    load_size = config.load_size or round(image_size * LOAD_SIZE_RATIO)
+    if load_size < image_size:
+        raise UsageError(f"--load-size {load_size} is smaller than the crop, --image-size {image_size}")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return dataclasses.replace(
+        config,
+        data=str(Path(config.data).resolve()),
+        image_size=image_size,
+        load_size=load_size,
+        holdout=DEFAULT_HOLDOUT if config.holdout is None else config.holdout,
+        steps=config.steps if (config.epochs or config.steps or config.minutes) else DEFAULT_STEPS,
+        conditional=False,
+        out=config.out or str(Path("runs") / f"{config.task}-{Path(config.data).resolve().name}-{stamp}"),
     )
 
 

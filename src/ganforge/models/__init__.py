@@ -6,7 +6,10 @@ Every model is a plain ``nn.Module`` usable on its own
 ``(width, channels, image_size, num_classes)``, so the registry can build any
 pair from one set of arguments, and a checkpoint can rebuild it from the
 arguments it stores. With ``num_classes > 0`` both are class-conditional:
-``generator(z, labels)`` and ``discriminator(images, labels)``.
+``generator(z, labels)`` and ``discriminator(images, labels)``. The
+translators (``translates``: ``unet``, ``resnet-blocks``) map images to images
+instead: ``generator(images)``, with ``(in_channels, out_channels, width,
+image_size, norm, dropout)``, and a PatchGAN discriminator of patch logits.
 
 The registry names its classes and imports their modules on use, so that
 ``MODELS`` (and with it ``TrainConfig`` and the command line) loads without torch.
@@ -29,6 +32,9 @@ CLASSES = {  # each public class and its module, imported when the class is firs
     "DCGANDiscriminator": "ganforge.models.dcgan",
     "ResNetGenerator": "ganforge.models.resnet",
     "ResNetDiscriminator": "ganforge.models.resnet",
+    "UNetGenerator": "ganforge.models.translation",
+    "ResNetTranslator": "ganforge.models.translation",
+    "PatchDiscriminator": "ganforge.models.translation",
 }
 
 
@@ -49,6 +55,7 @@ class ModelSpec:
     batch_size: int = 128  # images per step
     ema: bool = False  # sample from the generator's moving average
     conditional: bool = False  # condition on the labels when the data has them (two classes or more)
+    translates: bool = False  # an image-to-image translator (pix2pix, CycleGAN), not a noise-to-image generator
 
     @property
     def generator(self) -> type[nn.Module]:
@@ -86,6 +93,15 @@ MODELS: dict[str, ModelSpec] = {
         batch_size=64,
         ema=True,
         conditional=True,
+    ),
+    # Image-to-image translators (--task pix2pix, cyclegan): Adam(2e-4, betas=(0.5, 0.999)) as Isola et al. and
+    # Zhu et al.; batch 4 rather than their 1, since instance norm makes the batch size no part of the model
+    # and the CPU runs four images in about the time of two (benchmarks/translation.py).
+    "unet": ModelSpec(
+        "UNetGenerator", "PatchDiscriminator", width=64, lr=2e-4, betas=(0.5, 0.999), batch_size=4, translates=True
+    ),
+    "resnet-blocks": ModelSpec(
+        "ResNetTranslator", "PatchDiscriminator", width=64, lr=2e-4, betas=(0.5, 0.999), batch_size=1, translates=True
     ),
 }
 

@@ -45,6 +45,7 @@ from ganforge.training.loop import TrainingLoop
 from ganforge.training.state import TrainState, build_train_state
 from ganforge.training.step import Batch, Recipe, build_recipe, training_step
 from ganforge.training.task import GANTask
+from ganforge.training.translation import TranslationState, TranslationTask, prepare_translation
 
 log = logging.getLogger("ganforge")
 
@@ -55,6 +56,8 @@ __all__ = [
     "TrainResult",
     "TrainState",
     "TrainingLoop",
+    "TranslationState",
+    "TranslationTask",
     "build_recipe",
     "build_train_state",
     "resume",
@@ -118,6 +121,25 @@ def train_process(config: TrainConfig, resume_from: str | Path | None, context: 
     if config.out and not resuming and is_main:
         check_new_run_dir(Path(config.out), config.overwrite)  # before a possibly long decode of the data
     device = context.device(resolve_device(config.device))
+    prepare = prepare_gan if config.task == "gan" else prepare_translation
+    config, task = prepare(config, resume_from, context, device)
+    run_dir = Path(config.out)
+    lock = open_run_dir(run_dir, resuming, config.overwrite) if is_main else None  # one writer per run
+    loop = TrainingLoop(config, task, run_dir, device, context)
+    try:
+        return run_loop(config, loop, task.state, run_dir, started, device, context)
+    except Exception:
+        if lock is not None and not resuming and loop.steps_taken == 0:
+            discard_unstarted_run(run_dir, lock.created)  # a run that failed before training leaves nothing behind
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def prepare_gan(config: TrainConfig, resume_from, context: Distributed, device: torch.device):
+    """(the resolved config, the ``GANTask``) of a noise-to-image run: its data, its state, resumed if asked."""
+    resuming = resume_from is not None
     data = load_training_data(config, context)
     if device.type == "cpu":
         set_cpu_threads(config.threads)  # after the data, so that a bad --data stays a one-line error
@@ -142,19 +164,7 @@ def train_process(config: TrainConfig, resume_from: str | Path | None, context: 
     state = build_train_state(config, device, len(data), num_classes=len(data.classes) if config.conditional else 0)
     if resuming:
         state.load_state_dict(load_checkpoint(resume_from), str(resume_from))
-    task = GANTask(config, state, data, heldout, device, context)
-    run_dir = Path(config.out)
-    lock = open_run_dir(run_dir, resuming, config.overwrite) if is_main else None  # one writer per run
-    loop = TrainingLoop(config, task, run_dir, device, context)
-    try:
-        return run_loop(config, loop, state, run_dir, started, device, context)
-    except Exception:
-        if lock is not None and not resuming and loop.steps_taken == 0:
-            discard_unstarted_run(run_dir, lock.created)  # a run that failed before training leaves nothing behind
-        raise
-    finally:
-        if lock is not None:
-            lock.release()
+    return config, GANTask(config, state, data, heldout, device, context)
 
 
 def run_loop(config, loop: TrainingLoop, state, run_dir: Path, started: float, device, context) -> TrainResult:

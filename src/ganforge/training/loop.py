@@ -17,7 +17,7 @@ from torchvision.utils import make_grid
 
 from ganforge.checkpoint import (
     BEST,
-    best_fid,
+    best_score,
     latest_checkpoint,
     load_checkpoint,
     make_checkpoint,
@@ -27,7 +27,7 @@ from ganforge.checkpoint import (
 from ganforge.config import TrainConfig, parse_interval
 from ganforge.distributed import Distributed
 from ganforge.errors import GanforgeError
-from ganforge.monitor import CollapseWatch, RunMonitor, StopSignal
+from ganforge.monitor import RunMonitor, StopSignal
 from ganforge.sampling import save_grid
 
 log = logging.getLogger("ganforge")
@@ -84,8 +84,7 @@ class TrainingLoop:
         self.checkpoint_cadence = Cadence(config.checkpoint_every, "checkpoint-every")
         self.sample_cadence = Cadence(config.sample_every, "sample-every")
         self.eval_cadence = Cadence(config.eval_every, "eval-every")
-        self.collapse = CollapseWatch()
-        self.best_fid = best_fid(run_dir / "checkpoints")
+        self.best = best_score(run_dir / "checkpoints", task.metric)  # of best.pt: lower is better
         # The losses' finiteness is gathered on the device and read only at reports and before saves:
         # reading it every step would wait for the device every step.
         self.losses_finite = torch.ones((), dtype=torch.bool, device=device)
@@ -189,21 +188,19 @@ class TrainingLoop:
                 raise Diverged(step, f"the {name}'s weights")
 
     def evaluate(self, step: int, monitor: RunMonitor) -> None:
-        """Score the generator, log the scores, keep checkpoints/best.pt by FID, and watch for collapse."""
+        """Score the task, log the scores, keep checkpoints/best.pt by its metric, and pass on its warnings."""
         results = self.task.evaluate()
         monitor.event({"event": "eval", "step": step} | results)
         scalars = {k: v for k, v in results.items() if isinstance(v, (int, float)) and k != "samples"}
         monitor.add_scalars("eval", scalars, step)
         best = self.run_dir / "checkpoints" / BEST
-        if results["fid"] < self.best_fid:
-            self.best_fid = results["fid"]
+        metric = self.task.metric
+        if results[metric] < self.best:
+            self.best = results[metric]
             self.save(step, also_best=results)
-        log.info(
-            f"step {step:,}: FID {results['fid']:.2f}, recall {results['recall']:.2f}"
-            + (f", {results['classes_covered']} classes" if "classes_covered" in results else "")
-        )
-        for warning in self.collapse.update(step, results):
-            log.warning(f"{warning}; the best checkpoint is {best} (FID {self.best_fid:.2f})")
+        log.info(f"step {step:,}: {self.task.describe(results)}")
+        for warning in self.task.watch(step, results):
+            log.warning(f"{warning}; the best checkpoint is {best} ({metric} {self.best:.4g})")
 
     def recover(self, divergence: Diverged, monitor: RunMonitor) -> int:
         """Roll back to the last good checkpoint with halved learning rates, or stop; returns the step to go on from.

@@ -12,6 +12,7 @@ from ganforge.config import TrainConfig
 from ganforge.data import EpochSampler, ImageDataset, scale_images
 from ganforge.distributed import Distributed
 from ganforge.metrics.evaluation import PeriodicEvaluator
+from ganforge.monitor import CollapseWatch
 from ganforge.sampling import balanced_labels, generate_images, grid_columns, grid_size, sample_noise
 from ganforge.training.state import TrainState, wrap_for_training
 from ganforge.training.step import Batch, build_recipe, training_step
@@ -22,6 +23,8 @@ ON_DEVICE_LIMIT = 2**30  # bytes of uint8 data kept on an accelerator rather tha
 
 class GANTask:
     """An unconditional or class-conditional GAN trained on in-memory images from noise (and labels)."""
+
+    metric = "fid"  # what keeps checkpoints/best.pt: lower is better
 
     def __init__(
         self,
@@ -44,6 +47,7 @@ class GANTask:
         count = grid_size(GRID_SIZE, self.num_classes)  # whole rows: 60 for digits, one class per column
         self.fixed_noise = sample_noise(count, config.z_dim, config.seed + 2)
         self.fixed_labels = balanced_labels(count, self.num_classes)
+        self.collapse = CollapseWatch()
         self.evaluator = None
         if config.eval_every != "0" and context.is_main_process:
             self.evaluator = PeriodicEvaluator(
@@ -90,6 +94,15 @@ class GANTask:
     def evaluate(self) -> dict:
         """Scores of the sampling generator (FID, recall, ...); only where ``evaluator`` is set (rank 0)."""
         return self.evaluator(self.state.sampling_generator)
+
+    def describe(self, results: dict) -> str:
+        """One line of an evaluation for the log."""
+        classes = f", {results['classes_covered']} classes" if "classes_covered" in results else ""
+        return f"FID {results['fid']:.2f}, recall {results['recall']:.2f}{classes}"
+
+    def watch(self, step: int, results: dict) -> list[str]:
+        """Warnings an evaluation calls for: a run that looks collapsed or diverging (``CollapseWatch``)."""
+        return self.collapse.update(step, results)
 
     def checkpoint_extra(self) -> dict:
         """Plain data a checkpoint carries beside the state: the classes' names."""

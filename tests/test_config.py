@@ -1,4 +1,5 @@
 import dataclasses
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -6,6 +7,8 @@ from hypothesis import strategies as st
 
 from ganforge.config import (
     DEFAULT_STEPS,
+    TASK_DEFAULTS,
+    TRANSLATION_FIELDS,
     TrainConfig,
     bound_value,
     flag,
@@ -75,10 +78,19 @@ def test_validation_names_the_bad_setting(changes, message):
 BOUNDED = [setting for setting in dataclasses.fields(TrainConfig) if setting.metadata["bounds"]]
 
 
+def task_taking(name: str, folder: Path) -> TrainConfig:
+    """A config of a task that takes the setting ``name`` (translation settings need a translation task)."""
+    if name not in TRANSLATION_FIELDS:
+        return TrainConfig()
+    task = next((task for task, defaults in TASK_DEFAULTS.items() if name in defaults), "pix2pix")
+    return TrainConfig(task=task, data=str(folder))
+
+
 @pytest.mark.parametrize("setting", BOUNDED, ids=[setting.name for setting in BOUNDED])
-def test_each_bound_in_a_fields_metadata_is_enforced_at_both_ends(setting):
+def test_each_bound_in_a_fields_metadata_is_enforced_at_both_ends(setting, tmp_path):
     """A field's bounds are one argument of its declaration: validate() accepts each end it includes and
     refuses, naming the flag and the value, the nearest values outside."""
+    base = task_taking(setting.name, tmp_path)
     bounds = setting.metadata["bounds"]
     low, high = (bound_value(end) for end in bounds[1:-1].split(","))
     integer = setting.type in (int, int | None)
@@ -87,10 +99,10 @@ def test_each_bound_in_a_fields_metadata_is_enforced_at_both_ends(setting):
     outside = [low - step if bounds[0] == "[" else low, high + step if bounds[-1] == "]" else high]
     cast = int if integer else float
     for value in [cast(v) for v in inside if abs(v) != float("inf")]:
-        dataclasses.replace(TrainConfig(), **{setting.name: value}).validate()
+        dataclasses.replace(base, **{setting.name: value}).validate()
     for value in [cast(v) for v in outside if abs(v) != float("inf")]:
         with pytest.raises(UsageError, match=rf"^--{flag(setting.name)} must be .*, got {value}$"):
-            dataclasses.replace(TrainConfig(), **{setting.name: value}).validate()
+            dataclasses.replace(base, **{setting.name: value}).validate()
     assert len(BOUNDED) >= 25  # every count, rate and share of the config: a field losing its bounds shows here
 
 

@@ -382,7 +382,8 @@ class TrainConfig:
             if getattr(self, name) is not None and name not in task_fields:
                 raise UsageError(f"--{flag(name)} is not a setting of --task {self.task}")
         for name in GAN_ONLY_FIELDS:
-            if getattr(self, name) not in (None, False, 1):
+            value = getattr(self, name)
+            if value is True or (type(value) is int and value > 1):  # --ema, --diffaug, ...; --n-critic 2
                 raise UsageError(f"--{flag(name)} is for --task gan; --task {self.task} does not take it")
         if self.r1 or (self.loss is not None and LOSSES[self.loss].penalties):
             raise UsageError(f"--task {self.task} takes no discriminator penalty (--r1, --loss wgan-gp)")

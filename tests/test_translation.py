@@ -1,0 +1,351 @@
+"""Image-to-image translation: the networks, the data layouts, pix2pix and CycleGAN in the shared loop,
+exact resume, translate, evaluate and the one-line errors of bad data."""
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from ganforge import TrainConfig, load_checkpoint, train
+from ganforge.cli import main
+from ganforge.errors import GanforgeError, UsageError
+from ganforge.metrics.translation import l1, psnr, ssim
+from ganforge.models.translation import PatchDiscriminator, ResNetTranslator, UNetGenerator, unet_depth
+from ganforge.pairs import holdout_indices, load_translation_data
+from ganforge.translation import load_translator, translate_images
+from test_training import QUIET, assert_same_tensors
+
+SIZE = 32  # the tests' crop; images are drawn at 36 and loaded at --load-size 36
+
+
+def draw_pair(rng: np.random.Generator, size: int = 36) -> tuple[Image.Image, Image.Image]:
+    """(outline, filled): a white square outline on black, and the same square filled red on a coloured ground.
+
+    Each outline determines its filled image, as a label map determines a facade.
+    """
+    outline = Image.new("RGB", (size, size))
+    filled = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 100, 3)))
+    x, y = (int(v) for v in rng.integers(2, size - 18, 2))
+    ImageDraw.Draw(outline).rectangle([x, y, x + 15, y + 15], outline=(255, 255, 255), width=2)
+    ImageDraw.Draw(filled).rectangle([x, y, x + 15, y + 15], fill=(230, 20, 20))
+    return outline, filled
+
+
+def side_by_side_folder(root, train: int = 24, test: int = 6, seed: int = 0):
+    """pix2pix's layout: train/ and test/, each file A | B."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train), ("test", test)):
+        (root / split).mkdir(parents=True)
+        for index in range(count):
+            a, b = draw_pair(rng)
+            pair = Image.new("RGB", (a.width * 2, a.height))
+            pair.paste(a, (0, 0))
+            pair.paste(b, (a.width, 0))
+            pair.save(root / split / f"{index}.png")
+    return root
+
+
+def domains_folder(root, names=("A", "B"), count: int = 12, seed: int = 0):
+    """Two folders of the same file names (a pair each)."""
+    rng = np.random.default_rng(seed)
+    for name in names:
+        (root / name).mkdir(parents=True)
+    for index in range(count):
+        a, b = draw_pair(rng)
+        a.save(root / names[0] / f"{index:03d}.png")
+        b.save(root / names[1] / f"{index:03d}.jpg")
+    return root
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit:
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def translation_config(data, out, **changes) -> TrainConfig:
+    values = dict(
+        task="pix2pix",
+        data=str(data),
+        out=str(out),
+        image_size=SIZE,
+        load_size=36,
+        width=8,
+        batch_size=4,
+        steps=6,
+        checkpoint_every="3",
+        sample_every="0",
+        threads=1,
+        **QUIET,
+    )
+    return TrainConfig(**(values | changes))
+
+
+# ---------------------------------------------------------------- networks
+
+
+@pytest.mark.parametrize("size", [28, 32, 64, 96])
+def test_the_unet_is_as_deep_as_the_size_allows_and_keeps_the_shape(size):
+    generator = UNetGenerator(in_channels=1, out_channels=3, width=4, image_size=size)
+    depth = unet_depth(size)
+    assert size % 2**depth == 0 and (depth == 8 or size % 2 ** (depth + 1) or size >> (depth + 1) == 0)
+    assert generator(torch.randn(2, 1, size, size)).shape == (2, 3, size, size)
+
+
+def test_a_side_not_divisible_by_four_is_refused():
+    with pytest.raises(ValueError, match="divisible by 4"):
+        UNetGenerator(image_size=30)
+
+
+@pytest.mark.parametrize("size, patch", [(256, 70), (128, 34), (64, 16)])
+def test_the_patch_discriminator_sees_a_patch_scaled_to_the_image(size, patch):
+    """The receptive field of one output logit, measured by its gradient: pix2pix's 70x70 at 256 px."""
+    torch.manual_seed(0)
+    # BatchNorm in eval mode acts pixel by pixel; instance norm would join every pixel through its statistics.
+    discriminator = PatchDiscriminator(in_channels=1, width=4, image_size=size, norm="batch").eval()
+    with torch.no_grad():
+        for module in discriminator.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.fill_(0.01)  # no weight can cancel a path: every pixel in the field counts
+    image = torch.randn(1, 1, size, size, requires_grad=True)
+    logits = discriminator(image)
+    logits[0, 0, logits.shape[2] // 2, logits.shape[3] // 2].backward()
+    rows = image.grad[0, 0].abs().sum(1).nonzero()
+    assert rows.max() - rows.min() + 1 == patch
+
+
+def test_dropout_only_in_training_and_instance_norm_is_the_same_alone_or_in_a_batch():
+    torch.manual_seed(0)
+    generator = UNetGenerator(in_channels=3, out_channels=3, width=8, image_size=64, dropout=True)
+    x = torch.randn(3, 3, 64, 64)
+    generator.train()
+    assert not torch.equal(generator(x), generator(x))  # dropout draws new masks
+    images = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    batch = translate_images(generator, images)
+    assert generator.training  # translate_images restores the mode
+    assert torch.equal(batch, translate_images(generator, images))  # eval: no dropout
+    alone = torch.cat([translate_images(generator, images[i : i + 1]) for i in range(3)])
+    assert (batch.int() - alone.int()).abs().max() <= 1  # per-image statistics: no batch in the result
+
+
+@pytest.mark.parametrize("height, width", [(37, 50), (64, 64), (20, 100)])
+def test_any_size_translates_to_the_same_size(height, width):
+    for generator in (UNetGenerator(width=4, image_size=32), ResNetTranslator(width=4, image_size=32)):
+        images = torch.randint(0, 256, (1, 3, height, width), dtype=torch.uint8)
+        assert translate_images(generator, images).shape == (1, 3, height, width)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_psnr_l1_and_ssim_by_hand():
+    x = torch.full((1, 1, 16, 16), 100, dtype=torch.uint8)
+    y = x + 10
+    assert l1(x, y).item() == pytest.approx(10 / 255)
+    assert psnr(x, y).item() == pytest.approx(-10 * math.log10((10 / 255) ** 2))
+    # Constant images: no variance, so SSIM is the luminance term alone, (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1).
+    mx, my, c1 = 100 / 255, 110 / 255, 0.01**2
+    assert ssim(x, y).item() == pytest.approx((2 * mx * my + c1) / (mx**2 + my**2 + c1))
+    noise = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    assert ssim(noise, noise).tolist() == pytest.approx([1.0, 1.0])
+    assert psnr(noise, noise).tolist() == [100.0, 100.0]
+    noisier = [(noise + sigma * torch.randn(noise.shape)).clamp(0, 255).round().byte() for sigma in (5, 20, 60)]
+    similarity = [ssim(noise, n).mean().item() for n in noisier]
+    assert similarity[0] > similarity[1] > similarity[2]
+    assert ssim(noise, noisier[1]).tolist() == pytest.approx(ssim(noisier[1], noise).tolist())  # symmetric
+
+
+# ---------------------------------------------------------------- data
+
+
+def test_the_layouts_give_the_same_pairs(tmp_path):
+    side = side_by_side_folder(tmp_path / "side", train=10, test=4)
+    data, test, split = load_translation_data(side, "AtoB", 36, SIZE, None, 0.1, need_pairs=True)
+    assert split == "test" and data.paired and data.a.shape == (10, 3, 36, 36) and test.a.shape == (4, 3, SIZE, SIZE)
+    flipped, _, _ = load_translation_data(side, "BtoA", 36, SIZE, None, 0.1, need_pairs=True)
+    assert torch.equal(flipped.a, data.b) and torch.equal(flipped.b, data.a)
+    # The first pair drawn again, as two folders: the same pixels as the side-by-side file's halves.
+    folders = domains_folder(tmp_path / "two", count=10)
+    data2, held, split2 = load_translation_data(folders, "AtoB", 36, SIZE, None, 0.2, need_pairs=True)
+    assert split2 == "held-out" and len(data2.a) == 8 and len(held.a) == 2 and data2.paired
+    kept, _ = holdout_indices(10, 0.2)
+    assert torch.equal(data.a[kept], data2.a)  # seed 0 draws the same pairs: the same pixels either way
+    # B was saved as JPEG in the folders: near its pair, far from the others.
+    distance = lambda x, y: (x.float() - y.float()).abs().mean().item()  # noqa: E731
+    assert distance(data.b[kept], data2.b) < 0.5 * distance(data.b[kept], data2.b.roll(1, 0))
+
+
+def test_unpaired_domains_for_cyclegan_and_refused_by_pix2pix(tmp_path):
+    root = domains_folder(tmp_path / "d", names=("trainA", "trainB"), count=6)
+    (root / "trainB" / "005.jpg").rename(root / "trainB" / "other.jpg")
+    data, _, _ = load_translation_data(root, "AtoB", 36, SIZE, None, 0.2, need_pairs=False)
+    assert not data.paired
+    with pytest.raises(GanforgeError, match=r"trainA/005.png has no trainB/005\.\*.*pix2pix needs the same file"):
+        load_translation_data(root, "AtoB", 36, SIZE, None, 0.2, need_pairs=True)
+
+
+def test_grayscale_rgba_and_16_bit_images_load(tmp_path):
+    root = tmp_path / "modes"
+    for name in ("A", "B"):
+        (root / name).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for index in range(5):
+        grey16 = (rng.integers(0, 65536, (40, 30))).astype(np.uint16)
+        Image.fromarray(grey16).save(root / "A" / f"{index}.png")  # 16-bit grayscale, not square
+        rgba = rng.integers(0, 256, (30, 40, 4)).astype(np.uint8)
+        Image.fromarray(rgba, "RGBA").save(root / "B" / f"{index}.png")
+    data, test, _ = load_translation_data(root, "AtoB", 36, SIZE, None, 0.2, need_pairs=True)
+    assert data.a.shape[1:] == (1, 36, 36) and data.b.shape[1:] == (3, 36, 36)
+    assert data.a.float().std() > 30  # 16 bits scaled down to 8, not clipped to white
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("odd width", r"odd\.png is 71x36: its halves differ in size"),
+        ("empty", r"no images .* found in .*test"),
+        ("unreadable", r"cannot read image .*broken\.png"),
+        ("nothing", r"holds no translation data: expected trainA/ and trainB/"),
+    ],
+)
+def test_bad_translation_data_is_one_line_and_nothing_is_written(tmp_path, capsys, damage, message):
+    root = side_by_side_folder(tmp_path / "data", train=6, test=2)
+    if damage == "odd width":
+        Image.new("RGB", (71, 36)).save(root / "train" / "odd.png")
+    elif damage == "empty":
+        for path in (root / "test").iterdir():
+            path.unlink()
+    elif damage == "unreadable":
+        (root / "train" / "broken.png").write_bytes(b"not a png")
+    else:
+        (root / "train").rename(root / "photos")  # no layout is left that ganforge knows
+    before = sorted(p.name for p in root.rglob("*"))
+    args = ["train", "--task", "pix2pix", "--data", root, "--image-size", SIZE, "--out", tmp_path / "run"]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert re.search(message, err), err
+    assert sorted(p.name for p in root.rglob("*")) == before and not (tmp_path / "run").exists()
+
+
+def test_flags_of_the_wrong_task_are_refused(tmp_path):
+    with pytest.raises(UsageError, match="--lambda-l1 is for --task pix2pix or cyclegan"):
+        TrainConfig(lambda_l1=10.0).validate()
+    with pytest.raises(UsageError, match="--model unet is for --task pix2pix or cyclegan, not --task gan"):
+        TrainConfig(model="unet").validate()
+    with pytest.raises(UsageError, match="--lambda-cycle is not a setting of --task pix2pix"):
+        TrainConfig(task="pix2pix", data=str(tmp_path), lambda_cycle=5.0).validate()
+    with pytest.raises(UsageError, match="--ema is for --task gan"):
+        TrainConfig(task="cyclegan", data=str(tmp_path), ema=True).validate()
+    with pytest.raises(UsageError, match="needs --data DIR"):
+        TrainConfig(task="pix2pix").validate()
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_pix2pix_learns_the_mapping(tmp_path):
+    """Held-out L1 falls well below the untrained network's, and best.pt keeps the best evaluation."""
+    data = side_by_side_folder(tmp_path / "data", train=24, test=6)
+    config = translation_config(data, tmp_path / "run", steps=150, eval_every="75", width=16, lr=1e-3)
+    result = train(config)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r.get("event") == "eval"]
+    assert [r["step"] for r in evals] == [75, 150]
+    untrained = load_translator(tmp_path / "run" / "checkpoints" / "ckpt_00000000.pt", "cpu")
+    from ganforge.metrics.translation import score_translator
+
+    _, test, _ = load_translation_data(data, "AtoB", 36, SIZE, None, 0.1, need_pairs=True)
+    before = score_translator(untrained.generators, test)
+    assert evals[-1]["l1"] < 0.6 * before["l1"] and evals[-1]["ssim"] > before["ssim"] + 0.1
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert best["eval"]["l1"] == min(r["l1"] for r in evals)
+    assert result.step == 150
+
+
+@pytest.mark.parametrize("task", ["pix2pix", "cyclegan"])
+def test_a_resumed_translation_run_is_bit_identical(tmp_path, task):
+    """Crops, flips, dropout, the history of fakes and the optimisers all continue exactly."""
+    data = side_by_side_folder(tmp_path / "data", train=12, test=2)
+    # No decay: its schedule follows each invocation's --steps, and the split run's first part has 3, not 6.
+    extra = dict(lr_decay=0.0) | (dict(pool_size=3, batch_size=2) if task == "cyclegan" else {})
+    whole = translation_config(data, tmp_path / "whole", task=task, **extra)
+    train(whole)
+    train(translation_config(data, tmp_path / "split", task=task, steps=3, **extra))
+    from ganforge import resume
+
+    resume(tmp_path / "split", steps=6)
+    resumed, uninterrupted = load_checkpoint(tmp_path / "split"), load_checkpoint(tmp_path / "whole")
+    assert resumed["step"] == uninterrupted["step"] == 6
+    assert set(resumed["generators"]) == ({"AtoB", "BtoA"} if task == "cyclegan" else {"AtoB"})
+    for key in ("generators", "discriminators", "pools", "noise_rng"):
+        assert_same_tensors({key: resumed[key]}, {key: uninterrupted[key]})
+    if task == "cyclegan":
+        assert len(resumed["pools"]["A"]) == 3  # the pool filled and then swapped
+
+
+def test_lr_decays_linearly_to_zero_over_the_last_share(tmp_path):
+    data = side_by_side_folder(tmp_path / "data", train=8, test=2)
+    train(translation_config(data, tmp_path / "run", steps=8, lr_decay=0.5, lr=1e-3))
+    lr = load_checkpoint(tmp_path / "run")["g_optimizer"]["param_groups"][0]["lr"]
+    # Step 7 (the last one trained) is 3 steps into a decay of 4 from step 4: 1 - 3/5.
+    assert lr == pytest.approx(1e-3 * (1 - 3 / 5))
+
+
+def test_translate_gives_the_training_grids_output(tmp_path, capsys):
+    """The grid's middle column is what ``ganforge translate`` writes for the same held-out input file."""
+    data = domains_folder(tmp_path / "data", names=("trainA", "trainB"), count=8)
+    domains_folder(tmp_path / "extra", names=("testA", "testB"), count=3, seed=1)
+    for name in ("testA", "testB"):
+        (tmp_path / "extra" / name).rename(data / name)
+    train(translation_config(data, tmp_path / "run", steps=4, sample_every="4", batch_size=2))
+    grid = np.asarray(Image.open(tmp_path / "run" / "samples" / "step_0000004.png"))
+    cell = lambda row, column: grid[2 + row * (SIZE + 2) :][:SIZE, 2 + column * (SIZE + 2) :][:, :SIZE]  # noqa: E731
+    out = tmp_path / "out"
+    code, said, err = run_cli(capsys, "translate", tmp_path / "run", data / "testA", "--out", out, "--no-progress")
+    assert code == 0, err
+    assert "wrote 3 translated images" in said
+    for row in range(3):
+        assert np.array_equal(np.asarray(Image.open(out / f"{row:03d}.png")), cell(row, 1))
+    # Again: refused without --overwrite, naming the file.
+    code, _, err = run_cli(capsys, "translate", tmp_path / "run", data / "testA" / "000.png", "--out", tmp_path / "out")
+    assert code == 2 and "000.png" in err and "--overwrite" in err
+
+
+def test_evaluate_a_translation_run_matches_its_last_evaluation(tmp_path, capsys):
+    data = side_by_side_folder(tmp_path / "data", train=8, test=3)
+    train(translation_config(data, tmp_path / "run", task="cyclegan", steps=4, eval_every="4", batch_size=1))
+    code, out, err = run_cli(capsys, "evaluate", tmp_path / "run", "--json")
+    assert code == 0, err
+    scores = json.loads(out)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in records if r.get("event") == "eval"][-1]
+    assert scores["task"] == "cyclegan" and scores["pairs"] == 3
+    for name in ("l1", "psnr", "ssim", "cycle_l1"):
+        assert scores[name] == pytest.approx(last[name], rel=1e-6)
+
+
+def test_translate_bad_inputs_are_one_line(tmp_path, capsys):
+    data = side_by_side_folder(tmp_path / "data", train=4, test=1)
+    train(translation_config(data, tmp_path / "run", steps=1, batch_size=2))
+    (tmp_path / "notes.png").write_text("not an image")
+    huge = tmp_path / "huge.png"
+    Image.new("1", (5000, 4000)).save(huge)
+    capsys.readouterr()  # the training's log
+    for args, message, code_wanted in [
+        ([tmp_path / "notes.png"], "cannot read .*notes.png as an image", 1),
+        ([huge], "huge.png is 5000x4000, over the 16,777,216-pixel cap", 1),
+        ([tmp_path / "missing.png"], "missing.png does not exist", 1),
+        ([data / "test", "--direction", "BtoA"], "translates AtoB only", 2),
+    ]:
+        code, _, err = run_cli(capsys, "translate", tmp_path / "run", *args, "--out", tmp_path / "out", "--no-progress")
+        assert code == code_wanted and len(err.strip().splitlines()) == 1, err
+        assert re.search(message, err), err
+    code, _, err = run_cli(capsys, "generate", tmp_path / "run")
+    assert code == 1 and "use ganforge translate" in err

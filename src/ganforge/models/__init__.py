@@ -95,13 +95,14 @@ MODELS: dict[str, ModelSpec] = {
         conditional=True,
     ),
     # Image-to-image translators (--task pix2pix, cyclegan): Adam(2e-4, betas=(0.5, 0.999)) as Isola et al. and
-    # Zhu et al.; batch 4 rather than their 1, since instance norm makes the batch size no part of the model
-    # and the CPU runs four images in about the time of two (benchmarks/translation.py).
+    # Zhu et al. Batches of 16 and 4 rather than their 1: instance norm makes the batch size no part of the
+    # model, and at 64 px on 2 CPU cores a batch of 16 trains 5x the images per second of a batch of 1
+    # (benchmarks/translation.py, docs/translation.md).
     "unet": ModelSpec(
-        "UNetGenerator", "PatchDiscriminator", width=64, lr=2e-4, betas=(0.5, 0.999), batch_size=4, translates=True
+        "UNetGenerator", "PatchDiscriminator", width=64, lr=2e-4, betas=(0.5, 0.999), batch_size=16, translates=True
     ),
     "resnet-blocks": ModelSpec(
-        "ResNetTranslator", "PatchDiscriminator", width=64, lr=2e-4, betas=(0.5, 0.999), batch_size=1, translates=True
+        "ResNetTranslator", "PatchDiscriminator", width=64, lr=2e-4, betas=(0.5, 0.999), batch_size=4, translates=True
     ),
 }
 

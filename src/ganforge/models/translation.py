@@ -20,6 +20,8 @@ import math
 import torch
 from torch import nn
 
+from ganforge.models.dcgan import init_dcgan_weights
+
 MAX_UNET_DEPTH = 8  # pix2pix's unet_256: 256 px down to a 1x1 bottleneck
 NORMS = ("instance", "batch")
 
@@ -31,6 +33,13 @@ def norm_layer(norm: str, channels: int) -> nn.Module:
     if norm == "batch":
         return nn.BatchNorm2d(channels)
     raise ValueError(f"unknown norm {norm!r}; choose from {', '.join(NORMS)}")
+
+
+def init_weights(module: nn.Module) -> None:
+    """pix2pix's and CycleGAN's initialisation (their ``init_type='normal'``): DCGAN's, with zero conv biases."""
+    init_dcgan_weights(module)
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) and module.bias is not None:
+        nn.init.zeros_(module.bias)
 
 
 def unet_depth(image_size: int) -> int:
@@ -94,6 +103,7 @@ class UNetGenerator(nn.Module):
                 if dropout and not inner and level >= 4:
                     layers.append(nn.Dropout(0.5))
             self.up.append(nn.Sequential(*layers))
+        self.apply(init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -149,6 +159,7 @@ class ResNetTranslator(nn.Module):
             layers += [norm_layer(norm, width * factor // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, out_channels, 7), nn.Tanh()]
         self.net = nn.Sequential(*layers)
+        self.apply(init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, out_channels, H, W) in [-1, 1]
@@ -180,6 +191,7 @@ class PatchDiscriminator(nn.Module):
             channels = out
         layers.append(nn.Conv2d(channels, 1, 4, 1, 1))
         self.net = nn.Sequential(*layers)
+        self.apply(init_weights)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)  # (B, 1, h, w) patch logits

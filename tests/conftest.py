@@ -8,6 +8,15 @@ import torch
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def gan_models() -> list[str]:
+    """The noise-to-image models of the registry (the translators have tests of their own: test_translation.py)."""
+    from ganforge.models import MODELS
+
+    return [name for name, spec in MODELS.items() if not spec.translates]
+
+
 IN_CI = os.environ.get("CI") == "true"
 
 

@@ -150,3 +150,44 @@ def test_bad_distributed_settings_give_one_line_errors(tmp_path, flags, message)
     assert done.returncode != 0
     assert f"ganforge: error: {message}" in done.stderr
     assert "Traceback" not in done.stderr.split("ganforge: error")[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["pix2pix", "cyclegan"])
+def test_translation_under_torchrun_takes_the_steps_of_one_process(tmp_path, task):
+    """Two processes (gloo) each translate half of every batch; their translators translate as one process's with
+    the whole batch does, as near as two single-process runs that differ only in rounding (--threads 1 and 2).
+
+    Rounding is the yardstick: Adam turns the rounding of a gradient near zero into a step of the whole learning
+    rate, and a GAN's steps amplify it (after 4 CycleGAN steps, one thread against two already moves the outputs
+    by 5 to 10 levels of 255); a wrong split of the batch moves them as far as training does. Without dropout and
+    the history of fakes: each rank draws those for its own half."""
+    from ganforge.pairs import load_translation_data
+    from ganforge.translation import load_translator
+    from test_translation import side_by_side_folder
+
+    data = side_by_side_folder(tmp_path / "data", train=8, test=2)
+    flags = ["--task", task, "--data", str(data), "--image-size", "32", "--load-size", "36", "--width", "8"]
+    flags += ["--batch-size", "4", "--steps", "4", "--lr", "1e-3", "--no-dropout", "--no-progress", "--no-tensorboard"]
+    flags += ["--sample-every", "0"] + (["--pool-size", "0"] if task == "cyclegan" else [])
+    two = torchrun("-m", "ganforge", "train", *flags, "--out", "two", cwd=tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "x 2 processes" in two.stderr
+    for threads in ("1", "2"):
+        one = subprocess.run(
+            [sys.executable, "-m", "ganforge", "train", *flags, "--threads", threads, "--out", f"one-{threads}"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert one.returncode == 0, one.stderr[-3000:]
+    assert load_checkpoint(tmp_path / "two")["step"] == 4
+    _, test, _ = load_translation_data(data, "AtoB", 36, 32, None, 0.1, need_pairs=False, test_only=True)
+    runs = ["two", "one-1", "one-2", "one-1/checkpoints/ckpt_00000000.pt"]
+    two, one, rounded, initial = (load_translator(tmp_path / run, "cpu") for run in runs)
+    for direction, images in [("AtoB", test.a), ("BtoA", test.b)][: len(one.generators)]:
+        out = [run.translate(images, direction).float() for run in (two, one, rounded, initial)]
+        apart = lambda x, y: (x - y).abs().mean().item()  # noqa: E731  (levels of 255)
+        distributed, rounding, trained = apart(out[0], out[1]), apart(out[2], out[1]), apart(out[1], out[3])
+        assert distributed <= max(3 * rounding, 1.0) and distributed < 0.3 * trained, (distributed, rounding, trained)

@@ -7,6 +7,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import gan_models
 from ganforge.checkpoint import load_checkpoint, load_generator
 from ganforge.cli import main
 from ganforge.errors import GanforgeError, UsageError
@@ -15,7 +16,7 @@ from ganforge.models import MODELS
 from ganforge.sampling import generate_images, load, sample_noise, to_uint8
 
 
-@pytest.fixture(scope="module", params=[(name,) for name in MODELS] + [("dcgan", "--conditional")], ids=" ".join)
+@pytest.fixture(scope="module", params=[(name,) for name in gan_models()] + [("dcgan", "--conditional")], ids=" ".join)
 def run(request, tiny_run):
     return tiny_run(*request.param)
 

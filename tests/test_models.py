@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import gan_models
 from ganforge.models import MODELS, DCGANGenerator, MLPDiscriminator, MLPGenerator, build_discriminator, build_generator
 from ganforge.models.dcgan import base_resolution
 
@@ -23,7 +24,7 @@ def test_classic_mlp_is_exactly_the_seed_network():
     assert images.min() >= 0 and images.max() <= 1
 
 
-@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("model", gan_models())
 @pytest.mark.parametrize("channels,image_size", SHAPES)
 def test_every_model_maps_noise_to_images_to_logits(model, channels, image_size):
     generator = build_generator(model, dict(z_dim=16, width=8, channels=channels, image_size=image_size))
@@ -70,7 +71,7 @@ def test_models_have_their_published_recipes():
     assert MODELS["dcgan"].lr == 2e-4 and MODELS["dcgan"].betas == (0.5, 0.999)
 
 
-@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("model", gan_models())
 def test_every_model_has_a_conditional_form(model):
     generator = build_generator(model, dict(z_dim=16, width=8, channels=1, image_size=28, num_classes=10))
     discriminator = build_discriminator(model, dict(width=8, channels=1, image_size=28, num_classes=10))

@@ -75,6 +75,7 @@ DROPPED = ("epochs", "minutes", "data_root")  # data_root becomes an empty folde
 SMALL = {"generate": {"--n": 16, "--per-class": 2}, "interpolate": {"--n": 4, "--steps": 4}, "evaluate": {"--n": 16}}
 # Run directories the README names but never makes -> (model, flags) of the conftest tiny_run that stands in.
 RUNS = {"runs/my-run": ("dcgan",), "runs/cond": ("dcgan", "--conditional")}
+FACADES = "../shared/data/facades"  # CMP Facades; where a checkout lacks it, small drawn pairs stand in
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,8 +254,9 @@ def working_directory(path: Path):
 class ReadmeRun:
     """The shared working directory, the stand-in runs, and what each README block did there."""
 
-    def __init__(self, workdir: Path, runs: dict[str, Path], empty_root: Path, has_mnist: bool):
+    def __init__(self, workdir: Path, runs: dict[str, Path], empty_root: Path, has_mnist: bool, facades: Path):
         self.workdir, self.runs, self.empty_root, self.has_mnist = workdir, runs, empty_root, has_mnist
+        self.facades = facades  # what FACADES names: the real one, or a stand-in
         self.failed: dict[int, str] = {}  # block line -> why it failed
         self.attempted: set[int] = set()
 
@@ -299,6 +301,7 @@ class ReadmeRun:
     def run_ganforge(self, command: Command) -> None:
         """A ganforge command, its run directories replaced and made small; it must exit 0."""
         args = [str(self.runs.get(word, word)) for word in command.ganforge_args]
+        args = [str(self.facades) + word[len(FACADES) :] if word.startswith(FACADES) else word for word in args]
         name = next(word for word in args if not word.startswith("-"))
         if name in ("train", "resume"):
             args = small_train_args(args, self.empty_root)
@@ -350,9 +353,14 @@ def readme_run(tmp_path_factory, tiny_run):
     empty_root = root / "empty-root"
     empty_root.mkdir()
     runs = {name: tiny_run(*spec) for name, spec in RUNS.items()}
+    facades = workdir / FACADES
+    if not facades.is_dir():
+        from test_translation import side_by_side_folder
+
+        facades = side_by_side_folder(root / "facades-stand-in", train=16, test=4)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(root / "cache"))  # evaluate's reference features, never ~/.cache
-        yield ReadmeRun(workdir, runs, empty_root, mnist is not None)
+        yield ReadmeRun(workdir, runs, empty_root, mnist is not None, facades)
 
 
 @pytest.mark.parametrize("block", RUNNABLE, ids=[f"README.md:{block.line}" for block in RUNNABLE])

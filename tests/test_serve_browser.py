@@ -124,3 +124,44 @@ def test_the_class_picker_asks_for_the_class_chosen(browser, server_thread, cond
         grid = grid_png(browser).convert("L")
         assert grid.getpixel((6, 6)) == 180 and grid.getpixel((16, 6)) == 180  # every image is class 2's gray
         browser.save_screenshot(str(tmp_path / "serve-page-conditional.png"))
+
+
+def test_the_translation_page_shows_an_uploaded_images_translation(browser, server_thread, tmp_path):
+    from ganforge import train
+    from ganforge.translation import load_translator, read_input, translate_images
+    from test_translation import side_by_side_folder, translation_config
+
+    data = side_by_side_folder(tmp_path / "data", train=4, test=1)
+    train(translation_config(data, tmp_path / "run", steps=1, batch_size=2))
+    picture = data / "test" / "0.png"
+    with server_thread(create_app(tmp_path / "run")) as server:
+        browser.get(server.url)
+        wait_for(browser, lambda d: "pix2pix run" in d.find_element(By.ID, "model").text)
+        assert not browser.find_element(By.ID, "direction-picker").is_displayed()  # pix2pix: one way only
+        browser.find_element(By.ID, "file").send_keys(str(picture))
+        wait_for(
+            browser,
+            lambda d: d.execute_script(
+                "const o = document.getElementById('output'); return o.complete && o.naturalWidth > 0"
+            ),
+        )
+        # The page's CSP lets no script fetch a blob: URL; a canvas reads the shown image's pixels instead.
+        encoded = browser.execute_script(
+            """const image = document.getElementById('output');
+            const canvas = document.createElement('canvas');
+            canvas.width = image.naturalWidth; canvas.height = image.naturalHeight;
+            canvas.getContext('2d').drawImage(image, 0, 0);
+            return canvas.toDataURL('image/png').split(',')[1];"""
+        )
+        shown = Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB")
+        generator = load_translator(tmp_path / "run", "cpu").generator()
+        expected = translate_images(generator, read_input(picture, 32))[0].permute(1, 2, 0).numpy()
+        assert shown.size == (32, 32) and shown.tobytes() == Image.fromarray(expected).tobytes()
+        assert browser.find_element(By.ID, "download").is_displayed()
+        browser.save_screenshot(str(tmp_path / "translate-page.png"))
+
+        # A file that is not an image: the server's one line on the page.
+        (tmp_path / "notes.png").write_text("not an image")
+        browser.find_element(By.ID, "file").send_keys(str(tmp_path / "notes.png"))
+        error = wait_for(browser, lambda d: d.find_element(By.ID, "error").text)
+        assert error.startswith("image: cannot read the upload as an image")

@@ -1,6 +1,7 @@
 """Image-to-image translation: the networks, the data layouts, pix2pix and CycleGAN in the shared loop,
 exact resume, translate, evaluate and the one-line errors of bad data."""
 
+import io
 import json
 import math
 import re
@@ -349,3 +350,102 @@ def test_translate_bad_inputs_are_one_line(tmp_path, capsys):
         assert re.search(message, err), err
     code, _, err = run_cli(capsys, "generate", tmp_path / "run")
     assert code == 1 and "use ganforge translate" in err
+
+
+# ---------------------------------------------------------------- serve and export
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(pix2pix run, cyclegan run, their data): a few steps of each on drawn pairs."""
+    root = tmp_path_factory.mktemp("translation")
+    data = side_by_side_folder(root / "data", train=8, test=2)
+    train(translation_config(data, root / "pix2pix", steps=2, batch_size=2))
+    train(translation_config(data, root / "cyclegan", task="cyclegan", steps=2, batch_size=2))
+    return root / "pix2pix", root / "cyclegan", data
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_serve_translates_an_upload_as_translate_does(trained, tmp_path, capsys):
+    pytest.importorskip("fastapi", reason="ganforge serve needs fastapi: pip install -e '.[serve]'")
+    from fastapi.testclient import TestClient
+
+    from ganforge.serve import create_app
+
+    pix2pix, cyclegan, data = trained
+    picture = data / "test" / "0.png"
+    code, _, err = run_cli(capsys, "translate", pix2pix, picture, "--out", tmp_path / "cli", "--no-progress")
+    assert code == 0, err
+    with TestClient(create_app(pix2pix)) as client:
+        assert client.get("/api/model").json()["directions"] == ["AtoB"]
+        page = client.get("/")
+        assert (
+            page.status_code == 200
+            and 'id="file"' in page.text
+            and "frame-ancestors" in page.headers["content-security-policy"]
+        )
+        answer = client.post("/api/translate", content=picture.read_bytes())
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+        served = np.asarray(Image.open(io.BytesIO(answer.content)))
+        assert np.array_equal(served, np.asarray(Image.open(tmp_path / "cli" / "0.png")))
+        assert Image.open(
+            io.BytesIO(client.post("/api/translate?size=0", content=picture.read_bytes()).content)
+        ).size == (72, 36)
+    with TestClient(create_app(cyclegan)) as client:
+        back = client.post("/api/translate?direction=BtoA", content=picture.read_bytes())
+        assert back.status_code == 200 and Image.open(io.BytesIO(back.content)).size == (SIZE, SIZE)
+
+
+def test_bad_uploads_get_4xx_with_one_line(trained, monkeypatch):
+    pytest.importorskip("fastapi", reason="ganforge serve needs fastapi: pip install -e '.[serve]'")
+    from fastapi.testclient import TestClient
+
+    import ganforge.serve
+    from ganforge.serve import create_app
+
+    pix2pix, _, data = trained
+    huge = png_bytes(Image.new("1", (5000, 4000)))
+    monkeypatch.setattr(ganforge.serve, "MAX_UPLOAD_BYTES", 50_000)
+    with TestClient(create_app(pix2pix)) as client:
+        for query, body, status, message in [
+            ("", b"", 422, "image: the request body is empty"),
+            ("", b"GIF89a not really", 422, "image: cannot read the upload as an image"),
+            ("", huge, 422, "image: the upload is 5000x4000, over the 16,777,216-pixel cap"),
+            ("", bytes(60_000), 413, "image: over the 50,000-byte limit"),
+            ("?direction=BtoA", (data / "test" / "0.png").read_bytes(), 422, "this pix2pix run translates AtoB only"),
+            ("?direction=up", b"x", 422, "direction: String should match pattern"),
+            ("?size=-1", b"x", 422, "size: Input should be greater than or equal to 0"),
+        ]:
+            answer = client.post("/api/translate" + query, content=body)
+            assert answer.status_code == status, (query, answer.text)
+            assert message in answer.json()["detail"] and "\n" not in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("which, direction", [("pix2pix", "AtoB"), ("cyclegan", "BtoA")])
+def test_onnx_export_translates_any_multiple_of_the_stride_as_pytorch_does(trained, tmp_path, capsys, which, direction):
+    onnxruntime = pytest.importorskip("onnxruntime", reason="the ONNX test needs onnxruntime: pip install -e '.[dev]'")
+    pix2pix, cyclegan, _ = trained
+    run = pix2pix if which == "pix2pix" else cyclegan
+    out = tmp_path / "translator.onnx"
+    code, said, err = run_cli(capsys, "export", run, "--format", "onnx", "--out", out, "--direction", direction)
+    assert code == 0, err
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    generator = load_translator(run, "cpu").generator(direction).float()
+    stride = generator.stride
+    side = stride * max(1, 32 // stride)  # at least 32 px: the ResNet's reflection pads need 2 px at 1/4
+    for batch, height, width in [(1, side, 3 * side), (3, 2 * side, side + stride)]:
+        x = torch.rand(batch, generator.in_channels, height, width) * 2 - 1
+        (onnx_out,) = session.run(None, {"images": x.numpy()})
+        with torch.no_grad():
+            expected = generator.eval()(x)
+        assert onnx_out.shape == tuple(expected.shape)
+        assert np.abs(onnx_out - expected.numpy()).max() < 1e-4
+    meta = json.loads(session.get_modelmeta().custom_metadata_map["ganforge"])
+    assert meta["task"] == which and meta["direction"] == direction and meta["stride"] == stride
+    code, _, err = run_cli(capsys, "export", run, "--format", "torchscript", "--out", tmp_path / "t.pt")
+    assert code == 2 and "exports as onnx or safetensors" in err

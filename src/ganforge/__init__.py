@@ -22,6 +22,7 @@ EXPORTS = {
     "TrainConfig": "ganforge.config",
     "TrainResult": "ganforge.training",
     "TrainedGenerator": "ganforge.sampling",
+    "TrainedTranslator": "ganforge.translation",
     "create_app": "ganforge.serve",  # fastapi is imported when the app is made, not here
     "evaluate": "ganforge.metrics",
     "export_generator": "ganforge.export",
@@ -33,12 +34,14 @@ EXPORTS = {
     "load_config": "ganforge.config",
     "load_dataset": "ganforge.data",
     "load_generator": "ganforge.checkpoint",
+    "load_translator": "ganforge.translation",
     "plot_run": "ganforge.plots",  # matplotlib is imported when plotting, not here
     "resume": "ganforge.training",
     "sample_noise": "ganforge.sampling",
     "save_config": "ganforge.config",
     "slerp": "ganforge.sampling",
     "train": "ganforge.training",
+    "translate": "ganforge.translation",
     "write_images": "ganforge.sampling",
 }
 

@@ -206,10 +206,7 @@ def read_generator(source: str | Path, device: str | torch.device = "cpu", ema: 
     path = resolve_checkpoint(source)
     checkpoint = load_checkpoint(path)
     if checkpoint.get("task", "gan") != "gan":
-        raise GanforgeError(
-            f"{path} is a {checkpoint['task']} run: it translates images rather than sampling noise; "
-            "use ganforge translate (or evaluate) on it"
-        )
+        raise TranslationRunError(path, checkpoint["task"])
     which = "ema_generator" if ema and "ema_generator" in checkpoint else "generator"
     generator = rebuild_generator(checkpoint, checkpoint[which], which.replace("_", " "), path, device)
     return {
@@ -219,6 +216,17 @@ def read_generator(source: str | Path, device: str | torch.device = "cpu", ema: 
         "classes": list(checkpoint.get("classes") or []),
         "description": describe_generator(checkpoint, generator) | {"ema": which == "ema_generator"},
     }
+
+
+class TranslationRunError(GanforgeError):
+    """A command for noise-to-image generators was given a translation run (its ``path`` is the checkpoint)."""
+
+    def __init__(self, path: Path, task: str):
+        super().__init__(
+            f"{path} is a {task} run: it translates images rather than sampling noise; "
+            "use ganforge translate (or evaluate, serve, export) on it"
+        )
+        self.path, self.task = path, task
 
 
 def read_translator(source: str | Path, device: str | torch.device = "cpu") -> dict:

@@ -485,7 +485,9 @@ def add_export(commands, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="write the generator as TorchScript, ONNX or safetensors",
         description="Write the generator for use without ganforge: noise (B, z_dim) [and labels (B,)] in, "
-        "images (B, C, H, W) in the model's output range out. The file carries the model's description as JSON.",
+        "images (B, C, H, W) in the model's output range out. The file carries the model's description as JSON. "
+        "A translation run (pix2pix, CycleGAN) exports its translator as onnx or safetensors: images (B, C, H, W) "
+        "in [-1, 1] in and out, any height and width that are multiples of its stride.",
     )
     add_source(export)
     export.add_argument(
@@ -499,6 +501,12 @@ def add_export(commands, common: argparse.ArgumentParser) -> None:
     export.add_argument(
         "--license", default="other", help="--format hub: the licence identifier in the model card (default: other)"
     )
+    export.add_argument(
+        "--direction",
+        choices=("AtoB", "BtoA"),
+        default="AtoB",
+        help="a CycleGAN run: which of its two translators (default: AtoB)",
+    )
     add_overwrite(export)
     export.set_defaults(func=run_export, imports="ganforge.export")
 
@@ -507,7 +515,9 @@ def run_export(args: argparse.Namespace) -> int:
     """ganforge export: write the generator in another format."""
     from ganforge.export import export_generator
 
-    path = export_generator(args.source, args.format, args.out, overwrite=args.overwrite, license=args.license)
+    path = export_generator(
+        args.source, args.format, args.out, overwrite=args.overwrite, license=args.license, direction=args.direction
+    )
     print(f"wrote the generator as {args.format} to {path}")
     return 0
 

@@ -31,17 +31,36 @@ TASK_DEFAULTS = {
     "gan": dict(model="dcgan", loss="nonsaturating"),
     # Isola et al.: U-Net, BCE, lambda_L1 100, dropout; instance norm (see models/translation.py).
     "pix2pix": dict(
-        model="unet", loss="nonsaturating", direction="AtoB", lambda_l1=100.0, dropout=True, norm="instance",
+        model="unet",
+        loss="nonsaturating",
+        direction="AtoB",
+        lambda_l1=100.0,
+        dropout=True,
+        norm="instance",
         lr_decay=0.5,
     ),
     # Zhu et al.: ResNet blocks, LSGAN, lambda 10, identity 0.5, a history of 50 fakes, instance norm.
     "cyclegan": dict(
-        model="resnet-blocks", loss="lsgan", direction="AtoB", lambda_cycle=10.0, lambda_identity=0.5, pool_size=50,
-        dropout=False, norm="instance", lr_decay=0.5,
+        model="resnet-blocks",
+        loss="lsgan",
+        direction="AtoB",
+        lambda_cycle=10.0,
+        lambda_identity=0.5,
+        pool_size=50,
+        dropout=False,
+        norm="instance",
+        lr_decay=0.5,
     ),
 }
 TRANSLATION_FIELDS = (  # the settings only translation tasks take
-    "direction", "load_size", "lambda_l1", "lambda_cycle", "lambda_identity", "pool_size", "norm", "dropout",
+    "direction",
+    "load_size",
+    "lambda_l1",
+    "lambda_cycle",
+    "lambda_identity",
+    "pool_size",
+    "norm",
+    "dropout",
     "lr_decay",
 )
 GAN_ONLY_FIELDS = ("conditional", "ema", "diffaug", "n_critic")  # what translation tasks do not take

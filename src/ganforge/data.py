@@ -189,6 +189,7 @@ def load_training_part(data: str, root: str | Path | None = None, holdout: float
 
 # ---------------------------------------------------------------- torchvision
 
+
 @dataclass(frozen=True)
 class TorchvisionDataset:
     """How ganforge reads one torchvision dataset: its class, how it names a split, where its pixels and labels

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ganforge.checkpoint import HUB_CONFIG, HUB_FORMAT, HUB_WEIGHTS
+from ganforge.checkpoint import HUB_CONFIG, HUB_FORMAT, HUB_WEIGHTS, TranslationRunError
 from ganforge.config import EXPORT_FORMATS as FORMATS
 from ganforge.data import resolve_source
 from ganforge.errors import GanforgeError, UsageError
@@ -76,6 +76,52 @@ def to_onnx(generator: nn.Module, metadata: dict) -> bytes:
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
     return model.SerializeToString()
+
+
+def translator_to_onnx(generator: nn.Module, metadata: dict) -> bytes:
+    """A translator as ONNX: input ``images`` (B, C, H, W) in [-1, 1], output ``images`` the same way, with
+    dynamic batch, height and width (each side a multiple of the network's ``stride``)."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise GanforgeError('ONNX export needs onnx and onnxscript: pip install "ganforge[export]"') from None
+    stride = generator.stride
+    example = torch.zeros(2, generator.in_channels, 2 * stride, 3 * stride)  # sides unequal: neither is baked in
+    height, width = torch.export.Dim("height_blocks", min=1, max=64), torch.export.Dim("width_blocks", min=1, max=64)
+    shapes = {"x": {0: torch.export.Dim("batch", min=1), 2: stride * height, 3: stride * width}}
+    program = torch.onnx.export(
+        generator,
+        (example,),
+        input_names=["images"],
+        output_names=["translated"],
+        dynamic_shapes=shapes,
+        dynamo=True,
+        verbose=False,
+    )
+    model = program.model_proto
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    return model.SerializeToString()
+
+
+def export_translator(path: Path, format: str, out: Path, overwrite: bool, direction: str) -> Path:
+    """Write the ``direction`` translator of the translation checkpoint ``path`` as ONNX or safetensors."""
+    from ganforge.translation import load_translator
+
+    if format not in ("onnx", "safetensors"):
+        raise UsageError(f"a translation run exports as onnx or safetensors, not {format}")
+    check_output_path(out)
+    refuse_to_replace([out], overwrite)
+    model = load_translator(path, "cpu")
+    generator = model.generator(direction)
+    metadata = {"format": "ganforge-translator", "ganforge_version": __version__, "task": model.task}
+    metadata |= {"model": model.config["model"], "direction": direction, "stride": generator.stride}
+    metadata |= {"image_size": model.config["image_size"], "output_range": [-1.0, 1.0]}
+    write = translator_to_onnx if format == "onnx" else to_safetensors
+    data = write(generator.float().to(memory_format=torch.contiguous_format), metadata)
+    atomic_write(out, lambda file: file.write(data))
+    return out
 
 
 def to_safetensors(generator: nn.Module, metadata: dict) -> bytes:
@@ -207,11 +253,17 @@ def export_hub(model: TrainedGenerator, out: Path, license: str, overwrite: bool
 
 
 def export_generator(
-    source: str | Path | TrainedGenerator, format: str, out: str | Path, overwrite: bool = False, license: str = "other"
+    source: str | Path | TrainedGenerator,
+    format: str,
+    out: str | Path,
+    overwrite: bool = False,
+    license: str = "other",
+    direction: str = "AtoB",
 ) -> Path:
     """Write the generator of a run directory, checkpoint or ``load``-ed generator to ``out`` in ``format``.
 
-    ``format`` is one of FORMATS; ``hub`` writes a folder (``license`` goes into its model card).
+    ``format`` is one of FORMATS; ``hub`` writes a folder (``license`` goes into its model card). A translation
+    run (pix2pix, CycleGAN) exports its ``direction`` translator as onnx or safetensors.
 
     >>> export_generator("runs/my-run", "onnx", "generator.onnx")
     >>> export_generator("runs/my-run", "hub", "my-gan/")  # then ganforge.load("my-gan/")
@@ -219,11 +271,14 @@ def export_generator(
     if format not in FORMATS:
         raise UsageError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")
     out = Path(out)
+    try:
+        model = load(source, "cpu")  # one read; the moving average (EMA) when the run kept one
+    except TranslationRunError as run:
+        return export_translator(run.path, format, out, overwrite, direction)
     if format == "hub":
-        return export_hub(load(source, "cpu"), out, license, overwrite)
+        return export_hub(model, out, license, overwrite)
     check_output_path(out)
     refuse_to_replace([out], overwrite)
-    model = load(source, "cpu")  # one read; the moving average (EMA) when the run kept one
     metadata = {"format": "ganforge-generator", "ganforge_version": __version__} | model.description
     data = WRITERS[format](model.generator, metadata)
     atomic_write(out, lambda file: file.write(data))

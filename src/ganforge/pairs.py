@@ -214,4 +214,3 @@ def load_translation_data(
             if data is not None:
                 data.a, data.b = data.b, data.a
     return training, testing, which
-

@@ -28,7 +28,9 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+from PIL import Image
 
+from ganforge.checkpoint import TranslationRunError
 from ganforge.config import MAX_SEED
 from ganforge.config import SERVE_MAX_N as MAX_N
 from ganforge.device import usable_cores
@@ -43,6 +45,7 @@ from ganforge.sampling import (
     sample_noise,
     slerp,
 )
+from ganforge.translation import MAX_PIXELS
 
 log = logging.getLogger("ganforge")
 
@@ -59,6 +62,7 @@ HEADER_TIMEOUT = 10.0  # seconds a client has to send a whole request head, from
 KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle kept-alive connection stays open
 NEEDS_EXTRA = 'ganforge serve needs FastAPI and uvicorn: pip install "ganforge[serve]"'
 MAX_CONNECTIONS = 100  # open connections (or requests in progress), its own included, at which a request gets 503
+MAX_UPLOAD_BYTES = 20 * 2**20  # the largest image file POST /api/translate takes
 
 
 def import_fastapi():
@@ -104,6 +108,39 @@ class Sampler:
         return buffer.getvalue()
 
 
+class Translator:
+    """A translation run's translators, loaded once, with the lock ``Sampler`` has."""
+
+    def __init__(self, source: str | Path, device: str = "cpu"):
+        from ganforge.translation import load_translator
+
+        model = load_translator(source, device)
+        self.model = model
+        run = model.path.parent.parent if model.path.parent.name == "checkpoints" else model.path
+        generator = model.generators["AtoB"]
+        self.info = {
+            "task": model.task,
+            "run": run.name,
+            "directions": list(model.generators),
+            "image_size": model.config["image_size"],
+            "in_channels": generator.in_channels,
+            "out_channels": generator.out_channels,
+        }
+        self.lock = threading.Lock()
+
+    def png(self, upload: bytes, direction: str, size: int) -> bytes:
+        """The translation of an uploaded image file, as PNG bytes; GanforgeError for what is not an image."""
+        from ganforge.translation import read_input
+
+        image = read_input(io.BytesIO(upload), size, name="the upload")  # (1, C, H, W) uint8
+        with self.lock:
+            translated = self.model.translate(image, direction)[0]  # (C, H, W) uint8
+        pixels = translated[0] if len(translated) == 1 else translated.permute(1, 2, 0)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels.numpy()).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
 def validation_message(errors: list[dict]) -> str:
     """FastAPI's validation errors as one line: 'n: Input should be less than or equal to 64 (got 65)'."""
     parts = []
@@ -128,23 +165,17 @@ def create_app(
     """
     fastapi = import_fastapi()
     from fastapi import Query
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from fastapi.responses import HTMLResponse, Response
 
     if max_n < 1:
         raise UsageError(f"--max-n must be at least 1, got {max_n}")
-    sampler = Sampler(source, device)
+    try:
+        sampler = Sampler(source, device)
+    except TranslationRunError as run:  # the same checkpoint file, read as the translation run it is
+        return create_translation_app(run.path, device, allowed_hosts)
     page = resources.files("ganforge").joinpath("web/index.html").read_text(encoding="utf-8")
-    app = fastapi.FastAPI(title="ganforge", docs_url=None, redoc_url=None, openapi_url=None)
+    app = new_app(allowed_hosts)
     app.state.sampler = sampler
-    if allowed_hosts is not None:
-        from starlette.middleware.trustedhost import TrustedHostMiddleware
-
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request, error: RequestValidationError):
-        return JSONResponse({"detail": validation_message(error.errors())}, status_code=422)
 
     def check_label(label: int | None) -> None:
         if label is None:
@@ -157,8 +188,7 @@ def create_app(
             )
 
     def png(data: bytes, download: bool, name: str) -> Response:
-        headers = {"Content-Disposition": f'attachment; filename="{name}.png"'} if download else {}
-        return Response(data, media_type="image/png", headers=headers | {"X-Content-Type-Options": "nosniff"})
+        return png_response(data, name if download else None)
 
     n_query = Query(16, ge=1, le=max_n, description="images in the grid")
     seed_query = Query(0, ge=0, le=MAX_SEED, description="noise seed")
@@ -196,6 +226,81 @@ def create_app(
         noise = slerp(sample_noise(n, z_dim, seed_a), sample_noise(n, z_dim, seed_b), t)  # (n, z_dim)
         name = f"walk-{seed_a}-{seed_b}-t{t:g}-n{n}" + ("" if label is None else f"-label{label}")
         return png(sampler.grid_png(noise, sampler.labels(n, label)), download, name)
+
+    return app
+
+
+def new_app(allowed_hosts: list[str] | None):
+    """A FastAPI app with no docs pages, answering only ``allowed_hosts`` (None: any), its 422s in one line."""
+    fastapi = import_fastapi()
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    app = fastapi.FastAPI(title="ganforge", docs_url=None, redoc_url=None, openapi_url=None)
+    if allowed_hosts is not None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request, error: RequestValidationError):
+        return JSONResponse({"detail": validation_message(error.errors())}, status_code=422)
+
+    return app
+
+
+def png_response(data: bytes, attachment: str | None = None):
+    """PNG bytes as a response; ``attachment``: sent as a download of that name (.png added)."""
+    from fastapi.responses import Response
+
+    headers = {"Content-Disposition": f'attachment; filename="{attachment}.png"'} if attachment else {}
+    return Response(data, media_type="image/png", headers=headers | {"X-Content-Type-Options": "nosniff"})
+
+
+def create_translation_app(source: str | Path, device: str = "cpu", allowed_hosts: list[str] | None = None):
+    """The app for a translation run (pix2pix, CycleGAN): a page that translates an uploaded image, and
+    ``POST /api/translate`` (the image file as the request body; a PNG back). Uploads over ``MAX_UPLOAD_BYTES``
+    get 413, anything that is not an image or is over ``translation.MAX_PIXELS`` pixels 422."""
+    fastapi = import_fastapi()
+    from fastapi import Query, Request
+    from fastapi.responses import HTMLResponse
+    from starlette.concurrency import run_in_threadpool
+
+    translator = Translator(source, device)
+    page = resources.files("ganforge").joinpath("web/translate.html").read_text(encoding="utf-8")
+    app = new_app(allowed_hosts)
+    app.state.translator = translator
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page, headers=PAGE_HEADERS)
+
+    @app.get("/api/model")
+    def model() -> dict:
+        return translator.info | {"max_bytes": MAX_UPLOAD_BYTES, "max_pixels": MAX_PIXELS}
+
+    @app.post("/api/translate")
+    async def translate(
+        request: Request,
+        direction: str = Query("AtoB", pattern="^(AtoB|BtoA)$", description="which generator"),
+        size: int | None = Query(None, ge=0, le=4096, description="resize to this square first; 0: keep"),
+    ):
+        if direction not in translator.info["directions"]:
+            raise fastapi.HTTPException(422, f"direction: this {translator.info['task']} run translates AtoB only")
+        upload, received = bytearray(), 0
+        async for chunk in request.stream():  # counted as it arrives: a huge body is refused, never held
+            received += len(chunk)
+            if received > MAX_UPLOAD_BYTES:
+                raise fastapi.HTTPException(413, f"image: over the {MAX_UPLOAD_BYTES:,}-byte limit")
+            upload += chunk
+        if not upload:
+            raise fastapi.HTTPException(422, "image: the request body is empty; send an image file")
+        size = translator.info["image_size"] if size is None else size
+        try:
+            data = await run_in_threadpool(translator.png, bytes(upload), direction, size)
+        except GanforgeError as error:
+            raise fastapi.HTTPException(422, f"image: {error}") from None
+        return png_response(data)
 
     return app
 
@@ -327,7 +432,7 @@ def serve(
     except BaseException:
         listener.close()
         raise
-    run = app.state.sampler.info["run"]
+    run = (getattr(app.state, "sampler", None) or app.state.translator).info["run"]
     print(f"ganforge: serving {run} at http://{shown}:{listener.getsockname()[1]}/ (Ctrl-C to stop)", flush=True)
     try:
         uvicorn.Server(server_config(app)).run(sockets=[listener])

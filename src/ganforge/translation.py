@@ -10,6 +10,7 @@ the scale it was trained on.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,7 @@ from torch import nn
 from ganforge.checkpoint import read_translator
 from ganforge.data import IMAGE_EXTENSIONS, conform_images, scale_images, to_uint8
 from ganforge.device import resolve_device
-from ganforge.errors import GanforgeError, UsageError
+from ganforge.errors import GanforgeError, UsageError, first_line
 from ganforge.files import atomic_write, refuse_to_replace
 
 MAX_PIXELS = 4096 * 4096  # an input larger than this is refused (a translator's memory grows with the area)
@@ -73,7 +74,11 @@ class TrainedTranslator:
 
 
 def load_translator(source: str | Path, device: str = "auto") -> TrainedTranslator:
-    """The translation run (directory or checkpoint) at ``source``, on ``device``."""
+    """The translation run (directory or checkpoint) at ``source``, on ``device``.
+
+    >>> translator = load_translator("runs/facades")
+    >>> photos = translator.translate(label_maps)  # (N, C, H, W) uint8 in and out, any H and W
+    """
     found = read_translator(source, resolve_device(device))
     return TrainedTranslator(found["generators"], found["config"], found["task"], found["path"])
 
@@ -98,23 +103,25 @@ def input_files(inputs: Sequence[str | Path]) -> list[tuple[Path, Path]]:
     return found
 
 
-def read_input(path: Path, size: int) -> torch.Tensor:
-    """(1, C, H, W) uint8 of ``path`` (resized to ``size`` square unless 0); one line for a non-image or a huge one."""
+def read_input(path: Path | BinaryIO, size: int, name: str | None = None) -> torch.Tensor:
+    """(1, C, H, W) uint8 of ``path`` (a file, or an open binary stream called ``name``), resized to ``size``
+    square unless 0; one line for a non-image or a huge one."""
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as TF
 
+    name = name or str(path)
     try:
         with Image.open(path) as image:
             if image.width * image.height > MAX_PIXELS:
                 raise GanforgeError(
-                    f"{path} is {image.width}x{image.height}, over the {MAX_PIXELS:,}-pixel cap: shrink it first"
+                    f"{name} is {image.width}x{image.height}, over the {MAX_PIXELS:,}-pixel cap: shrink it first"
                 )
             image = image.convert("L" if image.mode in ("1", "L", "I;16", "I", "F") else "RGB")
             if size:
                 image = TF.resize(image, [size, size], InterpolationMode.BICUBIC, antialias=True)
             return TF.pil_to_tensor(image)[None]
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise GanforgeError(f"cannot read {path} as an image: {error}") from None
+        raise GanforgeError(f"cannot read {name} as an image: {first_line(error)}") from None
 
 
 def translate(

@@ -12,7 +12,10 @@ Norms: ``instance`` (the default) normalises each image by its own statistics
 in training and in eval mode alike, so ``translate`` gives exactly the
 training grid's output; ``batch`` is pix2pix's original, and in eval mode it
 uses running statistics, which differ from the batch statistics the network
-was trained with. Dropout (pix2pix's U-Net) is active in training only.
+was trained with. Dropout (pix2pix's U-Net) is active in training only. A
+convolution followed by a norm has no bias: the norm subtracts it again, so in
+the reference code it is a parameter with no gradient but rounding noise,
+which Adam turns into steps of the full learning rate.
 """
 
 import math
@@ -78,13 +81,13 @@ class UNetGenerator(nn.Module):
         self.stride = 2**depth  # the sides of an input must be a multiple of this
         self.output_range = (-1.0, 1.0)
         widths = [width * min(2**level, 8) for level in range(depth)]  # each encoder level's output channels
-        bias = norm == "instance"  # BatchNorm has its own shift
         self.down = nn.ModuleList()
         for level in range(depth):
             layers = [] if level == 0 else [nn.LeakyReLU(0.2, inplace=True)]
             channels_in = in_channels if level == 0 else widths[level - 1]
-            layers.append(nn.Conv2d(channels_in, widths[level], 4, 2, 1, bias=bias))
-            if 0 < level < depth - 1:  # neither the outermost nor the innermost layer is normalised
+            normalised = 0 < level < depth - 1  # neither the outermost nor the innermost layer is
+            layers.append(nn.Conv2d(channels_in, widths[level], 4, 2, 1, bias=not normalised))
+            if normalised:
                 layers.append(norm_layer(norm, widths[level]))
             self.down.append(nn.Sequential(*layers))
         self.up = nn.ModuleList()
@@ -96,7 +99,7 @@ class UNetGenerator(nn.Module):
             else:
                 layers = [
                     nn.ReLU(True),
-                    nn.ConvTranspose2d(channels_in, widths[level - 1], 4, 2, 1, bias=bias),
+                    nn.ConvTranspose2d(channels_in, widths[level - 1], 4, 2, 1, bias=False),
                     norm_layer(norm, widths[level - 1]),
                 ]
                 # pix2pix drops out in the 8x-width blocks between the innermost and the four outermost.
@@ -121,10 +124,9 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int, norm: str, dropout: bool):
         super().__init__()
-        bias = norm == "instance"
-        layers = [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), norm_layer(norm, channels)]
+        layers = [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False), norm_layer(norm, channels)]
         layers += [nn.ReLU(True)] + ([nn.Dropout(0.5)] if dropout else [])
-        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), norm_layer(norm, channels)]
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False), norm_layer(norm, channels)]
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,7 +149,7 @@ class ResNetTranslator(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.stride = 4
         self.output_range = (-1.0, 1.0)
-        bias = norm == "instance"
+        bias = False  # every convolution but the last is normalised, which takes away any bias
         layers = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, width, 7, bias=bias), norm_layer(norm, width)]
         layers.append(nn.ReLU(True))
         for factor in (1, 2):
@@ -179,7 +181,7 @@ class PatchDiscriminator(nn.Module):
         norm: str = "instance",  # 'instance' or 'batch'
     ):
         super().__init__()
-        bias = norm == "instance"
+        bias = False  # a normalised convolution's bias would be subtracted again
         layers = [nn.Conv2d(in_channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
         channels = width
         strided = patch_layers(image_size)

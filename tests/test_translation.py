@@ -12,12 +12,12 @@ import torch
 from PIL import Image, ImageDraw
 
 from ganforge import TrainConfig, load_checkpoint, train
-from ganforge.cli import main
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.metrics.translation import l1, psnr, ssim
 from ganforge.models.translation import PatchDiscriminator, ResNetTranslator, UNetGenerator, unet_depth
 from ganforge.pairs import holdout_indices, load_translation_data
 from ganforge.translation import load_translator, translate_images
+from test_cli import run_cli
 from test_training import QUIET, assert_same_tensors
 
 SIZE = 32  # the tests' crop; images are drawn at 36 and loaded at --load-size 36
@@ -60,15 +60,6 @@ def domains_folder(root, names=("A", "B"), count: int = 12, seed: int = 0):
         a.save(root / names[0] / f"{index:03d}.png")
         b.save(root / names[1] / f"{index:03d}.jpg")
     return root
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exit:
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def translation_config(data, out, **changes) -> TrainConfig:

@@ -52,11 +52,7 @@ def to_torchscript(generator: nn.Module, metadata: dict) -> bytes:
 
 def to_onnx(generator: nn.Module, metadata: dict) -> bytes:
     """An ONNX model (inputs ``z`` and, when conditional, ``labels``; output ``images``) with a dynamic batch axis."""
-    try:
-        import onnx  # noqa: F401  (torch's exporter needs onnx and onnxscript)
-        import onnxscript  # noqa: F401
-    except ImportError:
-        raise GanforgeError('ONNX export needs onnx and onnxscript: pip install "ganforge[export]"') from None
+    require_onnx()
     inputs = example_inputs(generator)
     names = ["z", "labels"][: len(inputs)]
     batch = torch.export.Dim("batch")
@@ -72,6 +68,20 @@ def to_onnx(generator: nn.Module, metadata: dict) -> bytes:
             dynamo=True,
             verbose=False,
         )
+    return onnx_bytes(program, metadata)
+
+
+def require_onnx() -> None:
+    """A one-line error unless onnx and onnxscript (torch's exporter needs both) are installed."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise GanforgeError('ONNX export needs onnx and onnxscript: pip install "ganforge[export]"') from None
+
+
+def onnx_bytes(program, metadata: dict) -> bytes:
+    """An exported ONNX program as bytes, with ``metadata`` as JSON under ``METADATA_KEY``."""
     model = program.model_proto
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
@@ -81,11 +91,7 @@ def to_onnx(generator: nn.Module, metadata: dict) -> bytes:
 def translator_to_onnx(generator: nn.Module, metadata: dict) -> bytes:
     """A translator as ONNX: input ``images`` (B, C, H, W) in [-1, 1], output ``images`` the same way, with
     dynamic batch, height and width (each side a multiple of the network's ``stride``)."""
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError:
-        raise GanforgeError('ONNX export needs onnx and onnxscript: pip install "ganforge[export]"') from None
+    require_onnx()
     stride = generator.stride
     example = torch.zeros(2, generator.in_channels, 2 * stride, 3 * stride)  # sides unequal: neither is baked in
     height, width = torch.export.Dim("height_blocks", min=1, max=64), torch.export.Dim("width_blocks", min=1, max=64)
@@ -99,10 +105,7 @@ def translator_to_onnx(generator: nn.Module, metadata: dict) -> bytes:
         dynamo=True,
         verbose=False,
     )
-    model = program.model_proto
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
-    return model.SerializeToString()
+    return onnx_bytes(program, metadata)
 
 
 def export_translator(path: Path, format: str, out: Path, overwrite: bool, direction: str) -> Path:

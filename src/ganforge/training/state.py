@@ -84,11 +84,7 @@ class TrainState:
             "g_optimizer": self.g_optimizer.state_dict(),
             "d_optimizer": self.d_optimizer.state_dict(),
             **(scalers if self.g_scaler.is_enabled() else {}),
-            "step": self.step,
-            "noise_rng": self.noise_rng.get_state(),
-            "global_rng": global_rng_state(),
-            "num_images": self.num_images,
-            "rollbacks": self.rollbacks,
+            **counters(self),
         }
 
     def load_state_dict(self, state: dict, source: str = "the checkpoint") -> None:
@@ -107,10 +103,27 @@ class TrainState:
         if self.g_scaler.is_enabled() and "g_scaler" in state:
             self.g_scaler.load_state_dict(state["g_scaler"])
             self.d_scaler.load_state_dict(state["d_scaler"])
-        self.noise_rng.set_state(state["noise_rng"])
-        if "global_rng" in state:
-            set_global_rng_state(state["global_rng"])
-        self.step, self.rollbacks = state["step"], state.get("rollbacks", 0)
+        restore_counters(self, state)
+
+
+def counters(state) -> dict:
+    """What every task's state saves beside its networks: the step, the random streams, the number of training
+    images and the rollbacks so far."""
+    return {
+        "step": state.step,
+        "noise_rng": state.noise_rng.get_state(),
+        "global_rng": global_rng_state(),
+        "num_images": state.num_images,
+        "rollbacks": state.rollbacks,
+    }
+
+
+def restore_counters(state, saved: dict) -> None:
+    """``counters``' inverse (older checkpoints may lack the global stream and the rollbacks)."""
+    state.noise_rng.set_state(saved["noise_rng"])
+    if "global_rng" in saved:
+        set_global_rng_state(saved["global_rng"])
+    state.step, state.rollbacks = saved["step"], saved.get("rollbacks", 0)
 
 
 def build_train_state(config: TrainConfig, device: torch.device, num_images: int, num_classes: int = 0) -> TrainState:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ganforge.checkpoint import global_rng_state, load_checkpoint, load_state, set_global_rng_state
+from ganforge.checkpoint import load_checkpoint, load_state
 from ganforge.config import TrainConfig, resolve_translation_config, total_steps
 from ganforge.data import EpochSampler, conform_images, scale_images
 from ganforge.device import autocast, compile_module, grad_scaler, set_cpu_threads, to_fast_layout
@@ -30,6 +30,7 @@ from ganforge.metrics.translation import score_translator
 from ganforge.models import build_discriminator, build_generator
 from ganforge.pairs import TranslationData, load_translation_data
 from ganforge.rundir import check_outside_data
+from ganforge.training.state import counters, restore_counters
 from ganforge.training.step import optimizer_step
 from ganforge.translation import translate_images
 
@@ -105,11 +106,7 @@ class TranslationState:
             "d_optimizer": self.d_optimizer.state_dict(),
             **(scalers if self.g_scaler.is_enabled() else {}),
             "pools": {name: pool.cpu() for name, pool in self.pools.items()},
-            "step": self.step,
-            "noise_rng": self.noise_rng.get_state(),
-            "global_rng": global_rng_state(),
-            "num_images": self.num_images,
-            "rollbacks": self.rollbacks,
+            **counters(self),
         }
 
     def load_state_dict(self, state: dict, source: str = "the checkpoint") -> None:
@@ -133,9 +130,7 @@ class TranslationState:
             self.d_scaler.load_state_dict(state["d_scaler"])
         device = next(self.generator.parameters()).device
         self.pools = {name: pool.to(device) for name, pool in state["pools"].items()}
-        self.noise_rng.set_state(state["noise_rng"])
-        set_global_rng_state(state["global_rng"])
-        self.step, self.rollbacks = state["step"], state["rollbacks"]
+        restore_counters(self, state)
 
 
 def build_translation_state(config: TrainConfig, device: torch.device, channels: tuple[int, int], num_images: int):

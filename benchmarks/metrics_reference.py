@@ -82,8 +82,10 @@ def main() -> None:
     machine = describe_machine()
     footer = f"`{command}` on {machine}; {time.monotonic() - started:.0f} s in all."
     print("\n".join(lines) + "\n\n" + footer)
-    if args.out:
-        Path(args.out).write_text(HEADER + "\n".join(lines) + "\n\n" + footer + "\n")
+    if args.out:  # the MNIST table; the file's later sections (## ...) are kept
+        out = Path(args.out)
+        rest = out.read_text().partition("\n## ")[1:] if out.exists() else ("", "")
+        out.write_text(HEADER + "\n".join(lines) + "\n\n" + footer + "\n" + "".join(rest))
 
 
 HEADER = """# MNIST metrics: a reference table

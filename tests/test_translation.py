@@ -311,16 +311,35 @@ def test_translate_gives_the_training_grids_output(tmp_path, capsys):
 
 
 def test_evaluate_a_translation_run_matches_its_last_evaluation(tmp_path, capsys):
-    data = side_by_side_folder(tmp_path / "data", train=8, test=3)
+    data = side_by_side_folder(tmp_path / "data", train=8, test=10)
     train(translation_config(data, tmp_path / "run", task="cyclegan", steps=4, eval_every="4", batch_size=1))
     code, out, err = run_cli(capsys, "evaluate", tmp_path / "run", "--json")
     assert code == 0, err
     scores = json.loads(out)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in records if r.get("event") == "eval"][-1]
-    assert scores["task"] == "cyclegan" and scores["pairs"] == 3
-    for name in ("l1", "psnr", "ssim", "cycle_l1"):
+    assert scores["task"] == "cyclegan" and scores["pairs"] == 10
+    for name in ("l1", "psnr", "ssim", "cycle_l1", "swd"):
         assert scores[name] == pytest.approx(last[name], rel=1e-6)
+    assert "fid" not in scores  # auto: no network for 3x32x32 outputs
+    # With a feature extractor: FID and KID of the outputs against the targets (not the inputs).
+    code, out, err = run_cli(capsys, "evaluate", tmp_path / "run", "--json", "--features", "mnist")
+    assert code == 0, err
+    scores = json.loads(out)
+    from ganforge.metrics.features import MNISTFeatures
+    from ganforge.metrics.scores import fid
+
+    _, test, _ = load_translation_data(data, "AtoB", 36, SIZE, None, 0.1, need_pairs=True, test_only=True)
+    extractor = MNISTFeatures(torch.device("cpu"))
+    outputs = load_translator(tmp_path / "run", "cpu").translate(test.a)
+    expected = fid(extractor(outputs)[0], extractor(test.b)[0])
+    assert scores["features"] == "mnist" and scores["fid"] == pytest.approx(expected, rel=1e-6)
+    assert expected != pytest.approx(fid(extractor(test.a)[0], extractor(test.b)[0]), rel=1e-3)
+    # Too few test images for a covariance: one line.
+    small = side_by_side_folder(tmp_path / "small", train=2, test=3)
+    capsys.readouterr()  # the digits classifier's warnings about the calls above
+    code, _, err = run_cli(capsys, "evaluate", tmp_path / "run", "--reference", small, "--features", "mnist")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "at least 10 test images" in err, err
 
 
 def test_translate_bad_inputs_are_one_line(tmp_path, capsys):

@@ -311,7 +311,8 @@ def add_evaluate(commands, common: argparse.ArgumentParser) -> None:
         choices=FEATURE_EXTRACTORS,
         default="auto",
         help="feature extractor: the digits classifier (mnist) or Inception-v3; auto picks mnist for 1x28x28 "
-        "images (default: auto)",
+        "images, else Inception (a translation run: else swd only); swd scores without a network: the sliced "
+        "Wasserstein distance between Laplacian-pyramid patches (default: auto)",
     )
     evaluate.add_argument(
         "--inception-weights",
@@ -345,7 +346,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if run_task(args.source) != "gan":
         from ganforge.metrics.translation import evaluate_translation
 
-        results = evaluate_translation(args.source, device=args.device, data=args.reference)
+        results = evaluate_translation(args.source, args.device, args.reference, args.features, args.inception_weights)
         print_results(results, args.json)
         return 0
     results = evaluate(

@@ -11,6 +11,7 @@ from ganforge.metrics.scores import (
     kid,
     precision_recall,
 )
+from ganforge.metrics.swd import swd
 
 __all__ = [
     "EXTRACTORS",
@@ -26,4 +27,5 @@ __all__ = [
     "kid",
     "load_mnist_classifier",
     "precision_recall",
+    "swd",
 ]

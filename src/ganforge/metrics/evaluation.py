@@ -27,6 +27,7 @@ from ganforge.files import atomic_write
 from ganforge.metrics.cas import classification_accuracy_score
 from ganforge.metrics.features import ModuleFeatures, make_extractor
 from ganforge.metrics.scores import class_coverage, fid, inception_score, kid, precision_recall
+from ganforge.metrics.swd import swd
 from ganforge.rundir import is_run
 from ganforge.sampling import TrainedGenerator, balanced_labels, generate, generate_images, load, sample_noise
 
@@ -201,7 +202,8 @@ def cas_against(
 def evaluate_images(
     samples: torch.Tensor,  # (N, C, H, W) uint8
     reference: str = "mnist",  # dataset name (its test split), .npz or folder
-    features: str = "auto",  # feature extractor: auto (mnist for 1x28x28 images, else inception), mnist, inception
+    features: str = "auto",  # feature extractor: auto (mnist for 1x28x28 images, else inception), mnist, inception;
+    # or swd: the sliced Wasserstein distance on image patches, which needs no network
     data_root: str | None = None,  # torchvision data root holding the reference dataset
     device: str = "auto",
     inception_weights: str | None = None,  # the Inception FID weights file (offline machines)
@@ -215,6 +217,8 @@ def evaluate_images(
         raise GanforgeError(
             f"scoring needs at least {MIN_SAMPLES} samples for the feature covariance; got {len(samples)}"
         )
+    if extractor is None and features == "swd":
+        return swd_against(samples, reference, data_root, holdout)
     if extractor is None:
         extractor = make_extractor(features, tuple(samples.shape[1:]), resolve_device(device), inception_weights)
     elif isinstance(extractor, torch.nn.Module):
@@ -227,6 +231,20 @@ def evaluate_images(
         "features": extractor.name,
     }
     return results | score(extractor, samples, real)
+
+
+def swd_against(samples: torch.Tensor, reference: str, data_root: str | None, holdout: float) -> dict:
+    """``--features swd``: the sliced Wasserstein distance (``metrics.swd``) against as many reference images,
+    brought to the samples' size and channels. No network, so nothing to download or cache."""
+    dataset, split = load_reference(reference, data_root, holdout)
+    count = min(len(samples), len(dataset))
+    real = dataset.images[torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:count]]
+    real = conform_images(real, samples.shape[-1], samples.shape[1])
+    results = {"samples": count, "reference": f"{reference} ({split}, {count} images)", "features": "swd"}
+    try:
+        return results | swd(real, samples[:count])
+    except ValueError as error:
+        raise GanforgeError(f"--features swd: {error}") from None
 
 
 def default_cache() -> Path:

@@ -48,7 +48,7 @@ class InceptionFeatures:
             raise GanforgeError(
                 f"the Inception-v3 FID weights could not be loaded ({str(error).splitlines()[0][:120]}); "
                 f"offline, download {URL_INCEPTION_V3} on a machine with internet and pass it with "
-                f"--inception-weights PATH or ${WEIGHTS_ENV}"
+                f"--inception-weights PATH or ${WEIGHTS_ENV} (or score with --features swd, which needs no weights)"
             ) from None
         self.model, self.device = model.to(device), device
 

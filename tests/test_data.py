@@ -1,4 +1,5 @@
 import logging
+import os
 import types
 
 import numpy as np
@@ -127,6 +128,80 @@ def test_folder_too_big_for_memory_is_refused_before_decoding(tmp_path, monkeypa
     monkeypatch.setattr(ganforge.data, "MEMORY_FRACTION", 1e-12)
     with pytest.raises(GanforgeError, match="smaller --image-size"):
         load_dataset(str(tmp_path), image_size=64)
+
+
+@pytest.fixture
+def decode_cache(tmp_path, monkeypatch):
+    """Folders of 4 images or more go through the decode cache, kept under tmp_path/cache; returns a counter
+    of the decodes done."""
+    import ganforge.data
+
+    monkeypatch.setattr(ganforge.data, "FOLDER_CACHE_MIN", 4)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    decodes, decode = [], ganforge.data.decode_images
+
+    def counted(files, *args, **kwargs):
+        decodes.append(len(files))
+        return decode(files, *args, **kwargs)
+
+    monkeypatch.setattr(ganforge.data, "decode_images", counted)
+    return decodes
+
+
+def test_a_folder_is_decoded_once_and_then_read_from_the_cache(tmp_path, decode_cache, caplog):
+    data = make_folder(tmp_path / "data")
+    (data / "cats" / "broken.png").write_bytes(b"\x89PNG this is not really a png")
+    first = load_dataset(str(data), image_size=16)
+    with caplog.at_level(logging.WARNING, logger="ganforge"):
+        second = load_dataset(str(data), image_size=16)
+    assert decode_cache == [7]  # decoded once, broken file included (and skipped)
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+    assert len(second) == 6 and "1 unreadable images" in caplog.text
+    entries = list((tmp_path / "cache" / "ganforge" / "folders").iterdir())
+    assert len(entries) == 1 and entries[0].name.startswith("data-")
+    # Another size is another entry; the first stays.
+    load_dataset(str(data), image_size=8)
+    assert decode_cache == [7, 7] and len(list(entries[0].parent.iterdir())) == 2
+
+
+@pytest.mark.parametrize("change", ["edit", "add", "remove"])
+def test_a_changed_folder_is_decoded_again_and_its_stale_entry_removed(tmp_path, decode_cache, change):
+    data = make_folder(tmp_path / "data")
+    before = load_dataset(str(data), image_size=16)
+    target = data / "dogs" / "0.png"
+    if change == "edit":  # other pixels, same size on disk and the same name: the modification time tells
+        pixels = np.asarray(Image.open(target))
+        Image.fromarray(255 - pixels).save(target)
+        os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    elif change == "add":
+        Image.new("RGB", (40, 30), "red").save(data / "dogs" / "new.png")
+    else:
+        target.unlink()
+    after = load_dataset(str(data), image_size=16)
+    assert decode_cache == [6, 6 + {"edit": 0, "add": 1, "remove": -1}[change]]
+    if change == "edit":
+        assert not torch.equal(before.images, after.images)
+    assert len(list((tmp_path / "cache" / "ganforge" / "folders").iterdir())) == 1
+
+
+def test_a_damaged_cache_entry_is_discarded_with_a_warning_and_rebuilt(tmp_path, decode_cache, caplog):
+    data = make_folder(tmp_path / "data")
+    first = load_dataset(str(data), image_size=16)
+    (entry,) = (tmp_path / "cache" / "ganforge" / "folders").iterdir()
+    entry.write_bytes(entry.read_bytes()[:100])  # a write cut short
+    with caplog.at_level(logging.WARNING, logger="ganforge"):
+        again = load_dataset(str(data), image_size=16)
+    assert "discarding the unreadable decode cache" in caplog.text and decode_cache == [6, 6]
+    assert torch.equal(first.images, again.images)
+    assert torch.equal(load_dataset(str(data), image_size=16).images, first.images) and decode_cache == [6, 6]
+
+
+def test_a_cache_that_cannot_be_written_costs_time_not_the_data(tmp_path, decode_cache, caplog):
+    data = make_folder(tmp_path / "data")
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    with caplog.at_level(logging.WARNING, logger="ganforge"):
+        loaded = load_dataset(str(data), image_size=16)
+    assert len(loaded) == 6 and "could not cache the decoded images" in caplog.text
 
 
 def test_conform_converts_rgb_to_luma():

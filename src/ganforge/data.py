@@ -8,8 +8,10 @@ ships inside the package when the full set is neither on disk nor downloadable.
 """
 
 import collections
+import hashlib
 import logging
 import os
+import sys
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,13 +22,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
+from tqdm import tqdm
 
 from ganforge.errors import GanforgeError, UsageError, first_line
+from ganforge.files import atomic_write
 
 log = logging.getLogger("ganforge")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 FOLDER_IMAGE_SIZE = 64  # default --image-size for folders of images
+FOLDER_CACHE_MIN = 1000  # folders of at least this many images are decoded once, into the decode cache
+FOLDER_CACHE_FORMAT = 1  # part of the cache key: a new decode policy makes new entries
 GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 WIDE_MODES = ("I", "I;16", "I;16B", "I;16L")  # 16-bit grayscale PNGs open as one of these
 MEMORY_FRACTION = 0.5  # refuse to decode a folder needing more than this share of RAM
@@ -380,10 +386,10 @@ def load_image_folder(root: Path, image_size: int | None, channels: int | None) 
     Unreadable files are skipped with a warning naming each one. ``channels``
     None takes the most common mode (grayscale -> 1, otherwise 3) and
     ``image_size`` None the most common shorter side (``typical_image_shape``).
+    A folder of ``FOLDER_CACHE_MIN`` images or more is decoded once, with a
+    progress bar, into the decode cache (``cached_folder``); later loads of the
+    same files at the same size start from it.
     """
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms import functional as TF
-
     files, labels, classes = find_images(root)
     if not files:
         raise GanforgeError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {root}")
@@ -393,10 +399,25 @@ def load_image_folder(root: Path, image_size: int | None, channels: int | None) 
     check_fits_in_memory(
         len(files), channels, image_size, image_size, str(root), "use a smaller --image-size or a subset of the folder"
     )
+    if len(files) >= FOLDER_CACHE_MIN:
+        images, kept = cached_folder(root, files, channels, image_size)
+    else:
+        images, kept = decode_images(files, channels, image_size)
+    label_tensor = torch.tensor([labels[i] for i in kept], dtype=torch.int64) if labels else None
+    description = f"image folder {root}, {len(kept):,} images, {len(classes) or 'no'} classes"
+    return ImageDataset(images, label_tensor, classes, description)
+
+
+def decode_images(files: list[Path], channels: int, image_size: int, progress: bool = False):
+    """(images (N, C, S, S) uint8, indices of the files they came from): every readable file, resized (shorter
+    side, bicubic) and center-cropped; each unreadable one is skipped with a warning naming it."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
     mode = "L" if channels == 1 else "RGB"
     images = torch.empty(len(files), channels, image_size, image_size, dtype=torch.uint8)
     kept = []
-    for index, path in enumerate(files):
+    for index, path in enumerate(tqdm(files, desc="decode", unit="image", disable=not progress, leave=False)):
         try:
             with Image.open(path) as image:
                 image = to_mode(ImageOps.exif_transpose(image), mode)
@@ -407,11 +428,53 @@ def load_image_folder(root: Path, image_size: int | None, channels: int | None) 
             continue
         kept.append(index)
     if not kept:
-        raise GanforgeError(f"none of the {len(files)} image files in {root} could be read")
-    label_tensor = torch.tensor([labels[i] for i in kept], dtype=torch.int64) if labels else None
-    description = f"image folder {root}, {len(kept):,} images, {len(classes) or 'no'} classes"
-    images = images if len(kept) == len(files) else images[: len(kept)].clone()
-    return ImageDataset(images, label_tensor, classes, description)
+        raise GanforgeError(f"none of the {len(files)} image files in {files[0].parent} could be read")
+    return (images if len(kept) == len(files) else images[: len(kept)].clone()), kept
+
+
+def cached_folder(root: Path, files: list[Path], channels: int, image_size: int):
+    """``decode_images`` once per folder content and size: the result is saved under the cache folder
+    (``cache_home()/folders``), keyed by every file's path, size and modification time and by the size and
+    channels, so that a changed, added or removed file means a new decode. An entry that does not load (a write
+    cut short) is discarded with a warning and rebuilt; a cache that cannot be written costs time only."""
+    path = folder_cache_path(root, files, channels, image_size)
+    if path.is_file():
+        try:
+            entry = torch.load(path, weights_only=True)
+            images, kept = entry["images"], entry["kept"]
+            if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (channels, image_size, image_size):
+                raise ValueError(f"it holds {images.dtype} images of {tuple(images.shape[1:])}")
+            if len(images) != len(kept) or not set(kept) <= set(range(len(files))):
+                raise ValueError("its images do not match its list of files")
+            log.info(f"decoded images from the cache {path}")
+            if len(kept) < len(files):
+                log.warning(f"{len(files) - len(kept)} unreadable images in {root} skipped (as when first decoded)")
+            return images, kept
+        except Exception as error:  # torch raises RuntimeError, EOFError, pickle and zip errors for a cut-short file
+            log.warning(f"discarding the unreadable decode cache {path} ({first_line(error)}); decoding again")
+            path.unlink(missing_ok=True)
+    log.info(f"decoding {len(files):,} images in {root} once, into the cache {path}")
+    images, kept = decode_images(files, channels, image_size, progress=sys.stderr.isatty())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda file: torch.save({"images": images, "kept": kept}, file), durable=False)
+        for older in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.pt"):  # this folder's stale entries
+            if older != path:
+                older.unlink(missing_ok=True)
+    except (OSError, GanforgeError) as error:
+        log.warning(f"could not cache the decoded images: {first_line(error)}")
+    return images, kept
+
+
+def folder_cache_path(root: Path, files: list[Path], channels: int, image_size: int) -> Path:
+    """``cache_home()/folders/<name>-<folder hash>-<C>x<S>-<content hash>.pt`` for these files of ``root``."""
+    place = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
+    content = hashlib.sha256(f"{FOLDER_CACHE_FORMAT} {channels} {image_size}\n".encode())
+    for file in files:
+        stat = file.stat()
+        content.update(f"{file.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    name = "".join(c if c.isalnum() or c in "._" else "_" for c in root.resolve().name)[:40] or "folder"
+    return cache_home() / "folders" / f"{name}-{place}-{channels}x{image_size}-{content.hexdigest()[:16]}.pt"
 
 
 def to_mode(image: Image.Image, mode: str) -> Image.Image:

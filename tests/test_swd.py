@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ganforge.errors import GanforgeError
 from ganforge.metrics.evaluation import evaluate_images
 from ganforge.metrics.swd import (
     laplacian_pyramid,
@@ -151,3 +152,5 @@ def test_evaluate_features_swd_scores_a_folder_without_a_network(tmp_path, capsy
     assert json.loads(out)["swd"] == pytest.approx(close["swd"])
     code, out, err = run_cli(capsys, "evaluate", fake, "--reference", real, "--features", "swd", "--n", "20")
     assert code == 0 and "swd_16" in out
+    with pytest.raises(GanforgeError, match="--features swd: SWD needs images of at least 16 px"):
+        evaluate_images(textured(20, 8), str(real), features="swd")

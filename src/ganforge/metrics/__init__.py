@@ -11,7 +11,6 @@ from ganforge.metrics.scores import (
     kid,
     precision_recall,
 )
-from ganforge.metrics.swd import swd
 
 __all__ = [
     "EXTRACTORS",
@@ -27,5 +26,4 @@ __all__ = [
     "kid",
     "load_mnist_classifier",
     "precision_recall",
-    "swd",
 ]

@@ -15,9 +15,9 @@ The score works on any number of channels and any image size of at least
 16 px, which makes it the yardstick for colour folders that neither shipped
 classifier fits and for which the Inception weights are not at hand. It
 compares distributions of local patches, not whole images: it sees blur, noise
-and a lack of variety, it is nearly blind to a set that lacks some classes of
-objects, and, since each set is normalised by its own mean and spread, blind to
-a uniform colour cast (docs/metrics.md has reference values).
+and a lack of variety clearly, a set that lacks some classes of objects less,
+and, since each set is normalised by its own mean and spread, a uniform colour
+cast hardly at all (docs/metrics.md has reference values).
 Draws (patch positions, directions) come from ``seed``, so a score repeats.
 """
 
@@ -100,8 +100,8 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, generator: torch.Genera
     for _ in range(REPEATS):
         directions = torch.randn(a.shape[1], DIRECTIONS, generator=generator, dtype=a.dtype)
         directions = directions / directions.norm(dim=0, keepdim=True)
-        projected_a = (a @ directions).sort(dim=0).values
-        projected_b = (b @ directions).sort(dim=0).values
+        projected_a = (directions.T @ a.T).sort(dim=1).values  # (directions, vectors): each sort is contiguous
+        projected_b = (directions.T @ b.T).sort(dim=1).values
         distances.append((projected_a - projected_b).abs().mean())
     return torch.stack(distances).mean().item()
 

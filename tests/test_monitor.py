@@ -32,6 +32,17 @@ def test_a_discriminator_that_wins_for_long_is_reported_once_per_stretch(tmp_pat
     monitor.close()
 
 
+def test_a_translation_run_is_not_warned_about_a_winning_discriminator(tmp_path, caplog):
+    from ganforge.training import GANTask, TranslationTask
+
+    assert GANTask.watches_discriminator and not TranslationTask.watches_discriminator
+    monitor = RunMonitor(tmp_path, None, 0, 8, 100, log_every=50, tensorboard=False, progress=False, watch_d=False)
+    with caplog.at_level(logging.WARNING, logger="ganforge"):
+        feed(monitor, range(1, 3 * D_WINS_STEPS), d_fake=0.001)
+    assert "D(G(z))" not in caplog.text
+    monitor.close()
+
+
 def test_reports_average_the_steps_since_the_last_one(tmp_path):
     monitor = RunMonitor(tmp_path, 100, 0, 8, 10, log_every=2, tensorboard=False, progress=False)
     rest = {"g_loss": torch.tensor(0.5), "d_real": torch.tensor(0.5), "d_fake": torch.tensor(0.5)}

@@ -37,6 +37,7 @@ class RunMonitor:
         tensorboard: bool,
         progress: bool,
         writes: bool = True,  # False: only sums (ranks other than 0 of a torchrun run)
+        watch_d: bool = True,  # warn when D(G(z)) stays near 0 (``watch_discriminator``)
     ):
         self.metrics_path = run_dir / "metrics.jsonl" if writes else Path(os.devnull)
         try:
@@ -53,6 +54,7 @@ class RunMonitor:
         self.last_step = start_step
         self.last: dict = {}  # the latest report
         self.d_wins_since: int | None = None  # first step of the current stretch with D(G(z)) ~ 0
+        self.watch_d = watch_d
 
     def step(self, step: int, stats: dict[str, torch.Tensor]) -> None:
         """Add one step's statistics; report when ``step`` is a multiple of ``log_every``."""
@@ -84,7 +86,8 @@ class RunMonitor:
             refresh=False,
         )
         self.bar.update(step - self.bar.n)
-        self.watch_discriminator(step, record["d_fake"])
+        if self.watch_d:
+            self.watch_discriminator(step, record["d_fake"])
 
     def watch_discriminator(self, step: int, d_fake: float) -> None:
         """Warn once per stretch when the discriminator has won completely for D_WINS_STEPS steps."""

@@ -108,6 +108,7 @@ class TrainingLoop:
             tensorboard=config.tensorboard and self.is_main,
             progress=config.progress and self.is_main,
             writes=self.is_main,
+            watch_d=self.task.watches_discriminator,
         )
         self.checked_step = step
         stopping = False

@@ -25,6 +25,7 @@ class GANTask:
     """An unconditional or class-conditional GAN trained on in-memory images from noise (and labels)."""
 
     metric = "fid"  # what keeps checkpoints/best.pt: lower is better
+    watches_discriminator = True  # D(G(z)) near 0 for long means G learns little: the log warns
 
     def __init__(
         self,
@@ -70,6 +71,9 @@ class GANTask:
         """This rank's share of the step's real images (scaled) and labels, noise and fake labels."""
         indices = self.context.shard(self.sampler.indices(step)).to(self.images.device)
         real = self.images[indices].to(self.device, non_blocking=True)
+        if self.config.mirror:
+            flips = self.context.shard(self.sampler.flips(step)).to(self.device).view(-1, 1, 1, 1)
+            real = torch.where(flips, real.flip(-1), real)
         real = scale_images(real, self.state.generator.output_range)  # (B, C, H, W) float
         real = real.contiguous(memory_format=torch.channels_last)
         # Every rank draws the whole batch's noise and keeps its slice: the run takes the same steps

@@ -74,6 +74,24 @@ def test_bfloat16_autocast_trains_and_resumes_exactly(tmp_path):
     assert not torch.equal(initial["generator"]["net.0.weight"], a["generator"]["net.0.weight"])
 
 
+@pytest.mark.parametrize(
+    "flags, chosen",
+    [({"avx2", "avx512_bf16"}, "bf16"), ({"amx_bf16", "amx_tile"}, "bf16"), ({"avx2", "avx512f"}, "32"), (set(), "32")],
+)
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_in_it(tmp_path, monkeypatch, caplog, flags, chosen):
+    monkeypatch.setattr(ganforge.device, "cpu_flags", lambda: flags)
+    cpu = torch.device("cpu")
+    assert ganforge.device.resolve_precision("auto", cpu) == chosen
+    assert ganforge.device.resolve_precision("32", cpu) == "32"  # asked for: as asked
+    with output_dtypes() as seen, caplog.at_level(logging.INFO, logger="ganforge"):
+        train(recipe_config(tmp_path, "auto", model="mlp", steps=2, precision="auto"))
+    if chosen == "bf16":
+        assert seen["Linear", torch.bfloat16] >= 2 * 3, seen  # the training steps' forwards
+    else:
+        assert seen["Linear", torch.float32] >= 2 * 3 and seen["Linear", torch.bfloat16] == 0, seen
+    assert f"precision {chosen} (auto)" in caplog.text
+
+
 @pytest.mark.slow
 def test_compiled_training_matches_eager_and_saves_the_plain_networks(tmp_path):
     eager = train(recipe_config(tmp_path, "eager", model="mlp", steps=4))

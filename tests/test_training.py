@@ -602,3 +602,41 @@ def test_a_conditional_dcgan_draws_the_digit_it_is_asked_for(tmp_path, mnist_roo
     # weakest class is the noisiest number at 1,500 steps: it must beat chance twice over, the average by six.
     assert sum(per_class) / 10 >= 0.6, per_class
     assert min(per_class) >= 0.2, per_class
+
+
+def test_mirror_flips_half_the_real_images_and_resumes_exactly(tmp_path, monkeypatch):
+    """--mirror: each step's real images are the sampler's, x-flipped where its per-epoch draw says (about half),
+    in the same order as without; a run stopped mid-epoch and resumed flips the same images."""
+    from ganforge.data import EpochSampler
+    from ganforge.training import GANTask
+
+    sampler = EpochSampler(1000, 100, seed=3)
+    flips = torch.cat([sampler.flips(step) for step in range(10)])
+    assert 400 < flips.sum() < 600 and not torch.equal(flips, torch.cat([sampler.flips(s) for s in range(10, 20)]))
+    assert torch.equal(EpochSampler(1000, 100, seed=3).flips(4), sampler.flips(4))
+
+    reals, next_batch = {}, GANTask.next_batch
+
+    def recording(self, step):
+        reals.setdefault(self.config.mirror, []).append(next_batch(self, step))
+        return reals[self.config.mirror][-1]
+
+    monkeypatch.setattr(GANTask, "next_batch", recording)
+    straight = train(recipe_config(tmp_path, "straight", steps=5, mirror=True, holdout=0.0))
+    train(recipe_config(tmp_path, "plain", steps=5, holdout=0.0))
+    flipped, draws = 0, EpochSampler(40, 8, seed=0)  # recipe_config's data and batch size, the default seed
+    for step, (mirrored, plain) in enumerate(zip(reals[True], reals[False], strict=True)):
+        wanted = draws.flips(step)
+        assert torch.equal(mirrored.real[wanted], plain.real[wanted].flip(-1))
+        assert torch.equal(mirrored.real[~wanted], plain.real[~wanted])
+        flipped += int(wanted.sum())
+    assert 0 < flipped < 40  # some of the 40 images, not all
+    first = train(recipe_config(tmp_path, "resumed", steps=2, mirror=True, holdout=0.0))
+    a, b = load_checkpoint(straight.run_dir), load_checkpoint(resume(first.run_dir, steps=5).run_dir)
+    for part in ("generator", "discriminator"):
+        assert_same_tensors({part: a[part]}, {part: b[part]})
+
+
+def test_mirror_is_refused_by_translation(tmp_path):
+    with pytest.raises(UsageError, match="--mirror is for --task gan"):
+        TrainConfig(task="pix2pix", data=str(tmp_path), mirror=True).validate()

@@ -63,10 +63,10 @@ TRANSLATION_FIELDS = (  # the settings only translation tasks take
     "dropout",
     "lr_decay",
 )
-GAN_ONLY_FIELDS = ("conditional", "ema", "diffaug", "n_critic")  # what translation tasks do not take
+GAN_ONLY_FIELDS = ("conditional", "ema", "diffaug", "n_critic", "mirror")  # what translation tasks do not take
 TRANSLATION_IMAGE_SIZE = 256  # pix2pix's and CycleGAN's crop size: the default --image-size of translation
 LOAD_SIZE_RATIO = 286 / 256  # pix2pix's jitter: load 286 px, randomly crop 256
-PRECISIONS = ("32", "bf16", "16-mixed")
+PRECISIONS = ("32", "bf16", "16-mixed", "auto")
 ON_NAN = ("rollback", "stop")
 DEFAULT_STEPS = (
     2000  # when none of epochs, steps and minutes is given: clean digits of every class in ~4 min on 2 cores
@@ -285,12 +285,18 @@ class TrainConfig:
     ema_warmup: float = _field(
         0.05, "cap the EMA half-life at this share of the images seen so far (0: none)", bounds="[0, 1]"
     )
+    mirror: bool = _field(
+        False,
+        "x-flip each training image at random, half the time, as StyleGAN2-ADA's --mirror (for data whose "
+        "mirror images are as real: faces, objects, scenes; not digits or text)",
+    )
     diffaug: bool = _field(False, "differentiable augmentation of real and fake images in D (for small datasets)")
     diffaug_policy: str = _field(DEFAULT_POLICY, "DiffAugment's augmentations, comma-separated")
     precision: str = _field(
         "32",
         "float32; bf16 autocast (fast on recent GPUs and on CPUs with AMX); "
-        "16-mixed: float16 autocast with loss scaling (GPUs)",
+        "16-mixed: float16 autocast with loss scaling (GPUs); auto: bf16 where the hardware computes in it "
+        "(a GPU that supports it, a CPU with AMX or AVX512-BF16), else 32",
         choices=PRECISIONS,
     )
     compile: bool = _field(

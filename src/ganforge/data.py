@@ -39,6 +39,7 @@ GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 WIDE_MODES = ("I", "I;16", "I;16B", "I;16L")  # 16-bit grayscale PNGs open as one of these
 MEMORY_FRACTION = 0.5  # refuse to decode a folder needing more than this share of RAM
 HOLDOUT_SEED = 20261124  # fixed, so every run on the same data holds out the same images
+MIRROR_STREAM = 2**40  # offsets --mirror's random stream from the batch order's
 
 
 @dataclass
@@ -586,6 +587,7 @@ class EpochSampler:
         self.num_images, self.batch_size, self.seed = num_images, batch_size, seed
         self.steps_per_epoch = num_images // batch_size
         self._epoch, self._order = -1, None
+        self._flips_epoch, self._flips = -1, None
 
     def indices(self, step: int) -> torch.Tensor:
         """The (batch_size,) dataset indices of global step ``step``."""
@@ -595,3 +597,13 @@ class EpochSampler:
             self._epoch, self._order = epoch, torch.randperm(self.num_images, generator=generator)
         start = position * self.batch_size
         return self._order[start : start + self.batch_size]
+
+    def flips(self, step: int) -> torch.Tensor:
+        """(batch_size,) bools: which of step ``step``'s images to mirror (``--mirror``), half of them at random,
+        drawn per epoch from a stream of their own, so that the order of the images is the same with or without."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        if epoch != self._flips_epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch + MIRROR_STREAM)
+            self._flips_epoch, self._flips = epoch, torch.rand(self.num_images, generator=generator) < 0.5
+        start = position * self.batch_size
+        return self._flips[start : start + self.batch_size]

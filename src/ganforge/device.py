@@ -173,8 +173,39 @@ def to_fast_layout(module: nn.Module) -> nn.Module:
     return module.to(memory_format=torch.channels_last)
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bf16 in hardware: a CUDA GPU that supports it (Ampere on), or a CPU with
+    AMX or AVX512-BF16. Elsewhere bf16 is emulated, and slower than float32 (about 20x on an AVX2 CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``--precision`` as trained: 'auto' is bf16 where ``native_bf16``, else '32'; the others as they are."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "32"
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """The forward-pass context for ``precision``: '32' (none), 'bf16' or '16-mixed' (float16) autocast."""
+    """The forward-pass context for ``precision``: '32' (none), 'bf16' or '16-mixed' (float16) autocast; 'auto'
+    as ``resolve_precision`` says."""
+    precision = resolve_precision(precision, device)
     if precision == "32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -187,7 +218,7 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     Each optimiser gets its own: D's and G's losses differ in scale, and a step
     skipped for an overflow in one must not skip the other.
     """
-    return torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
+    return torch.amp.GradScaler(device.type, enabled=resolve_precision(precision, device) == "16-mixed")
 
 
 def compile_problem(device: torch.device) -> str | None:

@@ -229,8 +229,9 @@ def test_a_run_trained_on_a_folder_is_scored_against_the_part_it_held_out(tmp_pa
 
 
 def test_the_features_flag_offers_every_registered_extractor():
-    """The CLI's --features choices are written torch-free in config.py; they must name metrics.EXTRACTORS."""
+    """The CLI's --features choices are written torch-free in config.py; they must name metrics.EXTRACTORS (and
+    swd, which scores image patches with no extractor: metrics.swd)."""
     from ganforge.config import FEATURE_EXTRACTORS
     from ganforge.metrics import EXTRACTORS
 
-    assert FEATURE_EXTRACTORS == ("auto", *EXTRACTORS)
+    assert FEATURE_EXTRACTORS == ("auto", *EXTRACTORS, "swd")

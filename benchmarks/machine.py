@@ -6,16 +6,17 @@ import platform
 
 import torch
 
+from ganforge.device import cpu_flags
+
 
 def cpu_name() -> str:
     """The CPU's model name and its bf16 matmul support: AMX (bf16 about 6x fp32), else AVX512-BF16 (native
     bf16, nearer 2x on dcgan), else AVX-512 or AVX2 alone (bf16 about 20x slower than fp32)."""
-    name, flags = platform.processor() or platform.machine(), set()
+    name, flags = platform.processor() or platform.machine(), cpu_flags()
     with contextlib.suppress(OSError):
         lines = open("/proc/cpuinfo").read().splitlines()
         names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
         name = names[0] if names else name
-        flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
     if "amx_tile" in flags:
         return f"{name}, AMX"
     vector = "AVX512-BF16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags else "AVX2"

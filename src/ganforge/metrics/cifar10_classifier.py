@@ -14,10 +14,10 @@ size (the first and last with a residual pair of convolutions), a global max
 pool and a linear head scaled by 1/8.
 """
 
-from importlib import resources
-
 import torch
 from torch import nn
+
+from ganforge.metrics.mnist_classifier import load_classifier
 
 WEIGHTS = "cifar10_classifier.pt"  # in ganforge/assets
 MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10's per-channel mean and standard deviation
@@ -71,11 +71,4 @@ class CIFAR10Classifier(nn.Module):
 
 def load_cifar10_classifier(path=None) -> CIFAR10Classifier:
     """The shipped classifier (or the weights at ``path``), in eval mode, loaded with weights_only=True."""
-    if path is None:
-        with resources.files("ganforge.assets").joinpath(WEIGHTS).open("rb") as file:
-            state = torch.load(file, map_location="cpu", weights_only=True)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    model = CIFAR10Classifier(**state["args"])
-    model.load_state_dict({name: tensor.float() for name, tensor in state["weights"].items()})
-    return model.eval()
+    return load_classifier(CIFAR10Classifier, WEIGHTS, path)

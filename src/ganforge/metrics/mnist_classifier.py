@@ -55,11 +55,17 @@ class MNISTClassifier(nn.Module):
 
 def load_mnist_classifier(path=None) -> MNISTClassifier:
     """The shipped classifier (or the weights at ``path``), in eval mode, loaded with weights_only=True."""
+    return load_classifier(MNISTClassifier, WEIGHTS, path)
+
+
+def load_classifier(model_class: type[nn.Module], asset: str, path=None) -> nn.Module:
+    """A shipped classifier: ``model_class(**args)`` with the (float16) weights saved as its training script saves
+    them, from ``asset`` in ganforge/assets or from ``path``; in float32 and eval mode, read with weights_only=True."""
     if path is None:
-        with resources.files("ganforge.assets").joinpath(WEIGHTS).open("rb") as file:
+        with resources.files("ganforge.assets").joinpath(asset).open("rb") as file:
             state = torch.load(file, map_location="cpu", weights_only=True)
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    model = MNISTClassifier(**state["args"])
+    model = model_class(**state["args"])
     model.load_state_dict({name: tensor.float() for name, tensor in state["weights"].items()})
     return model.eval()

@@ -20,6 +20,7 @@ from torch import nn
 
 from ganforge.data import conform_images
 from ganforge.errors import GanforgeError
+from ganforge.metrics.evaluation import MIN_SAMPLES
 from ganforge.metrics.features import make_extractor
 from ganforge.metrics.scores import fid, kid
 from ganforge.metrics.swd import MIN_LEVEL, swd
@@ -28,7 +29,6 @@ from ganforge.translation import translate_images
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
-MIN_SAMPLES = 10  # FID's covariance and KID's subsets need a few images
 PSNR_CAP = 100.0  # dB of an image identical to its target (MSE 0), instead of infinity
 
 
@@ -111,7 +111,9 @@ def score_translator(generators: dict[str, nn.Module], test: TranslationData, ex
 def set_scores(extractor, outputs: torch.Tensor, targets: torch.Tensor) -> dict:
     """FID and KID of the outputs against the targets in ``extractor``'s features, named by it."""
     if len(outputs) < MIN_SAMPLES or len(targets) < MIN_SAMPLES:
-        raise GanforgeError(f"FID and KID need at least {MIN_SAMPLES} test images; this run has {len(outputs)}")
+        raise GanforgeError(
+            f"FID and KID need at least {MIN_SAMPLES} test images; this run has {min(len(outputs), len(targets))}"
+        )
     fake, _ = extractor(outputs)
     real, _ = extractor(targets)
     kid_mean, _ = kid(fake, real, subset_size=min(1000, len(fake), len(real)))

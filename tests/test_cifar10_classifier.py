@@ -1,13 +1,30 @@
-"""The CIFAR-10 classifier (metrics/cifar10_classifier.py) and its training script's augmentation; the weights are
-not shipped yet (scripts/train_cifar10_classifier.py trains them)."""
+"""The CIFAR-10 classifier (metrics/cifar10_classifier.py): the network, its training script's augmentation, the
+shipped weights' accuracy on the images ``--holdout 0.1`` keeps out, and ``--features cifar10`` (auto for 3x32x32)."""
 
 import importlib.util
+import os
+from importlib import resources
+from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-from conftest import REPO
-from ganforge.metrics.cifar10_classifier import CIFAR10Classifier, load_cifar10_classifier
+from conftest import REPO, unavailable
+from ganforge.config import DEFAULT_HOLDOUT
+from ganforge.data import decode_images, find_images, holdout_indices, load_dataset, split_holdout
+from ganforge.metrics import CIFAR10Features, evaluate_images
+from ganforge.metrics.cifar10_classifier import WEIGHTS, CIFAR10Classifier, load_cifar10_classifier
+from ganforge.metrics.features import auto_features, make_extractor
+
+
+def find_cifar10() -> Path | None:
+    """CIFAR-10's training images in class folders under $GANFORGE_DATA_ROOT or ../shared/data, if there."""
+    for root in (os.environ.get("GANFORGE_DATA_ROOT"), REPO.parent / "shared" / "data"):
+        if root and (Path(root) / "cifar10" / "train" / "airplane").is_dir():
+            return Path(root) / "cifar10" / "train"
+    return None
 
 
 def load_script():
@@ -45,3 +62,84 @@ def test_augment_gives_a_crop_of_the_reflected_image_or_its_mirror():
         assert plain or mirrored
         flipped += mirrored and not plain
     assert 0 < flipped < 6
+
+
+@pytest.mark.slow
+def test_the_shipped_classifier_is_small_and_reaches_88_percent_on_the_held_out_images():
+    folder = find_cifar10()
+    if folder is None:
+        unavailable("needs CIFAR-10's training images in ../shared/data/cifar10/train")
+    assert resources.files("ganforge.assets").joinpath(WEIGHTS).stat().st_size < 5_000_000
+    files, labels, classes = find_images(folder)
+    assert len(files) == 50_000 and len(classes) == 10
+    _, held = holdout_indices(len(files), DEFAULT_HOLDOUT)  # the 5,000 images ganforge train keeps out
+    images, decoded = decode_images([files[i] for i in held], channels=3, image_size=32)
+    assert len(decoded) == 5000
+    model = load_cifar10_classifier()
+    with torch.no_grad():
+        predictions = torch.cat([model(batch.float() / 255).argmax(1) for batch in images.split(500)])
+    accuracy = (predictions == torch.tensor(labels)[held]).float().mean().item()
+    assert accuracy >= 0.88
+
+
+def test_holdout_indices_are_the_parts_split_holdout_makes():
+    images = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1).expand(40, 1, 2, 2).contiguous()
+    from ganforge.data import ImageDataset
+
+    kept_part, held_part = split_holdout(ImageDataset(images, None, [], "numbers"), 0.25)
+    kept, held = holdout_indices(40, 0.25)
+    assert len(held) == 10 and sorted(kept.tolist() + held.tolist()) == list(range(40))
+    assert torch.equal(kept_part.images[:, 0, 0, 0].long(), kept) and torch.equal(
+        held_part.images[:, 0, 0, 0].long(), held
+    )
+
+
+def draw_colour_folder(root: Path, per_class: int = 12) -> Path:
+    """Two classes of 32x32 colour images: red-ish and blue-ish squares with noise, in class folders."""
+    generator = torch.Generator().manual_seed(0)
+    for index, name in enumerate(("red", "blue")):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            image = torch.randint(0, 60, (32, 32, 3), generator=generator, dtype=torch.uint8)
+            image[..., 0 if index == 0 else 2] += 180
+            Image.fromarray(image.numpy()).save(root / name / f"{i}.png")
+    return root
+
+
+def test_auto_scores_3x32x32_images_with_the_cifar10_classifier_and_names_it(tmp_path):
+    folder = draw_colour_folder(tmp_path / "colours")
+    extractor = make_extractor("auto", (3, 32, 32), torch.device("cpu"))
+    assert isinstance(extractor, CIFAR10Features) and extractor.name == "cifar10"
+    assert auto_features((3, 64, 64)) == "inception" and auto_features((1, 28, 28)) == "mnist"
+    reference = load_dataset(str(folder), image_size=32, channels=3)
+    same = evaluate_images(reference.images, str(folder), cache=tmp_path / "cache")
+    grey = evaluate_images(
+        reference.images.float().mean(1, keepdim=True).expand(-1, 3, -1, -1).to(torch.uint8),
+        str(folder),
+        cache=tmp_path / "cache",
+    )
+    assert same["features"] == grey["features"] == "cifar10"
+    assert same["fid"] < 1e-3 < grey["fid"]  # the same images score zero; their grey versions do not
+    assert {"classifier_score", "classes_covered", "class_kl"} <= same.keys()  # the reference is labelled
+    assert "inception_score" not in same
+
+
+def test_images_of_another_size_are_converted_for_the_classifier_with_a_warning(caplog):
+    extractor = CIFAR10Features(torch.device("cpu"), model=CIFAR10Classifier(width=4))
+    images = torch.randint(0, 256, (3, 1, 64, 64), dtype=torch.uint8)
+    features, probabilities = extractor(images)
+    assert features.shape == (3, 32) and probabilities.shape == (3, 10)
+    assert torch.allclose(probabilities.sum(1), torch.ones(3))
+    assert "the cifar10 classifier scores 3x32x32 images: converting (1, 64, 64)" in caplog.text
+
+
+def test_fewer_samples_than_reference_images_compare_with_a_random_part_of_every_class(tmp_path):
+    """A folder lists its images class by class: the reference for n samples is not its first n images."""
+    from ganforge.metrics.evaluation import reference_features
+
+    folder = draw_colour_folder(tmp_path / "colours")  # 12 red, then 12 blue
+    extractor = CIFAR10Features(torch.device("cpu"), model=CIFAR10Classifier(width=4))
+    entry = reference_features(extractor, str(folder), None, 12, tmp_path / "cache")
+    assert len(entry["labels"]) == 12 and 3 <= int(entry["labels"].sum()) <= 9  # both classes, about half each
+    again = reference_features(extractor, str(folder), None, 12, tmp_path / "other")
+    assert torch.equal(entry["features"], again["features"])  # the same part every time

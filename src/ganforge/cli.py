@@ -310,9 +310,10 @@ def add_evaluate(commands, common: argparse.ArgumentParser) -> None:
         "--features",
         choices=FEATURE_EXTRACTORS,
         default="auto",
-        help="feature extractor: the digits classifier (mnist) or Inception-v3; auto picks mnist for 1x28x28 "
-        "images, else Inception (a translation run: else swd only); swd scores without a network: the sliced "
-        "Wasserstein distance between Laplacian-pyramid patches (default: auto)",
+        help="feature extractor: a classifier shipped with ganforge (mnist: digits, cifar10: CIFAR-10's classes) "
+        "or Inception-v3; auto picks mnist for 1x28x28 images, cifar10 for 3x32x32, else Inception (a translation "
+        "run: else swd only); swd scores without a network: the sliced Wasserstein distance between "
+        "Laplacian-pyramid patches (default: auto)",
     )
     evaluate.add_argument(
         "--inception-weights",

@@ -562,15 +562,20 @@ def to_uint8(images: torch.Tensor, output_range: tuple[float, float]) -> torch.T
 
 def split_holdout(dataset: ImageDataset, fraction: float) -> tuple[ImageDataset, ImageDataset]:
     """(training part, held-out part): a fixed random ``fraction`` of the images is kept out of training."""
-    count = round(len(dataset) * fraction)
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(HOLDOUT_SEED))
 
     def part(indices: torch.Tensor, what: str) -> ImageDataset:
         labels = dataset.labels[indices] if dataset.labels is not None else None
         return ImageDataset(dataset.images[indices], labels, dataset.classes, f"{dataset.description}, {what}")
 
-    kept, held = order[count:].sort().values, order[:count].sort().values
+    kept, held = holdout_indices(len(dataset), fraction)
     return part(kept, f"{len(kept):,} for training"), part(held, f"{len(held):,} held out")
+
+
+def holdout_indices(count: int, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept, held out): ascending indices of ``split_holdout``'s two parts of ``count`` images."""
+    held_count = round(count * fraction)
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(HOLDOUT_SEED))
+    return order[held_count:].sort().values, order[:held_count].sort().values
 
 
 class EpochSampler:

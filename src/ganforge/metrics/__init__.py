@@ -1,7 +1,8 @@
 """Sample-quality metrics: feature extractors, scores, and the evaluate pipeline."""
 
+from ganforge.metrics.cifar10_classifier import CIFAR10Classifier, load_cifar10_classifier
 from ganforge.metrics.evaluation import evaluate, evaluate_images
-from ganforge.metrics.features import EXTRACTORS, MNISTFeatures, ModuleFeatures
+from ganforge.metrics.features import EXTRACTORS, CIFAR10Features, ClassifierFeatures, MNISTFeatures, ModuleFeatures
 from ganforge.metrics.mnist_classifier import MNISTClassifier, load_mnist_classifier
 from ganforge.metrics.scores import (
     class_coverage,
@@ -13,6 +14,9 @@ from ganforge.metrics.scores import (
 )
 
 __all__ = [
+    "CIFAR10Classifier",
+    "CIFAR10Features",
+    "ClassifierFeatures",
     "EXTRACTORS",
     "ModuleFeatures",
     "MNISTClassifier",
@@ -24,6 +28,7 @@ __all__ = [
     "frechet_distance",
     "inception_score",
     "kid",
+    "load_cifar10_classifier",
     "load_mnist_classifier",
     "precision_recall",
 ]

@@ -81,8 +81,9 @@ def reference_features(
     naming it, and rebuilt.
     """
     dataset, split = load_reference(reference, data_root, holdout)
-    images = dataset.images[:n]
-    labels = dataset.labels[:n] if dataset.labels is not None else None
+    chosen = reference_subset(len(dataset), n)
+    images = dataset.images[chosen]
+    labels = dataset.labels[chosen] if dataset.labels is not None else None
     part = f"-heldout{holdout:g}" if holdout else ""
     key = f"{Path(reference).name}{part}-{extractor.name}-{extractor.weights_hash}-{n}-{content_hash(images, labels)}"
     path = cache / f"{key}.pt"
@@ -99,6 +100,15 @@ def reference_features(
     except (OSError, GanforgeError) as error:  # a cache that cannot be written costs time, not the scores
         log.warning(f"could not cache the reference features: {error}")
     return entry
+
+
+def reference_subset(count: int, n: int) -> torch.Tensor | slice:
+    """Which of ``count`` reference images to compare ``n`` samples with: all when n >= count, else a fixed random
+    n of them (in their order). Not the first n: a folder lists its images class by class, so those would be the
+    first classes only."""
+    if n >= count:
+        return slice(None)
+    return torch.randperm(count, generator=torch.Generator().manual_seed(0))[:n].sort().values
 
 
 def content_hash(images: torch.Tensor, labels: torch.Tensor | None) -> str:
@@ -202,7 +212,8 @@ def cas_against(
 def evaluate_images(
     samples: torch.Tensor,  # (N, C, H, W) uint8
     reference: str = "mnist",  # dataset name (its test split), .npz or folder
-    features: str = "auto",  # feature extractor: auto (mnist for 1x28x28 images, else inception), mnist, inception;
+    features: str = "auto",  # feature extractor: mnist, cifar10, inception; auto: mnist for 1x28x28 images,
+    # cifar10 for 3x32x32, else inception;
     # or swd: the sliced Wasserstein distance on image patches, which needs no network
     data_root: str | None = None,  # torchvision data root holding the reference dataset
     device: str = "auto",
@@ -296,8 +307,8 @@ class PeriodicEvaluator:
         device: torch.device,
         num_classes: int = 0,  # a conditional generator is scored on every class equally
     ):
-        # The digits classifier for 1x28x28 data, Inception (weights from $GANFORGE_INCEPTION_WEIGHTS or a download)
-        # for the rest.
+        # The digits classifier for 1x28x28 data, the CIFAR-10 classifier for 3x32x32, Inception (weights from
+        # $GANFORGE_INCEPTION_WEIGHTS or a download) for the rest.
         self.extractor = make_extractor("auto", tuple(data.images.shape[1:]), device)
         self.noise = sample_noise(samples, z_dim, seed)
         self.labels = balanced_labels(samples, num_classes)

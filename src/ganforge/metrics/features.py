@@ -12,6 +12,7 @@ import torch
 
 from ganforge.data import conform_images
 from ganforge.errors import GanforgeError
+from ganforge.metrics.cifar10_classifier import load_cifar10_classifier
 from ganforge.metrics.inception import InceptionFeatures
 from ganforge.metrics.mnist_classifier import load_mnist_classifier
 
@@ -27,23 +28,30 @@ def weights_hash(module: torch.nn.Module) -> str:
     return digest.hexdigest()[:12]
 
 
-class MNISTFeatures:
-    """The shipped digits classifier as a feature extractor for (N, C, H, W) uint8 images."""
+class ClassifierFeatures:
+    """A classifier shipped with ganforge as a feature extractor for (N, C, H, W) uint8 images.
 
-    name = "mnist"
-    classifies_dataset = True  # its classes are MNIST's digits: class coverage is meaningful
+    Its penultimate layer gives the features, its softmax the class
+    probabilities. Images of another size or channel count are converted to
+    the ``shape`` it was trained on, with a warning.
+    """
 
-    def __init__(self, device: torch.device, model: torch.nn.Module | None = None):
-        self.model = (model or load_mnist_classifier()).to(device).eval()
+    classifies_dataset = True  # its classes are the dataset's: class coverage is meaningful
+
+    def __init__(self, name: str, shape: tuple[int, int, int], model: torch.nn.Module, device: torch.device):
+        self.name, self.shape = name, shape
+        self.model = model.to(device).eval()
         self.device = device
         self.weights_hash = weights_hash(self.model)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-        """(features (N, 128), class probabilities (N, 10)), on the CPU."""
-        if tuple(images.shape[1:]) != (1, 28, 28):
-            log.warning(f"the digits classifier scores 1x28x28 images: converting {tuple(images.shape[1:])} samples")
-            images = conform_images(images, 28, 1)  # (N, 1, 28, 28) uint8
+        """(features (N, D), class probabilities (N, K)), on the CPU."""
+        if tuple(images.shape[1:]) != self.shape:
+            channels, size, _ = self.shape
+            shape = "x".join(map(str, self.shape))
+            log.warning(f"the {self.name} classifier scores {shape} images: converting {tuple(images.shape[1:])}")
+            images = conform_images(images, size, channels)
         features, probabilities = [], []
         for batch in images.split(batch_size):
             batch = batch.to(self.device).float() / 255
@@ -53,20 +61,42 @@ class MNISTFeatures:
         return torch.cat(features), torch.cat(probabilities)
 
 
+class MNISTFeatures(ClassifierFeatures):
+    """The shipped digits classifier (``metrics.mnist_classifier``): 1x28x28 images, 128 features, 10 digits."""
+
+    def __init__(self, device: torch.device, model: torch.nn.Module | None = None):
+        super().__init__("mnist", (1, 28, 28), model or load_mnist_classifier(), device)
+
+
+class CIFAR10Features(ClassifierFeatures):
+    """The shipped CIFAR-10 classifier (``metrics.cifar10_classifier``): 3x32x32 images, 256 features, 10 classes.
+    Its scores are named "cifar10": they are not the Inception FIDs of papers."""
+
+    def __init__(self, device: torch.device, model: torch.nn.Module | None = None):
+        super().__init__("cifar10", (3, 32, 32), model or load_cifar10_classifier(), device)
+
+
 # Each built-in extractor by its --features name: (device, Inception weights file or None) -> extractor.
 EXTRACTORS = {
     "mnist": lambda device, inception_weights: MNISTFeatures(device),
+    "cifar10": lambda device, inception_weights: CIFAR10Features(device),
     "inception": InceptionFeatures,
 }
 
 
 def make_extractor(features: str, shape: tuple, device: torch.device, inception_weights: str | None = None):
-    """The extractor ``features`` names; 'auto' picks the digits classifier for 1x28x28 images, else Inception."""
+    """The extractor ``features`` names; 'auto' picks the classifier trained on images of ``shape`` (digits for
+    1x28x28, CIFAR-10 for 3x32x32), else Inception."""
     if features == "auto":
-        features = "mnist" if shape == (1, 28, 28) else "inception"
+        features = auto_features(shape)
     if features not in EXTRACTORS:
         raise GanforgeError(f"unknown --features {features!r}; choose from auto, {', '.join(EXTRACTORS)}")
     return EXTRACTORS[features](device, inception_weights)
+
+
+def auto_features(shape: tuple) -> str:
+    """What ``--features auto`` means for images of ``shape`` (C, H, W)."""
+    return {(1, 28, 28): "mnist", (3, 32, 32): "cifar10"}.get(tuple(shape), "inception")
 
 
 class ModuleFeatures:

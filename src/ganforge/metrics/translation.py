@@ -124,7 +124,7 @@ def evaluate_translation(
     source,
     device: str = "auto",
     data: str | None = None,  # the data to take the test split from (default: the run's)
-    features: str = "auto",  # FID/KID features: mnist, inception; auto: mnist for 1x28x28 outputs, else none
+    features: str = "auto",  # FID/KID features: mnist, cifar10, inception; auto: mnist for 1x28x28 outputs, else none
     inception_weights: str | None = None,
 ) -> dict:
     """``ganforge evaluate`` of a translation run: its scores on the test split of its data (or ``data``)."""

@@ -60,7 +60,7 @@ def run(tmp_path_factory) -> Path:
 def test_nonexistent_data_path(capsys, tmp_path):
     code, err = run_cli(capsys, *train_args(tmp_path / "no-such-folder", tmp_path / "run"))
     assert code == 2
-    known = "mnist, fashion-mnist, cifar10, cifar100, svhn, stl10"
+    known = "mnist, fashion-mnist, cifar10, cifar100, svhn, stl10, celeba"
     assert_one_line_error(err, f"is neither a known dataset ({known}), a folder nor an .npz file")
 
 

@@ -342,3 +342,47 @@ def test_a_builtin_dataset_missing_offline_says_where_to_put_its_files(tmp_path)
         GanforgeError, match=r"^cifar100 is not in data root .*put torchvision's cifar-100-python/ there"
     ):
         load_dataset("cifar100", tmp_path, download=False)
+
+
+@pytest.mark.parametrize(("own", "trained"), [(32, 32), (28, 28), (48, 48), (30, 64), (96, 64), (6, 64)])
+def test_a_folder_trains_at_its_images_own_size_up_to_64_px(tmp_path, own, trained):
+    """CIFAR-10's 32 px images train at 32, not upscaled; a size the models cannot be built for (30: a 15 px
+    base) or a larger one trains at 64."""
+    make_folder(tmp_path, size=(own + 8, own))  # the shorter side decides
+    assert load_dataset(str(tmp_path)).images.shape[-2:] == (trained, trained)
+    assert load_dataset(str(tmp_path), image_size=16).images.shape[-2:] == (16, 16)  # asked for: as asked
+
+
+def make_celeba(root, train=4, valid=1, test=2):
+    """A CelebA root in torchvision's layout: celeba/img_align_celeba/*.jpg (178x218 faces, scaled down here) and
+    celeba/list_eval_partition.txt."""
+    folder = root / "celeba" / "img_align_celeba"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lines = []
+    for index, split in enumerate([0] * train + [1] * valid + [2] * test):
+        name = f"{index + 1:06d}.jpg"
+        Image.fromarray(rng.integers(0, 256, (44, 36, 3), dtype=np.uint8)).save(folder / name)
+        lines.append(f"{name} {split}")
+    (root / "celeba" / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_celeba_reads_its_aligned_faces_by_split_as_a_folder(tmp_path):
+    from ganforge.data import load_reference
+
+    root = make_celeba(tmp_path)
+    train = load_dataset("celeba", root, download=False)
+    assert train.images.shape == (4, 3, 64, 64) and train.labels is None  # the default 64 px, unlabelled
+    assert load_dataset("celeba", root, image_size=32, download=False).images.shape == (4, 3, 32, 32)
+    test, split = load_reference("celeba", root)
+    assert split == "test" and test.images.shape == (2, 3, 64, 64)
+
+
+def test_celeba_missing_offline_says_which_files_to_put_where(tmp_path):
+    with pytest.raises(GanforgeError, match=r"^celeba is not in data root .*put CelebA's img_align_celeba/ and "):
+        load_dataset("celeba", tmp_path, download=False)
+    make_celeba(tmp_path)
+    (tmp_path / "celeba" / "list_eval_partition.txt").write_text("000001.jpg 1\n")  # no training image listed
+    with pytest.raises(GanforgeError, match="lists no training images"):
+        load_dataset("celeba", tmp_path, download=False)

@@ -32,7 +32,7 @@ from ganforge.files import atomic_write
 log = logging.getLogger("ganforge")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-FOLDER_IMAGE_SIZE = 64  # default --image-size for folders of images
+FOLDER_IMAGE_SIZE = 64  # default --image-size for folders of larger images (smaller ones train at their own)
 FOLDER_CACHE_MIN = 1000  # folders of at least this many images are decoded once, into the decode cache
 FOLDER_CACHE_FORMAT = 1  # part of the cache key: a new decode policy makes new entries
 GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
@@ -106,18 +106,22 @@ class DataSource:
 
 
 def load_builtin(data: str, root, image_size, channels, download: bool) -> ImageDataset:
-    """A torchvision dataset's training split (read only from a root the user names)."""
+    """A built-in dataset's training split (read only from a root the user names)."""
     path, named = data_root(root)
     if named and not path.is_dir():
         raise GanforgeError(f"data root {path} does not exist")
+    if data == "celeba":
+        return load_celeba(path, "never" if named else download, image_size=image_size)
     return load_torchvision_dataset(data, path, download="never" if named else download)
 
 
 def load_builtin_test(data: str, root) -> ImageDataset:
-    """A torchvision dataset's test split, from a data root the user names (never downloaded)."""
+    """A built-in dataset's test split, from a data root the user names (never downloaded)."""
     path, named = data_root(root)
     if not named or not path.is_dir():
         raise GanforgeError(f"the {data} reference needs its test split: pass --data-root DIR")
+    if data == "celeba":
+        return load_celeba(path, "never", train=False)
     return load_torchvision_dataset(data, path, download="never", train=False)
 
 
@@ -125,15 +129,16 @@ def load_builtin_test(data: str, root) -> ImageDataset:
 # CAS and the periodic evaluator all ask ``resolve_source``.
 SOURCES: dict[str, DataSource] = {
     "torchvision": DataSource(
-        matches=lambda data: data in TORCHVISION_DATASETS,
+        matches=lambda data: data in BUILTIN_DATASETS,
         load=load_builtin,
         load_test=load_builtin_test,
         is_path=False,
     ),
     "folder": DataSource(
         matches=lambda data: Path(data).is_dir(),
-        load=lambda data, root, image_size, channels, download: load_image_folder(Path(data), image_size, channels),
-        default_image_size=FOLDER_IMAGE_SIZE,
+        load=lambda data, root, image_size, channels, download: load_image_folder(
+            Path(data), image_size, channels, largest=FOLDER_IMAGE_SIZE
+        ),
     ),
     "npz": DataSource(
         matches=lambda data: Path(data).suffix == ".npz",
@@ -147,9 +152,7 @@ def resolve_source(data: str) -> DataSource:
     for source in SOURCES.values():
         if source.matches(data):
             return source
-    raise UsageError(
-        f"{data!r} is neither a known dataset ({', '.join(TORCHVISION_DATASETS)}), a folder nor an .npz file"
-    )
+    raise UsageError(f"{data!r} is neither a known dataset ({', '.join(BUILTIN_DATASETS)}), a folder nor an .npz file")
 
 
 def load_dataset(
@@ -219,6 +222,53 @@ TORCHVISION_DATASETS = {
     "svhn": TorchvisionDataset("SVHN", "train_32x32.mat and test_32x32.mat", True, "labels", True),
     "stl10": TorchvisionDataset("STL10", "stl10_binary/", True, "labels", True),
 }
+
+
+BUILTIN_DATASETS = (*TORCHVISION_DATASETS, "celeba")  # --data names; CelebA is read as a folder (load_celeba)
+CELEBA_IMAGE_SIZE = 64  # CelebA's default --image-size: the 178x218 aligned faces, centre-cropped square
+CELEBA_SPLITS = {True: "0", False: "2"}  # list_eval_partition.txt: 0 train, 1 validation, 2 test
+
+
+def load_celeba(root: Path, download: bool | str, train: bool = True, image_size: int | None = None) -> ImageDataset:
+    """CelebA's aligned faces (``celeba/img_align_celeba/``) of one split (``celeba/list_eval_partition.txt``),
+    unlabelled, decoded at ``image_size`` (default 64) like a folder, through the decode cache.
+
+    torchvision's ``CelebA`` reads the 202,599 JPEGs one by one at every epoch; here they are decoded once.
+    Downloading goes through torchvision (Google Drive, which often refuses: then put the files there by hand).
+    """
+    folder = root / "celeba"
+    partition, images_dir = folder / "list_eval_partition.txt", folder / "img_align_celeba"
+    reason = "downloading is off"
+    if download == "never":
+        download, reason = False, "ganforge never downloads into a data root you name (leave it out to use the cache)"
+    if not (partition.is_file() and images_dir.is_dir()) and download:
+        import torchvision
+
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            torchvision.datasets.CelebA(str(root), split="all", download=True)
+        except Exception as error:  # network failures, Google Drive's quota, missing gdown: many types
+            reason = f"could not be downloaded ({type(error).__name__}: {first_line(error)})"
+    if not (partition.is_file() and images_dir.is_dir()):
+        raise GanforgeError(
+            f"celeba is not in data root {root} and {reason}; put CelebA's img_align_celeba/ and "
+            f"list_eval_partition.txt in {folder}, or pass --data-root DIR naming a root that holds them"
+        )
+    try:
+        rows = [line.split() for line in partition.read_text().splitlines() if line.strip()]
+        names = [name for name, split in rows if split == CELEBA_SPLITS[train]]
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise GanforgeError(f"cannot read {partition}: {first_line(error)}") from None
+    if not names:
+        raise GanforgeError(f"{partition} lists no {'training' if train else 'test'} images")
+    files, size = [images_dir / name for name in names], image_size or CELEBA_IMAGE_SIZE
+    check_fits_in_memory(len(files), 3, size, size, "celeba", "use a smaller --image-size")
+    if len(files) >= FOLDER_CACHE_MIN:
+        images, kept = cached_folder(images_dir, files, 3, size)
+    else:
+        images, kept = decode_images(files, 3, size)
+    split = "training" if train else "test"
+    return ImageDataset(images, None, [], f"CelebA {split} set, {len(kept):,} images, from {folder}")
 
 
 def load_torchvision_dataset(name: str, root: Path, download: bool | str, train: bool = True) -> ImageDataset:
@@ -383,12 +433,16 @@ def scan_image_folder(root: Path) -> tuple[list[Path], list[int] | None, list[st
     return loose, None, []
 
 
-def load_image_folder(root: Path, image_size: int | None, channels: int | None) -> ImageDataset:
+def load_image_folder(
+    root: Path, image_size: int | None, channels: int | None, largest: int | None = None
+) -> ImageDataset:
     """Decode every image under ``root``, resized (shorter side) and center-cropped to ``image_size``.
 
     Unreadable files are skipped with a warning naming each one. ``channels``
     None takes the most common mode (grayscale -> 1, otherwise 3) and
-    ``image_size`` None the most common shorter side (``typical_image_shape``).
+    ``image_size`` None the most common shorter side (``typical_image_shape``);
+    with ``largest``, that size only where it is at most ``largest`` and the
+    convolutional models can be built for it (``trainable_size``), else ``largest``.
     A folder of ``FOLDER_CACHE_MIN`` images or more is decoded once, with a
     progress bar, into the decode cache (``cached_folder``); later loads of the
     same files at the same size start from it.
@@ -398,6 +452,8 @@ def load_image_folder(root: Path, image_size: int | None, channels: int | None) 
         raise GanforgeError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {root}")
     if channels is None or image_size is None:
         typical_channels, typical_size = typical_image_shape(files)
+        if image_size is None and largest is not None:
+            typical_size = typical_size if typical_size <= largest and trainable_size(typical_size) else largest
         channels, image_size = channels or typical_channels, image_size or typical_size
     check_fits_in_memory(
         len(files), channels, image_size, image_size, str(root), "use a smaller --image-size or a subset of the folder"
@@ -485,6 +541,16 @@ def to_mode(image: Image.Image, mode: str) -> Image.Image:
     if image.mode in WIDE_MODES:
         image = Image.fromarray((np.asarray(image).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8), "L")
     return image.convert(mode)
+
+
+def trainable_size(size: int) -> bool:
+    """Whether dcgan and resnet build for ``size`` px from a base of 7 px or fewer (28, 32, 48, 64, ...)."""
+    from ganforge.models.layers import base_resolution
+
+    try:
+        return base_resolution(size)[0] <= 7
+    except ValueError:
+        return False
 
 
 def typical_image_shape(files: list[Path], looks: int = 101) -> tuple[int, int]:

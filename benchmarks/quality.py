@@ -1,20 +1,26 @@
-"""Quality per CPU-minute on MNIST: ganforge's default recipe against the popular baselines, same wall clock.
+"""Quality per CPU-minute: ganforge's default recipe against the popular baselines, same wall clock.
 
-    python benchmarks/quality.py --data-root ../shared/data                 # 2.5, 5 and 10 minutes each
+    python benchmarks/quality.py --data-root ../shared/data                 # MNIST: 2.5, 5 and 10 minutes each
     python benchmarks/quality.py --data-root ../shared/data --quick         # 0.5 and 1 minute, to try it out
     python benchmarks/quality.py --data-root ../shared/data --recipes default,classic --grids docs/images
+    python benchmarks/quality.py --data ../shared/data/cifar10/train        # CIFAR-10 at 32 px: 10 and 30 minutes
 
 Each recipe trains once for the longest budget; its generator is kept at every
 budget (checkpoints on a wall-clock cadence), and each kept generator is scored
-afterwards (the scoring is not part of the budget): FID with the shipped digits
-classifier on --n samples against the MNIST test set, classes covered and the
-KL divergence of the class histogram from the test set's (close to uniform).
-Recipes:
+afterwards (the scoring is not part of the budget). MNIST: FID with the shipped
+digits classifier on --n samples against the MNIST test set. CIFAR-10 (--data,
+the training images in class folders): every recipe trains on the 45,000 images
+``ganforge train`` keeps with its default --holdout 0.1, and is scored with the
+shipped CIFAR-10 classifier against the 5,000 held out (FID and KID in its
+features, not Inception's). Both: classes covered and the KL divergence of the
+class histogram from the reference's. Recipes:
 
   classic    (a) the seed's MLP GAN: ganforge `mlp` with its classic defaults (BCE, Adam 1e-3, batch 128)
+  pytorchgan (a) the PyTorch-GAN DCGAN (implementations/dcgan/dcgan.py), written here: 32 px, batch 64, BCE,
+             Adam 2e-4 / beta1 0.5, upsampling + 3x3 convolutions, torchvision transforms through a DataLoader
   examples   (b) the pytorch/examples DCGAN, written here: 64x64 resize, nz 100, ngf = ndf = 64, batch 64,
              Adam 2e-4 / beta1 0.5, BCELoss on a sigmoid, torchvision transforms through a DataLoader
-  default    (c) `ganforge train` with no flags: the default MNIST recipe
+  default    (c) `ganforge train` with no flags but the data (and --image-size 32 for CIFAR-10)
   VARIANTS   the recipes compared to choose the default (see VARIANTS below)
 
 Run it alone on the machine: the budgets are wall-clock time. Results go to
@@ -22,8 +28,10 @@ Run it alone on the machine: the budgets are wall-clock time. Results go to
 """
 
 import argparse
+import copy
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,6 +39,8 @@ from torch import nn
 
 import ganforge
 from ganforge.checkpoint import run_checkpoints
+from ganforge.config import DEFAULT_HOLDOUT
+from ganforge.data import conform_images, holdout_indices
 from ganforge.metrics import evaluate_images
 from ganforge.sampling import generate, grid_columns, grid_size, load, save_grid
 from machine import describe_machine
@@ -45,7 +55,97 @@ VARIANTS = {
     "cond-dcgan-ema-b64": dict(model="dcgan", conditional=True, ema=True, batch_size=64),
     "cond-dcgan-ema-hinge": dict(model="dcgan", conditional=True, ema=True, loss="hinge"),
     "cond-dcgan-ema-b128": dict(model="dcgan", conditional=True, ema=True, batch_size=128),
+    # Colour (CIFAR-10) candidates. On colour data "default" is dcgan-hinge-diffaug (config.COLOUR_DEFAULTS);
+    # nonsat is the grayscale recipe (the colour default until this benchmark chose hinge and DiffAugment).
+    "nonsat": dict(loss="nonsaturating", diffaug=False),
+    "nonsat-bf16": dict(loss="nonsaturating", diffaug=False, precision="auto"),
+    "default-bf16": dict(precision="auto"),
+    "dcgan-hinge-diffaug": dict(model="dcgan", loss="hinge", diffaug=True),
+    "resnet-hinge-diffaug": dict(model="resnet", loss="hinge", diffaug=True),
+    "resnet-hinge-diffaug-bf16": dict(model="resnet", loss="hinge", diffaug=True, precision="auto"),
+    "resnet-hinge": dict(model="resnet", loss="hinge"),
 }
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """What differs between the MNIST and the CIFAR-10 benchmark."""
+
+    data: str  # "mnist", or a folder of images in class folders (CIFAR-10)
+    data_root: str | None  # torchvision's root for mnist
+
+    @property
+    def is_folder(self) -> bool:
+        return self.data != "mnist"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (3, 32, 32) if self.is_folder else (1, 28, 28)
+
+    @property
+    def holdout(self) -> float:
+        return DEFAULT_HOLDOUT if self.is_folder else 0.0  # the folder's part ganforge train keeps out
+
+    def torchvision_dataset(self, image_size: int, center_crop: bool = False):
+        """The training images as the baselines read them: a torchvision dataset with their transforms (for a
+        folder, ImageFolder restricted to the images ganforge train keeps)."""
+        import torchvision.datasets as dset
+        import torchvision.transforms as transforms
+
+        channels = self.shape[0]
+        steps = [transforms.Resize(image_size)] + ([transforms.CenterCrop(image_size)] if center_crop else [])
+        transform = transforms.Compose(
+            [*steps, transforms.ToTensor(), transforms.Normalize((0.5,) * channels, (0.5,) * channels)]
+        )
+        if not self.is_folder:
+            return dset.MNIST(root=self.data_root, download=False, transform=transform)
+        folder = dset.ImageFolder(self.data, transform=transform)
+        kept, _ = holdout_indices(len(folder), self.holdout)
+        return torch.utils.data.Subset(folder, kept.tolist())
+
+    def score(self, images: torch.Tensor) -> dict:
+        """FID, KID, classes covered, class KL, precision and recall of uint8 samples in the benchmark's features."""
+        channels, size, _ = self.shape
+        images = conform_images(images, size, channels)  # the pytorch/examples DCGAN draws 64 px
+        features = "cifar10" if self.is_folder else "mnist"
+        results = evaluate_images(images, self.data, features, self.data_root, holdout=self.holdout)
+        return {k: results[k] for k in ("fid", "kid", "classes_covered", "class_kl", "precision", "recall")}
+
+
+# ---------------------------------------------------------------- the baselines' shared loop
+
+
+def keep_at_budgets(budgets: list[float], batches, step, netG: nn.Module) -> dict[float, tuple[nn.Module, int]]:
+    """Run ``step(batch)`` over ``batches`` (an iterable, replayed epoch after epoch) until the longest budget;
+    {budget: (a copy of netG in eval mode at that moment, iterations)}."""
+    kept, pending, iterations = {}, sorted(budgets), 0
+    started = time.monotonic()
+    while pending:
+        for batch in batches:
+            step(batch)
+            iterations += 1
+            while pending and time.monotonic() - started >= pending[0] * 60:
+                kept[pending.pop(0)] = (copy.deepcopy(netG).eval(), iterations)
+            if not pending:
+                break
+    return kept
+
+
+@torch.no_grad()
+def baseline_samples(netG: nn.Module, n: int, seed: int, z_shape: tuple[int, ...]) -> torch.Tensor:
+    """(n, C, H, W) uint8 from a baseline generator (tanh output), for noise of shape (n, *z_shape)."""
+    noise = torch.randn(n, *z_shape, generator=torch.Generator().manual_seed(seed))
+    images = torch.cat([netG(z) for z in noise.split(500)])
+    return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def weights_init(m):
+    classname = m.__class__.__name__
+    if classname.find("Conv") != -1:
+        torch.nn.init.normal_(m.weight, 0.0, 0.02)
+    elif classname.find("BatchNorm") != -1:
+        torch.nn.init.normal_(m.weight, 1.0, 0.02)
+        torch.nn.init.zeros_(m.bias)
 
 
 # ---------------------------------------------------------------- (b) the pytorch/examples DCGAN, as written there
@@ -98,83 +198,143 @@ class ExamplesDiscriminator(nn.Module):
         return self.main(x).view(-1, 1).squeeze(1)
 
 
-def weights_init(m):
-    classname = m.__class__.__name__
-    if classname.find("Conv") != -1:
-        torch.nn.init.normal_(m.weight, 0.0, 0.02)
-    elif classname.find("BatchNorm") != -1:
-        torch.nn.init.normal_(m.weight, 1.0, 0.02)
-        torch.nn.init.zeros_(m.bias)
-
-
-def train_examples_dcgan(data_root: str, budgets: list[float], seed: int) -> dict[float, tuple[nn.Module, int]]:
-    """The pytorch/examples loop; returns {budget: (a copy of netG at that moment, iterations)}."""
-    import copy
-
-    import torchvision.datasets as dset
-    import torchvision.transforms as transforms
-
+def train_examples_dcgan(bench: Benchmark, budgets: list[float], seed: int) -> dict[float, tuple[nn.Module, int]]:
+    """The pytorch/examples loop (its mnist transforms, or its folder ones with a centre crop); returns
+    {budget: (a copy of netG at that moment, iterations)}."""
     torch.manual_seed(seed)
-    dataset = dset.MNIST(
-        root=data_root,
-        download=False,
-        transform=transforms.Compose(
-            [transforms.Resize(64), transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))]
-        ),
-    )
+    dataset = bench.torchvision_dataset(64, center_crop=bench.is_folder)
     dataloader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True, num_workers=2)
-    netG, netD = ExamplesGenerator(), ExamplesDiscriminator()
+    netG, netD = ExamplesGenerator(nc=bench.shape[0]), ExamplesDiscriminator(nc=bench.shape[0])
     netG.apply(weights_init)
     netD.apply(weights_init)
     criterion = nn.BCELoss()
     optimizerD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optimizerG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    kept, pending, iterations = {}, sorted(budgets), 0
-    started = time.monotonic()
-    while pending:
-        for data, _ in dataloader:
-            netD.zero_grad()
-            real = data
-            label = torch.full((real.size(0),), 1.0)
-            errD_real = criterion(netD(real), label)
-            errD_real.backward()
-            noise = torch.randn(real.size(0), 100, 1, 1)
-            fake = netG(noise)
-            label.fill_(0.0)
-            errD_fake = criterion(netD(fake.detach()), label)
-            errD_fake.backward()
-            optimizerD.step()
-            netG.zero_grad()
-            label.fill_(1.0)
-            errG = criterion(netD(fake), label)
-            errG.backward()
-            optimizerG.step()
-            iterations += 1
-            while pending and time.monotonic() - started >= pending[0] * 60:
-                kept[pending.pop(0)] = (copy.deepcopy(netG).eval(), iterations)
-            if not pending:
-                break
-    return kept
+
+    def step(batch):
+        data, _ = batch
+        netD.zero_grad()
+        real = data
+        label = torch.full((real.size(0),), 1.0)
+        errD_real = criterion(netD(real), label)
+        errD_real.backward()
+        noise = torch.randn(real.size(0), 100, 1, 1)
+        fake = netG(noise)
+        label.fill_(0.0)
+        errD_fake = criterion(netD(fake.detach()), label)
+        errD_fake.backward()
+        optimizerD.step()
+        netG.zero_grad()
+        label.fill_(1.0)
+        errG = criterion(netD(fake), label)
+        errG.backward()
+        optimizerG.step()
+
+    return keep_at_budgets(budgets, dataloader, step, netG)
 
 
-@torch.no_grad()
-def examples_samples(netG: nn.Module, n: int, seed: int) -> torch.Tensor:
-    """(n, 1, 64, 64) uint8 from the pytorch/examples generator (scored after resizing to 28x28)."""
-    noise = torch.randn(n, 100, 1, 1, generator=torch.Generator().manual_seed(seed))
-    images = torch.cat([netG(z) for z in noise.split(500)])
-    return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+# ---------------------------------------------------------------- (a) the PyTorch-GAN DCGAN, as written there
+
+
+class PyTorchGANGenerator(nn.Module):
+    def __init__(self, latent_dim=100, img_size=32, channels=3):
+        super().__init__()
+        self.init_size = img_size // 4
+        self.l1 = nn.Sequential(nn.Linear(latent_dim, 128 * self.init_size**2))
+        self.conv_blocks = nn.Sequential(
+            nn.BatchNorm2d(128),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(128, 128, 3, stride=1, padding=1),
+            nn.BatchNorm2d(128, 0.8),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(128, 64, 3, stride=1, padding=1),
+            nn.BatchNorm2d(64, 0.8),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(64, channels, 3, stride=1, padding=1),
+            nn.Tanh(),
+        )
+
+    def forward(self, z):
+        out = self.l1(z)
+        out = out.view(out.shape[0], 128, self.init_size, self.init_size)
+        return self.conv_blocks(out)
+
+
+class PyTorchGANDiscriminator(nn.Module):
+    def __init__(self, img_size=32, channels=3):
+        super().__init__()
+
+        def discriminator_block(in_filters, out_filters, bn=True):
+            block = [nn.Conv2d(in_filters, out_filters, 3, 2, 1), nn.LeakyReLU(0.2, inplace=True), nn.Dropout2d(0.25)]
+            if bn:
+                block.append(nn.BatchNorm2d(out_filters, 0.8))
+            return block
+
+        self.model = nn.Sequential(
+            *discriminator_block(channels, 16, bn=False),
+            *discriminator_block(16, 32),
+            *discriminator_block(32, 64),
+            *discriminator_block(64, 128),
+        )
+        ds_size = img_size // 2**4
+        self.adv_layer = nn.Sequential(nn.Linear(128 * ds_size**2, 1), nn.Sigmoid())
+
+    def forward(self, img):
+        out = self.model(img)
+        return self.adv_layer(out.view(out.shape[0], -1))
+
+
+def train_pytorchgan_dcgan(bench: Benchmark, budgets: list[float], seed: int) -> dict[float, tuple[nn.Module, int]]:
+    """The PyTorch-GAN dcgan.py loop (G step, then D step on the same fakes); {budget: (netG copy, iterations)}."""
+    torch.manual_seed(seed)
+    dataloader = torch.utils.data.DataLoader(bench.torchvision_dataset(32), batch_size=64, shuffle=True)
+    generator = PyTorchGANGenerator(channels=bench.shape[0])
+    discriminator = PyTorchGANDiscriminator(channels=bench.shape[0])
+    generator.apply(weights_init)
+    discriminator.apply(weights_init)
+    adversarial_loss = nn.BCELoss()
+    optimizer_G = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    optimizer_D = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+
+    def step(batch):
+        imgs, _ = batch
+        valid = torch.ones(imgs.size(0), 1)
+        fake = torch.zeros(imgs.size(0), 1)
+        optimizer_G.zero_grad()
+        z = torch.randn(imgs.shape[0], 100)
+        gen_imgs = generator(z)
+        g_loss = adversarial_loss(discriminator(gen_imgs), valid)
+        g_loss.backward()
+        optimizer_G.step()
+        optimizer_D.zero_grad()
+        real_loss = adversarial_loss(discriminator(imgs), valid)
+        fake_loss = adversarial_loss(discriminator(gen_imgs.detach()), fake)
+        d_loss = (real_loss + fake_loss) / 2
+        d_loss.backward()
+        optimizer_D.step()
+
+    return keep_at_budgets(budgets, dataloader, step, generator)
+
+
+# Each baseline: (train(bench, budgets, seed) -> {budget: (netG, steps)}, the shape of its noise)
+BASELINES = {
+    "examples": (train_examples_dcgan, (100, 1, 1)),
+    "pytorchgan": (train_pytorchgan_dcgan, (100,)),
+}
 
 
 # ---------------------------------------------------------------- ganforge recipes
 
 
-def train_ganforge(name: str, data_root: str, budgets: list[float], work: Path, seed: int) -> dict:
+def train_ganforge(name: str, bench: Benchmark, budgets: list[float], work: Path, seed: int) -> dict:
     """Train recipe ``name`` for the longest budget with a checkpoint at every budget; {budget: (path, steps)}."""
     every = min(budgets) if all(b % min(budgets) < 1e-9 for b in budgets) else None
     assert every, "budgets must be multiples of the shortest"
     config = ganforge.TrainConfig(
-        data="mnist",
-        data_root=data_root,
+        data=bench.data,
+        data_root=bench.data_root,
+        image_size=bench.shape[-1] if bench.is_folder else None,  # a folder's default is 64 px
         minutes=max(budgets),
         seed=seed,
         out=str(work / name),
@@ -197,60 +357,72 @@ def train_ganforge(name: str, data_root: str, budgets: list[float], work: Path, 
     return kept
 
 
-def score(images: torch.Tensor, data_root: str) -> dict:
-    results = evaluate_images(images, "mnist", features="mnist", data_root=data_root)
-    return {k: results[k] for k in ("fid", "classes_covered", "class_kl", "precision", "recall")}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", required=True)
-    parser.add_argument("--budgets", default="2.5,5,10", help="minutes, each a multiple of the shortest")
+    parser.add_argument("--data", default="mnist", help="mnist, or CIFAR-10's training images in class folders")
+    parser.add_argument("--data-root", default=None, help="torchvision's data root holding MNIST")
+    parser.add_argument(
+        "--budgets",
+        default=None,
+        help="minutes, each a multiple of the shortest (default: 2.5,5,10 for MNIST, 10,30 for CIFAR-10)",
+    )
     parser.add_argument("--quick", action="store_true", help="budgets 0.5,1 and 2,000 samples")
-    parser.add_argument("--recipes", default="classic,examples,default", help=f"examples, {', '.join(VARIANTS)}")
-    parser.add_argument("--n", type=int, default=10000, help="samples scored per row")
+    parser.add_argument(
+        "--recipes",
+        default=None,
+        help=f"{', '.join(BASELINES)}, {', '.join(VARIANTS)} "
+        "(default: classic,examples,default for MNIST; pytorchgan,examples,default for CIFAR-10)",
+    )
+    parser.add_argument(
+        "--n", type=int, default=10000, help="samples scored per row (CIFAR-10: at most 5,000, the held-out images)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/quality", help="work folder: runs and results.jsonl")
     parser.add_argument("--grids", default=None, help="folder for a 64-sample grid of every row")
     args = parser.parse_args()
-    budgets = [0.5, 1.0] if args.quick else [float(b) for b in args.budgets.split(",")]
-    n = 2000 if args.quick else args.n
+    bench = Benchmark(args.data, args.data_root)
+    budgets = args.budgets or ("10,30" if bench.is_folder else "2.5,5,10")
+    budgets = [0.5, 1.0] if args.quick else [float(b) for b in budgets.split(",")]
+    n = 2000 if args.quick else min(args.n, 5000) if bench.is_folder else args.n
+    recipes = args.recipes or ("pytorchgan,examples,default" if bench.is_folder else "classic,examples,default")
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     print(f"# {describe_machine()}")
+    print(f"# {args.data}: budgets {budgets} minutes, {n:,} samples scored per row")
     rows = []
-    for recipe in args.recipes.split(","):
-        if recipe == "examples":
-            kept = train_examples_dcgan(args.data_root, budgets, args.seed)
-            for budget, (netG, steps) in kept.items():
-                images = examples_samples(netG, n, args.seed)
-                rows.append(dict(recipe=recipe, minutes=budget, steps=steps) | score(images, args.data_root))
-                grid = examples_samples(netG, 64, args.seed)
-                write_row(rows[-1], work, args.grids, grid)
+    for recipe in recipes.split(","):
+        if recipe in BASELINES:
+            train, z_shape = BASELINES[recipe]
+            for budget, (netG, steps) in train(bench, budgets, args.seed).items():
+                images = baseline_samples(netG, n, args.seed, z_shape)
+                rows.append(dict(recipe=recipe, minutes=budget, steps=steps) | bench.score(images))
+                grid = baseline_samples(netG, 64, args.seed, z_shape)
+                write_row(rows[-1], work, args.grids, grid, prefix=bench)
         else:
-            for budget, (path, steps) in train_ganforge(recipe, args.data_root, budgets, work, args.seed).items():
+            for budget, (path, steps) in train_ganforge(recipe, bench, budgets, work, args.seed).items():
                 images = generate(path, n=n, seed=args.seed)
-                rows.append(dict(recipe=recipe, minutes=budget, steps=steps) | score(images, args.data_root))
+                rows.append(dict(recipe=recipe, minutes=budget, steps=steps) | bench.score(images))
                 classes = load(path).num_classes  # a conditional recipe's grid: one class per column
                 grid = generate(path, n=grid_size(64, classes), seed=args.seed)
-                write_row(rows[-1], work, args.grids, grid, grid_columns(len(grid), classes))
-    print("\n| recipe | minutes | steps | FID | classes covered | class KL | precision | recall |")
-    print("|---|---|---|---|---|---|---|---|")
+                write_row(rows[-1], work, args.grids, grid, grid_columns(len(grid), classes), prefix=bench)
+    print("\n| recipe | minutes | steps | FID | KID | classes covered | class KL | precision | recall |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
-            f"| {row['recipe']} | {row['minutes']:g} | {row['steps']:,} | {row['fid']:.2f} | "
+            f"| {row['recipe']} | {row['minutes']:g} | {row['steps']:,} | {row['fid']:.2f} | {row['kid']:.4f} | "
             f"{row['classes_covered']} | {row['class_kl']:.4f} | {row['precision']:.2f} | {row['recall']:.2f} |"
         )
 
 
-def write_row(row: dict, work: Path, grids: str | None, grid: torch.Tensor, columns: int | None = None) -> None:
+def write_row(row: dict, work: Path, grids: str | None, grid: torch.Tensor, columns=None, prefix=None) -> None:
     """Append the row to results.jsonl and print it; save its sample grid when asked."""
     with open(work / "results.jsonl", "a") as file:
         file.write(json.dumps(row) + "\n")
     print(json.dumps(row), flush=True)
     if grids:
         Path(grids).mkdir(parents=True, exist_ok=True)
-        save_grid(grid, Path(grids) / f"quality-{row['recipe']}-{row['minutes']:g}min.png", columns)
+        name = "quality-cifar10" if prefix.is_folder else "quality"
+        save_grid(grid, Path(grids) / f"{name}-{row['recipe']}-{row['minutes']:g}min.png", columns)
 
 
 if __name__ == "__main__":

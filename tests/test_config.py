@@ -147,3 +147,21 @@ def test_a_run_given_no_length_trains_the_default_steps(limits, steps, epochs):
     config = TrainConfig(data="mnist", **limits)
     resolved = resolve_config(config, (1, 28, 28), labelled=True, source=resolve_source("mnist"))
     assert (resolved.steps, resolved.epochs) == (steps, epochs)
+
+
+@pytest.mark.parametrize(
+    ("given", "shape", "loss", "diffaug"),
+    [
+        ({}, (3, 32, 32), "hinge", True),  # colour: the CIFAR-10 benchmark's recipe
+        ({}, (3, 64, 64), "hinge", True),
+        ({}, (1, 28, 28), "nonsaturating", False),  # grayscale: the MNIST one
+        ({"model": "resnet"}, (3, 32, 32), "hinge", True),
+        ({"model": "mlp"}, (3, 32, 32), "nonsaturating", False),  # the classic recipe stays classic
+        ({"loss": "nonsaturating"}, (3, 32, 32), "nonsaturating", True),  # what the user gives is kept
+        ({"diffaug": False}, (3, 32, 32), "hinge", False),
+        ({"diffaug": True}, (1, 28, 28), "nonsaturating", True),
+    ],
+)
+def test_colour_images_default_to_the_colour_recipe_and_grayscale_to_the_digits_one(given, shape, loss, diffaug):
+    resolved = resolve_config(TrainConfig(**given), shape, labelled=True, source=resolve_source("mnist"))
+    assert (resolved.loss, resolved.diffaug) == (loss, diffaug)

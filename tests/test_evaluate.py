@@ -209,7 +209,10 @@ def test_one_big_image_first_in_a_folder_does_not_size_the_others(tmp_path, mnis
 def test_any_nn_module_can_be_the_feature_extractor(tmp_path, mnist_root, mnist_test):
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16))
-    digits, noise = mnist_test.images[:300], torch.randint(0, 256, (300, 1, 28, 28), dtype=torch.uint8)
+    from ganforge.metrics.evaluation import reference_subset
+
+    digits = mnist_test.images[reference_subset(len(mnist_test), 300)]  # the very images 300 samples are scored against
+    noise = torch.randint(0, 256, (300, 1, 28, 28), dtype=torch.uint8)
     real = evaluate_images(digits, data_root=str(mnist_root), extractor=module, cache=tmp_path)
     fake = evaluate_images(noise, data_root=str(mnist_root), extractor=module, cache=tmp_path)
     assert real["features"] == "module" and real["fid"] < 1e-6 < fake["fid"]

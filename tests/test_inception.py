@@ -61,7 +61,8 @@ def test_evaluate_command_with_local_inception_weights(tmp_path, local_weights, 
     write_images(rgb_images.flip(0), tmp_path / "reference.npz")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("GANFORGE_INCEPTION_WEIGHTS", str(local_weights))  # the environment variable works too
-    code = main(["evaluate", str(tmp_path / "samples.npz"), "--reference", str(tmp_path / "reference.npz"), "--json"])
+    reference = ["--reference", str(tmp_path / "reference.npz")]
+    code = main(["evaluate", str(tmp_path / "samples.npz"), *reference, "--features", "inception", "--json"])
     assert code == 0
     results = json.loads(capsys.readouterr().out)
     assert results["features"] == "inception" and results["fid"] == pytest.approx(0.0, abs=1e-3)

@@ -50,7 +50,9 @@ class ClassifierFeatures:
         if tuple(images.shape[1:]) != self.shape:
             channels, size, _ = self.shape
             shape = "x".join(map(str, self.shape))
-            log.warning(f"the {self.name} classifier scores {shape} images: converting {tuple(images.shape[1:])}")
+            log.warning(
+                f"the {self.name} classifier scores {shape} images: converting {tuple(images.shape[1:])} samples"
+            )
             images = conform_images(images, size, channels)
         features, probabilities = [], []
         for batch in images.split(batch_size):

@@ -1,6 +1,7 @@
 import logging
 import os
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,6 +203,84 @@ def test_a_cache_that_cannot_be_written_costs_time_not_the_data(tmp_path, decode
     with caplog.at_level(logging.WARNING, logger="ganforge"):
         loaded = load_dataset(str(data), image_size=16)
     assert len(loaded) == 6 and "could not cache the decoded images" in caplog.text
+
+
+def mapped_files() -> str:
+    """The files this process has memory-mapped (Linux)."""
+    return Path("/proc/self/maps").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps (Linux)")
+def test_a_folder_too_big_for_memory_streams_from_the_cache_and_so_does_its_training_part(
+    tmp_path, decode_cache, monkeypatch, caplog
+):
+    """Over the memory budget a folder is decoded once into its cache entry and read from it memory-mapped,
+    as is a held-out split's part that does not fit either; the images and labels are an in-memory load's."""
+    import ganforge.data
+
+    data = make_folder(tmp_path / "data")  # 6 images, 2 classes
+    monkeypatch.setattr(ganforge.data, "memory_budget", lambda: 2 * 3 * 16 * 16)  # room for 2 images at 16 px
+    with caplog.at_level(logging.INFO, logger="ganforge"):
+        streamed = load_dataset(str(data), image_size=16)
+    assert "streaming them from a memory-mapped decode cache" in caplog.text and decode_cache == [6]
+    entry = streamed.streamed_from
+    assert entry.parent == tmp_path / "cache" / "ganforge" / "folders" and str(entry) in mapped_files()
+    again = load_dataset(str(data), image_size=16)  # the entry, mapped again: nothing decoded
+    assert decode_cache == [6] and again.streamed_from == entry
+    monkeypatch.setattr(ganforge.data, "FOLDER_CACHE_MIN", 100)  # a fresh decode, into memory, to compare
+    monkeypatch.setattr(ganforge.data, "memory_budget", lambda: None)
+    in_memory = load_dataset(str(data), image_size=16)
+    assert in_memory.streamed_from is None and decode_cache == [6, 6]
+    assert torch.equal(streamed.images, in_memory.images) and torch.equal(streamed.labels, in_memory.labels)
+    # A third held out: its 2 images fit in memory, the 4 for training stream from a file of their own.
+    monkeypatch.setattr(ganforge.data, "memory_budget", lambda: 2 * 3 * 16 * 16)
+    (train, held), (expected_train, expected_held) = split_holdout(streamed, 1 / 3), split_holdout(in_memory, 1 / 3)
+    assert held.streamed_from is None and torch.equal(held.images, expected_held.images)
+    assert train.streamed_from.name == f"{entry.stem}-holdout0.333333-train.npy"
+    assert str(train.streamed_from) in mapped_files()
+    assert torch.equal(train.images, expected_train.images) and torch.equal(train.labels, expected_train.labels)
+    written = train.streamed_from.stat().st_mtime_ns
+    assert torch.equal(split_holdout(streamed, 1 / 3)[0].images, train.images)  # read again, not rewritten
+    assert train.streamed_from.stat().st_mtime_ns == written
+
+
+def test_a_streamed_folder_trains_end_to_end(tmp_path, decode_cache, monkeypatch):
+    import ganforge.data
+    from ganforge import TrainConfig, train
+    from ganforge.checkpoint import load_checkpoint
+    from test_training import QUIET
+
+    data = make_folder(tmp_path / "data", per_class=4)
+    monkeypatch.setattr(ganforge.data, "memory_budget", lambda: 3 * 3 * 16 * 16)
+    config = TrainConfig(
+        data=str(data),
+        model="dcgan",
+        image_size=16,
+        batch_size=2,
+        steps=3,
+        holdout=0.25,
+        out=str(tmp_path / "run"),
+        **QUIET,
+    )
+    result = train(config)
+    assert result.step == 3 and load_checkpoint(tmp_path / "run")["num_images"] == 6
+    assert len(list((tmp_path / "cache" / "ganforge" / "folders").glob("*-holdout0.25-train.npy"))) == 1
+
+
+def test_a_streamed_folder_without_room_in_the_cache_is_one_line(tmp_path, decode_cache, monkeypatch):
+    import shutil
+
+    import ganforge.data
+
+    data = make_folder(tmp_path / "data")
+    monkeypatch.setattr(ganforge.data, "memory_budget", lambda: 3 * 16 * 16)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: types.SimpleNamespace(total=2**30, used=2**30, free=1000))
+    with pytest.raises(
+        GanforgeError, match=r"decoding them needs 0\.0 GiB free in .*folders, which has 0\.0 GiB"
+    ) as error:
+        load_dataset(str(data), image_size=16)
+    assert "\n" not in str(error.value) and decode_cache == []
+    assert not list((tmp_path / "cache" / "ganforge" / "folders").glob("*.npy"))
 
 
 def test_conform_converts_rgb_to_luma():

@@ -6,13 +6,17 @@ indexes batches from it and scales them on the training device, with no
 per-image Python in the loop. MNIST falls back to a 10,000-image subset that
 ships inside the package when the full set is neither on disk nor downloadable.
 A large folder is decoded once into a cache entry keyed by its files' names,
-sizes and modification times (``cached_folder``), so later runs start at once.
+sizes and modification times (``cached_folder``), so later runs start at once;
+a folder whose images would fill more than half the memory is streamed from
+that entry, memory-mapped, rather than read into memory (``decode_folder``).
 """
 
 import collections
 import hashlib
 import logging
+import math
 import os
+import shutil
 import sys
 import zipfile
 from collections.abc import Callable
@@ -37,7 +41,8 @@ FOLDER_CACHE_MIN = 1000  # folders of at least this many images are decoded once
 FOLDER_CACHE_FORMAT = 1  # part of the cache key: a new decode policy makes new entries
 GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 WIDE_MODES = ("I", "I;16", "I;16B", "I;16L")  # 16-bit grayscale PNGs open as one of these
-MEMORY_FRACTION = 0.5  # refuse to decode a folder needing more than this share of RAM
+MEMORY_FRACTION = 0.5  # data needing more than this share of RAM: a folder streams from its cache, others refused
+STREAM_CHUNK = 4096  # images copied at a time between memory-mapped files
 HOLDOUT_SEED = 20261124  # fixed, so every run on the same data holds out the same images
 MIRROR_STREAM = 2**40  # offsets --mirror's random stream from the batch order's
 
@@ -50,6 +55,7 @@ class ImageDataset:
     labels: torch.Tensor | None  # (N,) int64, or None for unlabelled folders
     classes: list[str]  # class names, index = label
     description: str  # where the images came from, for the log
+    streamed_from: Path | None = None  # the cache file ``images`` is memory-mapped from (too big for memory)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -173,10 +179,10 @@ def load_dataset(
     source = resolve_source(data)
     dataset = source.load(data, root, image_size or source.default_image_size, channels, download)
     count, own_channels, height, width = dataset.images.shape
-    if image_size or channels:
-        size = (image_size, image_size) if image_size else (height, width)
-        check_fits_in_memory(count, channels or own_channels, *size, data, "use a smaller --image-size")
-    dataset.images = conform_images(dataset.images, image_size, channels)
+    shape = (channels or own_channels, *((image_size, image_size) if image_size else (height, width)))
+    if shape != (own_channels, height, width):  # conform_images makes a new tensor: it must fit
+        check_fits_in_memory(count, *shape, data, "use a smaller --image-size")
+        dataset.images = conform_images(dataset.images, image_size, channels)
     return dataset
 
 
@@ -262,13 +268,9 @@ def load_celeba(root: Path, download: bool | str, train: bool = True, image_size
     if not names:
         raise GanforgeError(f"{partition} lists no {'training' if train else 'test'} images")
     files, size = [images_dir / name for name in names], image_size or CELEBA_IMAGE_SIZE
-    check_fits_in_memory(len(files), 3, size, size, "celeba", "use a smaller --image-size")
-    if len(files) >= FOLDER_CACHE_MIN:
-        images, kept = cached_folder(images_dir, files, 3, size)
-    else:
-        images, kept = decode_images(files, 3, size)
+    images, kept, streamed = decode_folder(images_dir, files, 3, size)
     split = "training" if train else "test"
-    return ImageDataset(images, None, [], f"CelebA {split} set, {len(kept):,} images, from {folder}")
+    return ImageDataset(images, None, [], f"CelebA {split} set, {len(kept):,} images, from {folder}", streamed)
 
 
 def load_torchvision_dataset(name: str, root: Path, download: bool | str, train: bool = True) -> ImageDataset:
@@ -445,7 +447,8 @@ def load_image_folder(
     convolutional models can be built for it (``trainable_size``), else ``largest``.
     A folder of ``FOLDER_CACHE_MIN`` images or more is decoded once, with a
     progress bar, into the decode cache (``cached_folder``); later loads of the
-    same files at the same size start from it.
+    same files at the same size start from it. A folder too big for memory
+    streams from its cache entry (``decode_folder``).
     """
     files, labels, classes = find_images(root)
     if not files:
@@ -455,26 +458,43 @@ def load_image_folder(
         if image_size is None and largest is not None:
             typical_size = typical_size if typical_size <= largest and trainable_size(typical_size) else largest
         channels, image_size = channels or typical_channels, image_size or typical_size
-    check_fits_in_memory(
-        len(files), channels, image_size, image_size, str(root), "use a smaller --image-size or a subset of the folder"
-    )
-    if len(files) >= FOLDER_CACHE_MIN:
-        images, kept = cached_folder(root, files, channels, image_size)
-    else:
-        images, kept = decode_images(files, channels, image_size)
+    images, kept, streamed = decode_folder(root, files, channels, image_size)
     label_tensor = torch.tensor([labels[i] for i in kept], dtype=torch.int64) if labels else None
     description = f"image folder {root}, {len(kept):,} images, {len(classes) or 'no'} classes"
-    return ImageDataset(images, label_tensor, classes, description)
+    return ImageDataset(images, label_tensor, classes, description, streamed)
 
 
-def decode_images(files: list[Path], channels: int, image_size: int, progress: bool = False):
+def decode_folder(root: Path, files: list[Path], channels: int, image_size: int):
+    """(images, indices of the files they came from, the cache file they stream from or None) of ``files``.
+
+    Decoded into memory, through the decode cache for ``FOLDER_CACHE_MIN`` files or more. Where the images
+    would need more than ``MEMORY_FRACTION`` of the memory they are decoded into the cache entry and read
+    from it memory-mapped, page by page as batches need them: the operating system keeps what fits cached.
+    """
+    if fits_in_memory(len(files), channels, image_size, image_size):
+        if len(files) >= FOLDER_CACHE_MIN:
+            return *cached_folder(root, files, channels, image_size), None
+        return *decode_images(files, channels, image_size), None
+    needed = len(files) * channels * image_size**2
+    log.info(
+        f"{root}: {len(files):,} images at {channels}x{image_size}x{image_size} need {needed / 2**30:.1f} GiB, "
+        "more than half the memory: streaming them from a memory-mapped decode cache"
+    )
+    images, kept = cached_folder(root, files, channels, image_size, stream=True)
+    return images, kept, folder_cache_path(root, files, channels, image_size)
+
+
+def decode_images(
+    files: list[Path], channels: int, image_size: int, progress: bool = False, out: torch.Tensor | None = None
+):
     """(images (N, C, S, S) uint8, indices of the files they came from): every readable file, resized (shorter
-    side, bicubic) and center-cropped; each unreadable one is skipped with a warning naming it."""
+    side, bicubic) and center-cropped; each unreadable one is skipped with a warning naming it. With ``out``
+    (len(files), C, S, S), the images are written into it and a view of its first N rows returned."""
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as TF
 
     mode = "L" if channels == 1 else "RGB"
-    images = torch.empty(len(files), channels, image_size, image_size, dtype=torch.uint8)
+    images = torch.empty(len(files), channels, image_size, image_size, dtype=torch.uint8) if out is None else out
     kept = []
     for index, path in enumerate(tqdm(files, desc="decode", unit="image", disable=not progress, leave=False)):
         try:
@@ -488,18 +508,25 @@ def decode_images(files: list[Path], channels: int, image_size: int, progress: b
         kept.append(index)
     if not kept:
         raise GanforgeError(f"none of the {len(files)} image files in {files[0].parent} could be read")
-    return (images if len(kept) == len(files) else images[: len(kept)].clone()), kept
+    if len(kept) == len(files):
+        return images, kept
+    return (images[: len(kept)].clone() if out is None else images[: len(kept)]), kept
 
 
-def cached_folder(root: Path, files: list[Path], channels: int, image_size: int):
+def cached_folder(root: Path, files: list[Path], channels: int, image_size: int, stream: bool = False):
     """``decode_images`` once per folder content and size: the result is saved under the cache folder
     (``cache_home()/folders``), keyed by every file's path, size and modification time and by the size and
     channels, so that a changed, added or removed file means a new decode. An entry that does not load (a write
-    cut short) is discarded with a warning and rebuilt; a cache that cannot be written costs time only."""
+    cut short) is discarded with a warning and rebuilt; a cache that cannot be written costs time only.
+
+    With ``stream`` the images never sit in memory whole: they are decoded into a memory-mapped scratch file,
+    saved as the entry from there, and returned memory-mapped from the entry (copy-on-write: the entry is
+    never changed). The cache must then have room for them, twice while decoding, or the load fails at once.
+    """
     path = folder_cache_path(root, files, channels, image_size)
     if path.is_file():
         try:
-            entry = torch.load(path, weights_only=True)
+            entry = torch.load(path, weights_only=True, mmap=stream)
             images, kept = entry["images"], entry["kept"]
             if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (channels, image_size, image_size):
                 raise ValueError(f"it holds {images.dtype} images of {tuple(images.shape[1:])}")
@@ -513,16 +540,57 @@ def cached_folder(root: Path, files: list[Path], channels: int, image_size: int)
             log.warning(f"discarding the unreadable decode cache {path} ({first_line(error)}); decoding again")
             path.unlink(missing_ok=True)
     log.info(f"decoding {len(files):,} images in {root} once, into the cache {path}")
+    if stream:
+        return decode_streamed(path, files, channels, image_size)
     images, kept = decode_images(files, channels, image_size, progress=sys.stderr.isatty())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda file: torch.save({"images": images, "kept": kept}, file), durable=False)
-        for older in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.pt"):  # this folder's stale entries
-            if older != path:
-                older.unlink(missing_ok=True)
+        remove_stale_entries(path)
     except (OSError, GanforgeError) as error:
         log.warning(f"could not cache the decoded images: {first_line(error)}")
     return images, kept
+
+
+def decode_streamed(path: Path, files: list[Path], channels: int, image_size: int):
+    """``cached_folder``'s decode of images too big for memory: into a memory-mapped scratch file beside the
+    entry ``path``, saved as the entry, and returned memory-mapped from it."""
+    shape = (len(files), channels, image_size, image_size)
+    scratch = path.with_name(f"{path.stem}.decoding-{os.getpid()}.npy")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        check_disk_room(path.parent, 2 * math.prod(shape), "decoding")
+        out = torch.from_numpy(np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=shape))
+        images, kept = decode_images(files, channels, image_size, progress=sys.stderr.isatty(), out=out)
+        atomic_write(path, lambda file: torch.save({"images": images, "kept": kept}, file), durable=False)
+        remove_stale_entries(path)
+        return torch.load(path, weights_only=True, mmap=True)["images"], kept
+    except OSError as error:
+        raise GanforgeError(
+            f"cannot stream {len(files):,} images through the decode cache {path.parent}: "
+            f"{error.strerror or first_line(error)}"
+        ) from None
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def check_disk_room(folder: Path, needed: int, what: str) -> None:
+    """Refuse at once, in one line, to write ``needed`` bytes of images into ``folder`` without room for them."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise GanforgeError(
+            f"images too big for memory stream from the decode cache, and {what} them needs {needed / 2**30:.1f} "
+            f"GiB free in {folder}, which has {free / 2**30:.1f} GiB: free some space, point $XDG_CACHE_HOME "
+            "elsewhere, or use a smaller --image-size"
+        )
+
+
+def remove_stale_entries(path: Path) -> None:
+    """Delete the cache files of ``path``'s folder at ``path``'s size and channels that are not ``path``'s: the
+    entries (and streamed parts) of the folder's earlier contents."""
+    for older in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*"):
+        if not older.name.startswith(path.stem) and ".decoding-" not in older.name:
+            older.unlink(missing_ok=True)
 
 
 def folder_cache_path(root: Path, files: list[Path], channels: int, image_size: int) -> Path:
@@ -570,17 +638,27 @@ def typical_image_shape(files: list[Path], looks: int = 101) -> tuple[int, int]:
     return shapes.most_common(1)[0][0] if shapes else (3, FOLDER_IMAGE_SIZE)
 
 
+def memory_budget() -> int | None:
+    """Bytes of uint8 images a dataset may hold in memory: ``MEMORY_FRACTION`` of RAM (None: not known)."""
+    try:
+        return int(MEMORY_FRACTION * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): nothing to check against
+        return None
+
+
+def fits_in_memory(count: int, channels: int, height: int, width: int) -> bool:
+    """Whether ``count`` uint8 images of (channels, height, width) stay within ``memory_budget()``."""
+    budget = memory_budget()
+    return budget is None or count * channels * height * width <= budget
+
+
 def check_fits_in_memory(count: int, channels: int, height: int, width: int, what: str, hint: str) -> None:
     """Refuse, before allocating, images whose uint8 tensor would crowd out the machine's memory.
 
     ``what`` names the data in the message and ``hint`` says what to do instead.
     """
-    needed = count * channels * height * width
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): nothing to check against
-        return
-    if needed > MEMORY_FRACTION * total:
+    if not fits_in_memory(count, channels, height, width):
+        needed, total = count * channels * height * width, memory_budget() / MEMORY_FRACTION
         raise GanforgeError(
             f"{what}: {count:,} images at {channels}x{height}x{width} need {needed / 2**30:.1f} GiB in memory, "
             f"more than half of this machine's {total / 2**30:.1f} GiB; {hint}"
@@ -627,14 +705,49 @@ def to_uint8(images: torch.Tensor, output_range: tuple[float, float]) -> torch.T
 
 
 def split_holdout(dataset: ImageDataset, fraction: float) -> tuple[ImageDataset, ImageDataset]:
-    """(training part, held-out part): a fixed random ``fraction`` of the images is kept out of training."""
+    """(training part, held-out part): a fixed random ``fraction`` of the images is kept out of training.
 
-    def part(indices: torch.Tensor, what: str) -> ImageDataset:
+    A part of streamed images (``ImageDataset.streamed_from``) too big for memory is itself written once
+    beside the cache entry and streamed from there (``streamed_part``).
+    """
+
+    def part(indices: torch.Tensor, what: str, tag: str) -> ImageDataset:
         labels = dataset.labels[indices] if dataset.labels is not None else None
-        return ImageDataset(dataset.images[indices], labels, dataset.classes, f"{dataset.description}, {what}")
+        description, source = f"{dataset.description}, {what}", dataset.streamed_from
+        if source is None or fits_in_memory(len(indices), *dataset.images.shape[1:]):
+            return ImageDataset(dataset.images[indices], labels, dataset.classes, description)
+        path = source.with_name(f"{source.stem}-holdout{fraction:g}-{tag}.npy")
+        return ImageDataset(streamed_part(dataset.images, indices, path), labels, dataset.classes, description, path)
 
     kept, held = holdout_indices(len(dataset), fraction)
-    return part(kept, f"{len(kept):,} for training"), part(held, f"{len(held):,} held out")
+    return part(kept, f"{len(kept):,} for training", "train"), part(held, f"{len(held):,} held out", "held")
+
+
+def streamed_part(images: torch.Tensor, indices: torch.Tensor, path: Path) -> torch.Tensor:
+    """``images[indices]`` without holding it in memory: written once to ``path`` (an .npy file), in chunks,
+    and returned memory-mapped from it (copy-on-write); a later call with the same ``path`` reads it at once."""
+    shape = (len(indices), *images.shape[1:])
+    if path.is_file():
+        try:
+            array = np.load(path, mmap_mode="c")
+            if array.shape == shape and array.dtype == np.uint8:
+                return torch.from_numpy(array)
+        except (OSError, ValueError) as error:
+            log.warning(f"discarding the unreadable {path} ({first_line(error)}); writing it again")
+    scratch = path.with_name(f"{path.stem}.decoding-{os.getpid()}.npy")
+    try:
+        check_disk_room(path.parent, math.prod(shape), "splitting")
+        array = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=shape)
+        for start in range(0, len(indices), STREAM_CHUNK):
+            array[start : start + STREAM_CHUNK] = images[indices[start : start + STREAM_CHUNK]].numpy()
+        array.flush()
+        del array
+        os.replace(scratch, path)
+    except OSError as error:
+        raise GanforgeError(f"cannot write {path}: {error.strerror or first_line(error)}") from None
+    finally:
+        scratch.unlink(missing_ok=True)
+    return torch.from_numpy(np.load(path, mmap_mode="c"))
 
 
 def holdout_indices(count: int, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,6 +16,8 @@ Rows:
   pix2pix   (b) `ganforge train --task pix2pix` with its defaults.
   cyclegan  (c) `ganforge train --task cyclegan` with its defaults on the same pairs, the pairing thrown away
             in training; scored against the true pairs.
+  pix2pix-ema  (b) with --ema: scored with the translator's moving average, and (pix2pix-ema:latest) with
+            the latest weights of the same run.
 
 Every row trains once for the longest budget and keeps its generator at each budget; the scoring (L1, PSNR,
 SSIM on the 106 test pairs at --size, metrics/translation.py) is not part of the budget. Images per second
@@ -45,7 +47,12 @@ from ganforge.sampling import save_grid
 from ganforge.translation import load_translator
 from machine import describe_machine
 
-ROWS = ("baseline", "pix2pix", "cyclegan")
+ROWS = ("baseline", "pix2pix", "cyclegan")  # the default rows
+GANFORGE_ROWS = {  # TrainConfig settings of each ganforge row
+    "pix2pix": dict(task="pix2pix"),
+    "cyclegan": dict(task="cyclegan"),
+    "pix2pix-ema": dict(task="pix2pix", ema=True),
+}
 SHOWN = 6  # test inputs in each picture
 
 
@@ -136,17 +143,17 @@ def baseline_outputs(state: dict, size: int, inputs: torch.Tensor) -> torch.Tens
 # ---------------------------------------------------------------- (b), (c) ganforge
 
 
-def train_ganforge(task: str, folder: Path, size: int, budgets: list[float], work: Path, seed: int) -> dict:
-    """``ganforge train --task TASK`` for the longest budget; {budget: (checkpoint, images trained)}."""
+def train_ganforge(row: str, folder: Path, size: int, budgets: list[float], work: Path, seed: int) -> dict:
+    """``ganforge train`` with the row's settings for the longest budget; {budget: (checkpoint, images trained)}."""
     every = min(budgets)
     config = ganforge.TrainConfig(
-        task=task,
+        **GANFORGE_ROWS[row],
         data=str(folder),
         direction="BtoA",
         image_size=size,
         minutes=max(budgets),
         seed=seed,
-        out=str(work / task),
+        out=str(work / row),
         overwrite=True,
         checkpoint_every=f"{every * 60:g}s",
         keep_checkpoints=1000,
@@ -170,16 +177,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="CMP Facades in pix2pix's layout (train/, test/)")
     parser.add_argument("--budgets", default="10,30", help="minutes of wall clock, comma-separated (default: 10,30)")
-    parser.add_argument("--rows", default=",".join(ROWS), help=f"which rows (default: {','.join(ROWS)})")
+    parser.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help=f"which of baseline, {', '.join(GANFORGE_ROWS)} (default: {','.join(ROWS)})",
+    )
     parser.add_argument("--size", type=int, default=64, help="crop size in pixels (default: 64; 256 on a GPU)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench-runs/translation", help="work folder (default: bench-runs/...)")
-    parser.add_argument("--pictures", default=None, help="folder for translation-<budget>min.png (default: none)")
+    parser.add_argument(
+        "--pictures", default=None, help="folder for translation-[<rows>-]<budget>min.png (default: none)"
+    )
     args = parser.parse_args()
     folder, work = Path(args.data), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     budgets = [float(b) for b in args.budgets.split(",")]
     rows = args.rows.split(",")
+    if unknown := set(rows) - {"baseline", *GANFORGE_ROWS}:
+        parser.error(f"unknown rows: {', '.join(sorted(unknown))}")
     load_size = round(args.size * 286 / 256)
     print(describe_machine())
     _, test, _ = load_translation_data(folder, "BtoA", load_size, args.size, None, 0.0, True, test_only=True)
@@ -199,9 +214,13 @@ def main() -> None:
                 made = translator.translate(test.a[:SHOWN])
             outputs[row, budget] = made[:SHOWN]
             line = {"row": row, "minutes": budget, "images": images, "images_per_second": images / (budget * 60)}
-            results.append(line | scores)
+            lines = [line | scores]
+            if GANFORGE_ROWS.get(row, {}).get("ema"):  # the same run's latest weights, beside their average
+                latest = score_translator(load_translator(weights, "cpu", ema=False).generators, test)
+                lines.append(line | {"row": f"{row}:latest"} | latest)
+            results += lines
             with open(work / "results.jsonl", "a") as file:
-                file.write(json.dumps(results[-1]) + "\n")
+                file.writelines(json.dumps(r) + "\n" for r in lines)
     print("\n| row | minutes | images/s | test L1 | PSNR (dB) | SSIM |")
     print("|---|---|---|---|---|---|")
     for r in results:
@@ -211,7 +230,8 @@ def main() -> None:
         for budget in budgets:
             columns = [test.a[:SHOWN], test.b[:SHOWN]] + [outputs[row, budget] for row in rows]
             cells = torch.stack([conform_images(c, None, 3) for c in columns], 1).flatten(0, 1)
-            path = Path(args.pictures) / f"translation-{budget:g}min.png"
+            name = "" if rows == list(ROWS) else "+".join(rows) + "-"  # rows run apart get pictures apart
+            path = Path(args.pictures) / f"translation-{name}{budget:g}min.png"
             save_grid(cells, path, nrow=len(columns))
             print(f"{path}: rows are test inputs; columns: labels, photo, {', '.join(rows)}")
 

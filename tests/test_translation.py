@@ -233,8 +233,8 @@ def test_flags_of_the_wrong_task_are_refused(tmp_path):
         TrainConfig(model="unet").validate()
     with pytest.raises(UsageError, match="--lambda-cycle is not a setting of --task pix2pix"):
         TrainConfig(task="pix2pix", data=str(tmp_path), lambda_cycle=5.0).validate()
-    with pytest.raises(UsageError, match="--ema is for --task gan"):
-        TrainConfig(task="cyclegan", data=str(tmp_path), ema=True).validate()
+    with pytest.raises(UsageError, match="--diffaug is for --task gan"):
+        TrainConfig(task="cyclegan", data=str(tmp_path), diffaug=True).validate()
     with pytest.raises(UsageError, match="needs --data DIR"):
         TrainConfig(task="pix2pix").validate()
 
@@ -263,10 +263,10 @@ def test_pix2pix_learns_the_mapping(tmp_path):
 
 @pytest.mark.parametrize("task", ["pix2pix", "cyclegan"])
 def test_a_resumed_translation_run_is_bit_identical(tmp_path, task):
-    """Crops, flips, dropout, the history of fakes and the optimisers all continue exactly."""
+    """Crops, flips, dropout, the history of fakes, the moving averages and the optimisers all continue exactly."""
     data = side_by_side_folder(tmp_path / "data", train=12, test=2)
     # No decay: its schedule follows each invocation's --steps, and the split run's first part has 3, not 6.
-    extra = dict(lr_decay=0.0) | (dict(pool_size=3, batch_size=2) if task == "cyclegan" else {})
+    extra = dict(lr_decay=0.0) | (dict(pool_size=3, batch_size=2, ema=True) if task == "cyclegan" else {})
     whole = translation_config(data, tmp_path / "whole", task=task, **extra)
     train(whole)
     train(translation_config(data, tmp_path / "split", task=task, steps=3, **extra))
@@ -280,6 +280,8 @@ def test_a_resumed_translation_run_is_bit_identical(tmp_path, task):
         assert_same_tensors({key: resumed[key]}, {key: uninterrupted[key]})
     if task == "cyclegan":
         assert len(resumed["pools"]["A"]) == 3  # the pool filled and then swapped
+        assert_same_tensors(resumed["ema_generators"], uninterrupted["ema_generators"])
+        assert set(resumed["ema_generators"]) == {"AtoB", "BtoA"}
 
 
 def test_lr_decays_linearly_to_zero_over_the_last_share(tmp_path):
@@ -308,6 +310,46 @@ def test_translate_gives_the_training_grids_output(tmp_path, capsys):
     # Again: refused without --overwrite, naming the file.
     code, _, err = run_cli(capsys, "translate", tmp_path / "run", data / "testA" / "000.png", "--out", tmp_path / "out")
     assert code == 2 and "000.png" in err and "--overwrite" in err
+
+
+def test_ema_translators_are_what_grids_scores_and_translate_use(tmp_path, capsys):
+    """With --ema the run keeps a moving average per translator: the grid, the evaluation, best.pt's score and
+    ``ganforge translate`` all use it; ``--no-ema`` translates with the latest weights."""
+    data = side_by_side_folder(tmp_path / "data", train=12, test=4)
+    config = translation_config(
+        data,
+        tmp_path / "run",
+        steps=8,
+        ema=True,
+        ema_half_life=20,
+        ema_warmup=0,
+        sample_every="8",
+        eval_every="8",
+        lr=1e-3,
+    )
+    train(config)
+    checkpoint = load_checkpoint(tmp_path / "run")
+    latest, averaged = checkpoint["generators"]["AtoB"], checkpoint["ema_generators"]["AtoB"]
+    assert any(not torch.equal(latest[k], averaged[k]) for k in latest if latest[k].is_floating_point())
+    from ganforge.metrics.translation import score_translator
+
+    _, test, _ = load_translation_data(data, "AtoB", 36, SIZE, None, 0.1, need_pairs=True)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    record = [r for r in records if r.get("event") == "eval"][-1]
+    with_ema = score_translator(load_translator(tmp_path / "run", "cpu").generators, test)
+    without = score_translator(load_translator(tmp_path / "run", "cpu", ema=False).generators, test)
+    assert record["step"] == 8 and record["l1"] == pytest.approx(with_ema["l1"], rel=1e-6)
+    assert with_ema["l1"] != pytest.approx(without["l1"], rel=1e-4)
+    # The grid's middle column and translate's file are the average's output; --no-ema's are not.
+    grid = np.asarray(Image.open(tmp_path / "run" / "samples" / "step_0000008.png"))
+    cell = grid[2:][:SIZE, 2 + SIZE + 2 :][:, :SIZE]
+    source = tmp_path / "one.png"
+    Image.fromarray(test.a[0].permute(1, 2, 0).numpy()).save(source)
+    for flag, expected in (("--ema", True), ("--no-ema", False)):
+        out = tmp_path / flag
+        code, _, err = run_cli(capsys, "translate", tmp_path / "run", source, "--out", out, "--no-progress", flag)
+        assert code == 0, err
+        assert np.array_equal(np.asarray(Image.open(out / "one.png")), cell) == expected
 
 
 def test_evaluate_a_translation_run_matches_its_last_evaluation(tmp_path, capsys):

@@ -229,20 +229,22 @@ class TranslationRunError(GanforgeError):
         self.path, self.task = path, task
 
 
-def read_translator(source: str | Path, device: str | torch.device = "cpu") -> dict:
+def read_translator(source: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> dict:
     """``read_generator``'s counterpart for a translation run (pix2pix, CycleGAN): one read of one checkpoint.
 
-    Returns ``path``, ``generators`` (by direction, 'AtoB' and for CycleGAN 'BtoA'; eval mode, on ``device``),
-    ``config`` (the run's TrainConfig as a dict) and ``task``.
+    Returns ``path``, ``generators`` (by direction, 'AtoB' and for CycleGAN 'BtoA'; eval mode, on ``device``;
+    with ``ema``, each one's moving average when the run kept one), ``config`` (the run's TrainConfig as a
+    dict) and ``task``.
     """
     path = resolve_checkpoint(source)
     checkpoint = load_checkpoint(path)
     if checkpoint.get("task", "gan") == "gan":
         raise GanforgeError(f"{path} is a noise-to-image GAN, not a translation run: use ganforge generate on it")
     generators = {}
+    weights = checkpoint["ema_generators"] if ema and "ema_generators" in checkpoint else checkpoint["generators"]
     for direction, args in checkpoint["generator_args"].items():
         description = {"model": checkpoint["model"], "generator_args": args}
-        state = checkpoint["generators"][direction]
+        state = weights[direction]
         generators[direction] = rebuild_generator(description, state, f"{direction} generator", path, device)
     return {"path": path, "generators": generators, "config": dict(checkpoint["config"]), "task": checkpoint["task"]}
 

@@ -417,6 +417,12 @@ def add_translate(commands, common: argparse.ArgumentParser) -> None:
     add_device(translate, help="device to translate on")
     add_overwrite(translate)
     translate.add_argument(
+        "--ema",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="translate with the translator's moving average when the run kept one (default: on)",
+    )
+    translate.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar (default: on)"
     )
     translate.set_defaults(func=run_translate, imports="ganforge.translation")
@@ -437,6 +443,7 @@ def run_translate(args: argparse.Namespace) -> int:
         device=args.device,
         overwrite=args.overwrite,
         progress=args.progress,
+        ema=args.ema,
     )
     print(f"wrote {len(written)} translated images to {args.out}")
     return 0

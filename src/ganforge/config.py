@@ -67,7 +67,7 @@ TRANSLATION_FIELDS = (  # the settings only translation tasks take
     "dropout",
     "lr_decay",
 )
-GAN_ONLY_FIELDS = ("conditional", "ema", "diffaug", "n_critic", "mirror")  # what translation tasks do not take
+GAN_ONLY_FIELDS = ("conditional", "diffaug", "n_critic", "mirror")  # what translation tasks do not take
 TRANSLATION_IMAGE_SIZE = 256  # pix2pix's and CycleGAN's crop size: the default --image-size of translation
 LOAD_SIZE_RATIO = 286 / 256  # pix2pix's jitter: load 286 px, randomly crop 256
 PRECISIONS = ("32", "bf16", "16-mixed", "auto")
@@ -284,7 +284,7 @@ class TrainConfig:
     ema: bool | None = _field(
         None,
         "keep an exponential moving average of the generator; samples and scores use it",
-        default_help="dcgan and resnet on, mlp off",
+        default_help="dcgan and resnet on; mlp and the translators off",
     )
     ema_half_life: float = _field(10000.0, "EMA half-life in training images", bounds="(0, inf)")
     ema_warmup: float = _field(

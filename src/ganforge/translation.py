@@ -73,13 +73,14 @@ class TrainedTranslator:
         return translate_images(self.generator(direction), images)
 
 
-def load_translator(source: str | Path, device: str = "auto") -> TrainedTranslator:
-    """The translation run (directory or checkpoint) at ``source``, on ``device``.
+def load_translator(source: str | Path, device: str = "auto", ema: bool = True) -> TrainedTranslator:
+    """The translation run (directory or checkpoint) at ``source``, on ``device``; with ``ema`` (the default),
+    the translators' moving averages when the run kept them.
 
     >>> translator = load_translator("runs/facades")
     >>> photos = translator.translate(label_maps)  # (N, C, H, W) uint8 in and out, any H and W
     """
-    found = read_translator(source, resolve_device(device))
+    found = read_translator(source, resolve_device(device), ema)
     return TrainedTranslator(found["generators"], found["config"], found["task"], found["path"])
 
 
@@ -133,11 +134,12 @@ def translate(
     device: str = "auto",
     overwrite: bool = False,
     progress: bool = True,
+    ema: bool = True,  # the translator's moving average when the run kept one
 ) -> list[Path]:
     """Translate image files and folders into PNGs in the folder ``out``; returns the files written."""
     from tqdm import tqdm
 
-    translator = load_translator(source, device)
+    translator = load_translator(source, device, ema)
     generator = translator.generator(direction)
     size = translator.config["image_size"] if size is None else size
     files = input_files(inputs)

@@ -24,6 +24,7 @@ from ganforge.config import TrainConfig, resolve_translation_config, total_steps
 from ganforge.data import EpochSampler, conform_images, scale_images
 from ganforge.device import autocast, compile_module, grad_scaler, set_cpu_threads, to_fast_layout
 from ganforge.distributed import Distributed
+from ganforge.ema import EMA
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.losses import LOSSES, GANLoss
 from ganforge.metrics.translation import score_translator
@@ -63,6 +64,7 @@ class TranslationState:
     noise_rng: torch.Generator  # draws the crops, flips, unpaired partners and history choices
     num_images: int  # training pairs (or A images): the batch order depends on it
     pools: dict[str, torch.Tensor] = field(default_factory=dict)  # CycleGAN's past fakes per domain
+    averages: dict[str, EMA] = field(default_factory=dict)  # per direction, the generator's moving average (--ema)
     step: int = 0
     rollbacks: int = 0
     train_generators: dict[str, nn.Module] = field(default_factory=dict)  # compiled / DDP wrappers, or the nets
@@ -82,6 +84,11 @@ class TranslationState:
     @property
     def discriminator(self) -> nn.Module:
         return self.discriminators["B"]
+
+    @property
+    def sampling_generators(self) -> dict[str, nn.Module]:
+        """The translators that grids, scores and ``translate`` use: each one's moving average when kept."""
+        return {k: self.averages[k].generator if k in self.averages else g for k, g in self.generators.items()}
 
     @property
     def optimizers(self) -> tuple[torch.optim.Optimizer, ...]:
@@ -106,6 +113,7 @@ class TranslationState:
             "d_optimizer": self.d_optimizer.state_dict(),
             **(scalers if self.g_scaler.is_enabled() else {}),
             "pools": {name: pool.cpu() for name, pool in self.pools.items()},
+            **({"ema_generators": {k: e.state_dict() for k, e in self.averages.items()}} if self.averages else {}),
             **counters(self),
         }
 
@@ -123,6 +131,10 @@ class TranslationState:
         for kind in ("generators", "discriminators"):
             for name, module in getattr(self, kind).items():
                 load_state(module, state[kind][name], f"{name} {kind[:-1]}", source)
+        for name, average in self.averages.items():
+            if name not in state.get("ema_generators", {}):
+                raise GanforgeError(f"{source} holds no moving average (EMA) of its translators: resume without --ema")
+            load_state(average.generator, state["ema_generators"][name], f"{name} EMA generator", source)
         load_state(self.g_optimizer, state["g_optimizer"], "generators' optimiser", source)
         load_state(self.d_optimizer, state["d_optimizer"], "discriminators' optimiser", source)
         if self.g_scaler.is_enabled() and "g_scaler" in state:
@@ -169,6 +181,9 @@ def build_translation_state(config: TrainConfig, device: torch.device, channels:
         d_scaler=grad_scaler(device, config.precision),
         noise_rng=torch.Generator().manual_seed(config.seed + 1),
         num_images=num_images,
+        averages={k: EMA(g, config.ema_half_life, config.ema_warmup) for k, g in generators.items()}
+        if config.ema
+        else {},
     )
 
 
@@ -389,7 +404,11 @@ class TranslationTask:
             for group in optimizer.param_groups:
                 group["lr"] = lr * self.learning_rate_scale(step)
         a, b = self.next_batch(step)
-        return self.step_fn(self.state, self.recipe, a, b)
+        stats = self.step_fn(self.state, self.recipe, a, b)
+        images_seen = (step + 1) * self.config.batch_size
+        for direction, average in self.state.averages.items():
+            average.update(self.state.generators[direction], self.config.batch_size, images_seen)
+        return stats
 
     def rows(self) -> list[tuple[str, int]]:
         """The held-out examples of the grid: (direction, index), half each way for CycleGAN."""
@@ -406,18 +425,18 @@ class TranslationTask:
         for direction, index in self.rows():
             source, other = (self.test.a, self.test.b) if direction == "AtoB" else (self.test.b, self.test.a)
             image = source[index : index + 1]
-            output = translate_images(self.state.generators[direction], image)
+            output = translate_images(self.state.sampling_generators[direction], image)
             if self.test.paired:
                 last = other[index : index + 1]
             else:  # no target: the output translated back
                 back = "BtoA" if direction == "AtoB" else "AtoB"
-                last = translate_images(self.state.generators[back], output)
+                last = translate_images(self.state.sampling_generators[back], output)
             cells += [conform_images(x, None, 3) for x in (image, output, last)]
         return torch.cat(cells), 3
 
     def evaluate(self) -> dict:
         """L1, PSNR and SSIM of the held-out translations against their targets (paired), the cycle error."""
-        return score_translator(self.state.generators, self.test)
+        return score_translator(self.state.sampling_generators, self.test)
 
     def describe(self, results: dict) -> str:
         """One line of an evaluation for the log."""

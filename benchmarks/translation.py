@@ -13,11 +13,11 @@ Rows:
             randomly cropped and flipped by torchvision transforms through a DataLoader (1 worker on these
             2 cores), D's loss halved; tested as its test.py does by default (train mode: batch statistics
             and dropout on). The networks are ganforge's classes with the reference's settings.
-  pix2pix   (b) `ganforge train --task pix2pix` with its defaults.
+  pix2pix   (b) `ganforge train --task pix2pix` with its defaults (an EMA of the generator among them):
+            scored with the moving average, and (pix2pix:latest) with the same run's latest weights.
   cyclegan  (c) `ganforge train --task cyclegan` with its defaults on the same pairs, the pairing thrown away
             in training; scored against the true pairs.
-  pix2pix-ema  (b) with --ema: scored with the translator's moving average, and (pix2pix-ema:latest) with
-            the latest weights of the same run.
+  pix2pix-no-ema  (b) with --no-ema, as pix2pix trained before the EMA was its default.
 
 Every row trains once for the longest budget and keeps its generator at each budget; the scoring (L1, PSNR,
 SSIM on the 106 test pairs at --size, metrics/translation.py) is not part of the budget. Images per second
@@ -51,7 +51,7 @@ ROWS = ("baseline", "pix2pix", "cyclegan")  # the default rows
 GANFORGE_ROWS = {  # TrainConfig settings of each ganforge row
     "pix2pix": dict(task="pix2pix"),
     "cyclegan": dict(task="cyclegan"),
-    "pix2pix-ema": dict(task="pix2pix", ema=True),
+    "pix2pix-no-ema": dict(task="pix2pix", ema=False),
 }
 SHOWN = 6  # test inputs in each picture
 
@@ -215,7 +215,7 @@ def main() -> None:
             outputs[row, budget] = made[:SHOWN]
             line = {"row": row, "minutes": budget, "images": images, "images_per_second": images / (budget * 60)}
             lines = [line | scores]
-            if GANFORGE_ROWS.get(row, {}).get("ema"):  # the same run's latest weights, beside their average
+            if row != "baseline" and translator.config["ema"]:  # the same run's latest weights, beside the average
                 latest = score_translator(load_translator(weights, "cpu", ema=False).generators, test)
                 lines.append(line | {"row": f"{row}:latest"} | latest)
             results += lines

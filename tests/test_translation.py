@@ -312,6 +312,14 @@ def test_translate_gives_the_training_grids_output(tmp_path, capsys):
     assert code == 2 and "000.png" in err and "--overwrite" in err
 
 
+def test_pix2pix_keeps_a_moving_average_by_default_and_cyclegan_does_not(tmp_path):
+    from ganforge.config import resolve_translation_config
+
+    resolved = lambda **given: resolve_translation_config(TrainConfig(data=str(tmp_path), **given))  # noqa: E731
+    assert resolved(task="pix2pix").ema is True and resolved(task="pix2pix", ema=False).ema is False
+    assert resolved(task="cyclegan").ema is False and resolved(task="cyclegan", ema=True).ema is True
+
+
 def test_ema_translators_are_what_grids_scores_and_translate_use(tmp_path, capsys):
     """With --ema the run keeps a moving average per translator: the grid, the evaluation, best.pt's score and
     ``ganforge translate`` all use it; ``--no-ema`` translates with the latest weights."""

@@ -122,13 +122,15 @@ def test_folder_without_images_is_an_error(tmp_path):
         load_dataset(str(tmp_path))
 
 
-def test_folder_too_big_for_memory_is_refused_before_decoding(tmp_path, monkeypatch):
+def test_an_npz_too_big_for_memory_is_refused_before_loading(tmp_path, monkeypatch):
+    """Folders stream when they do not fit (below); an .npz, read whole, is refused from its header."""
     import ganforge.data
 
-    make_folder(tmp_path)
+    np.savez(tmp_path / "data.npz", images=np.zeros((4, 1, 8, 8), np.uint8))
+    assert len(load_dataset(str(tmp_path / "data.npz"))) == 4
     monkeypatch.setattr(ganforge.data, "MEMORY_FRACTION", 1e-12)
-    with pytest.raises(GanforgeError, match="smaller --image-size"):
-        load_dataset(str(tmp_path), image_size=64)
+    with pytest.raises(GanforgeError, match="data.npz: 4 images at 1x8x8 need 0.0 GiB in memory, more than half"):
+        load_dataset(str(tmp_path / "data.npz"))
 
 
 @pytest.fixture

@@ -639,6 +639,31 @@ def test_ctrl_c_at_any_moment_is_one_line(run):
         assert "interrupted" in err or "stopped" in err, err
 
 
+def test_a_ctrl_c_swallowed_before_the_loop_still_stops_it():
+    """Twice in CI a Ctrl-C sent a few seconds into ``ganforge resume`` was lost before the training loop took
+    over its signals, and the run trained on: the command line remembers it, and the loop stops on entering."""
+    import os
+    import signal
+    import time
+
+    from ganforge.cli import RememberedInterrupts
+    from ganforge.monitor import StopSignal
+
+    before = signal.getsignal(signal.SIGINT)
+    with RememberedInterrupts():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        except BaseException:  # noqa: BLE001 -- a library's bare except: swallows it
+            pass
+        with pytest.raises(KeyboardInterrupt):
+            with StopSignal():
+                pass
+    assert signal.getsignal(signal.SIGINT) is before
+    with RememberedInterrupts(), StopSignal():  # the next command starts afresh
+        pass
+
+
 def test_ctrl_c_while_modules_import_is_held_until_they_are_done():
     """A KeyboardInterrupt raised inside torch's imports was swallowed by a library (the run went on
     training) or, inside dataclasses' exec, made python -m exit by SIGINT (-2) instead of 130."""

@@ -37,6 +37,11 @@ from ganforge.version import __version__
 
 log = logging.getLogger("ganforge")
 
+# What train and resume import while Ctrl-C is held back (InterruptsAfterImports): the training code, and
+# torchvision, which the data pipeline would otherwise import lazily once the run is under way (a CI run lost
+# a Ctrl-C sent a few seconds into ``ganforge resume`` on a folder, and the run went on training).
+TRAINING_IMPORTS = "ganforge.training,torchvision.transforms"
+
 
 class Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors (exit code 2)."""
@@ -162,7 +167,7 @@ def add_train(commands, common: argparse.ArgumentParser) -> None:
         "null, they are filled from the data when the run starts (default: off)",
     )
     add_config_flags(train)
-    train.set_defaults(func=run_train, imports="ganforge.training")
+    train.set_defaults(func=run_train, imports=TRAINING_IMPORTS)
 
 
 def given_config_flags(args: argparse.Namespace) -> dict:
@@ -215,7 +220,7 @@ def add_resume(commands, common: argparse.ArgumentParser) -> None:
     )
     resume.add_argument("resume", metavar="RUN_DIR", help="the run directory to continue")
     add_config_flags(resume)
-    resume.set_defaults(func=run_train, imports="ganforge.training")
+    resume.set_defaults(func=run_train, imports=TRAINING_IMPORTS)
 
 
 def add_generate(commands, common: argparse.ArgumentParser) -> None:
@@ -694,21 +699,42 @@ def run_command(argv: list[str] | None) -> int:
         configure_logging()
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        importlib.import_module(args.imports)  # the seconds torch takes to import, before the command starts
+        for module in args.imports.split(","):  # the seconds torch takes to import, before the command starts
+            importlib.import_module(module)
+    with RememberedInterrupts():
+        try:
+            with logging_redirect_tqdm(loggers=[log]):
+                return args.func(args)
+        except GanforgeError as error:
+            if debug:
+                raise
+            print(f"ganforge: error{rank_tag()}: {error}", file=sys.stderr)
+            return error.exit_code
+        except Exception as error:
+            if debug:
+                raise
+            print(
+                f"ganforge: error{rank_tag()}: {type(error).__name__}: {error} (rerun with --debug for the traceback)",
+                file=sys.stderr,
+            )
+            return 1
 
-    try:
-        with logging_redirect_tqdm(loggers=[log]):
-            return args.func(args)
-    except GanforgeError as error:
-        if debug:
-            raise
-        print(f"ganforge: error{rank_tag()}: {error}", file=sys.stderr)
-        return error.exit_code
-    except Exception as error:
-        if debug:
-            raise
-        print(
-            f"ganforge: error{rank_tag()}: {type(error).__name__}: {error} (rerun with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+
+class RememberedInterrupts:
+    """While a command runs, Ctrl-C raises KeyboardInterrupt as usual and is remembered (``monitor.interrupt_now``),
+    so that one swallowed on the way (a library's bare ``except:`` around a lazy import) still stops a training
+    loop when it starts; the previous handler is back afterwards. Outside the main thread it does nothing."""
+
+    def __enter__(self):
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            from ganforge.monitor import StopSignal, interrupt_now
+
+            StopSignal.interrupted_early = False
+            self.previous = signal.signal(signal.SIGINT, interrupt_now)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False

@@ -208,6 +208,14 @@ def quiet_writer_threads() -> None:
     threading.excepthook = hook
 
 
+def interrupt_now(signum, frame):
+    """The command line's SIGINT handler until a training loop installs ``StopSignal``: KeyboardInterrupt, as
+    Python's default, but remembered, so that a loop starting after a library swallowed it (a bare ``except:``
+    around a lazy import) still stops at once instead of training on."""
+    StopSignal.interrupted_early = True
+    raise KeyboardInterrupt
+
+
 class StopSignal:
     """Turns the first SIGINT/SIGTERM into a request to stop after the current step.
 
@@ -215,8 +223,11 @@ class StopSignal:
     ``repeat_grace`` seconds of the first: a scheduler (SLURM) may signal every
     process of a torchrun run and torchrun pass the signal on again, and that
     echo must not cut the final checkpoint short. Outside the main thread (where Python
-    allows no handlers) it does nothing.
+    allows no handlers) it does nothing. A Ctrl-C that ``interrupt_now`` saw before the loop
+    began, and that something swallowed, raises KeyboardInterrupt on entering.
     """
+
+    interrupted_early = False  # set by interrupt_now
 
     def __init__(self, repeat_grace: float = 0.0):
         self.requested = False
@@ -234,6 +245,8 @@ class StopSignal:
         log.warning(f"{name} received: stopping after this step and saving a checkpoint (again to quit at once)")
 
     def __enter__(self):
+        if StopSignal.interrupted_early:
+            raise KeyboardInterrupt
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)

@@ -507,5 +507,6 @@ def test_onnx_export_translates_any_multiple_of_the_stride_as_pytorch_does(train
         assert np.abs(onnx_out - expected.numpy()).max() < 1e-4
     meta = json.loads(session.get_modelmeta().custom_metadata_map["ganforge"])
     assert meta["task"] == which and meta["direction"] == direction and meta["stride"] == stride
+    assert meta["ema"] == (which == "pix2pix")  # pix2pix keeps a moving average by default, and exports it
     code, _, err = run_cli(capsys, "export", run, "--format", "torchscript", "--out", tmp_path / "t.pt")
     assert code == 2 and "exports as onnx or safetensors" in err

@@ -121,6 +121,7 @@ def export_translator(path: Path, format: str, out: Path, overwrite: bool, direc
     metadata = {"format": "ganforge-translator", "ganforge_version": __version__, "task": model.task}
     metadata |= {"model": model.config["model"], "direction": direction, "stride": generator.stride}
     metadata |= {"image_size": model.config["image_size"], "output_range": [-1.0, 1.0]}
+    metadata |= {"ema": bool(model.config.get("ema"))}  # the weights are the translator's moving average
     write = translator_to_onnx if format == "onnx" else to_safetensors
     data = write(generator.float().to(memory_format=torch.contiguous_format), metadata)
     atomic_write(out, lambda file: file.write(data))

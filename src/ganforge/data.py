@@ -473,15 +473,14 @@ def decode_folder(root: Path, files: list[Path], channels: int, image_size: int)
     """
     if fits_in_memory(len(files), channels, image_size, image_size):
         if len(files) >= FOLDER_CACHE_MIN:
-            return *cached_folder(root, files, channels, image_size), None
+            return *cached_folder(root, files, channels, image_size)[:2], None
         return *decode_images(files, channels, image_size), None
     needed = len(files) * channels * image_size**2
     log.info(
         f"{root}: {len(files):,} images at {channels}x{image_size}x{image_size} need {needed / 2**30:.1f} GiB, "
         "more than half the memory: streaming them from a memory-mapped decode cache"
     )
-    images, kept = cached_folder(root, files, channels, image_size, stream=True)
-    return images, kept, folder_cache_path(root, files, channels, image_size)
+    return cached_folder(root, files, channels, image_size, stream=True)
 
 
 def decode_images(
@@ -518,6 +517,7 @@ def cached_folder(root: Path, files: list[Path], channels: int, image_size: int,
     (``cache_home()/folders``), keyed by every file's path, size and modification time and by the size and
     channels, so that a changed, added or removed file means a new decode. An entry that does not load (a write
     cut short) is discarded with a warning and rebuilt; a cache that cannot be written costs time only.
+    Returns (images, indices of the files they came from, the entry's path).
 
     With ``stream`` the images never sit in memory whole: they are decoded into a memory-mapped scratch file,
     saved as the entry from there, and returned memory-mapped from the entry (copy-on-write: the entry is
@@ -535,13 +535,13 @@ def cached_folder(root: Path, files: list[Path], channels: int, image_size: int,
             log.info(f"decoded images from the cache {path}")
             if len(kept) < len(files):
                 log.warning(f"{len(files) - len(kept)} unreadable images in {root} skipped (as when first decoded)")
-            return images, kept
+            return images, kept, path
         except Exception as error:  # torch raises RuntimeError, EOFError, pickle and zip errors for a cut-short file
             log.warning(f"discarding the unreadable decode cache {path} ({first_line(error)}); decoding again")
             path.unlink(missing_ok=True)
     log.info(f"decoding {len(files):,} images in {root} once, into the cache {path}")
     if stream:
-        return decode_streamed(path, files, channels, image_size)
+        return *decode_streamed(path, files, channels, image_size), path
     images, kept = decode_images(files, channels, image_size, progress=sys.stderr.isatty())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -549,7 +549,7 @@ def cached_folder(root: Path, files: list[Path], channels: int, image_size: int,
         remove_stale_entries(path)
     except (OSError, GanforgeError) as error:
         log.warning(f"could not cache the decoded images: {first_line(error)}")
-    return images, kept
+    return images, kept, path
 
 
 def decode_streamed(path: Path, files: list[Path], channels: int, image_size: int):

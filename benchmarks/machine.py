@@ -14,9 +14,13 @@ def cpu_name() -> str:
     bf16, nearer 2x on dcgan), else AVX-512 or AVX2 alone (bf16 about 20x slower than fp32)."""
     name, flags = platform.processor() or platform.machine(), cpu_flags()
     with contextlib.suppress(OSError):
-        lines = open("/proc/cpuinfo").read().splitlines()
-        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-        name = names[0] if names else name
+        fields = {}
+        for line in open("/proc/cpuinfo").read().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())  # the first CPU's
+        name = fields.get("model name", name)
+        if "cpu family" in fields:  # "AMD EPYC" alone does not say which generation: family 25 Zen 3/4, 26 Zen 5
+            name += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
     if "amx_tile" in flags:
         return f"{name}, AMX"
     vector = "AVX512-BF16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags else "AVX2"

@@ -45,25 +45,29 @@ from ganforge.metrics import evaluate_images
 from ganforge.sampling import generate, grid_columns, grid_size, load, save_grid
 from machine import describe_machine
 
-# ganforge recipes: TrainConfig changes on top of the defaults. "default" is `ganforge train` as it is.
+# ganforge recipes: TrainConfig changes on top of the defaults. "default" is `ganforge train` as it is, whose
+# --precision auto is bf16 on hardware that computes in it; every other recipe names its precision, so that a
+# published row keeps its meaning on any machine (the float32 ones were measured before auto was the default).
+F32 = dict(precision="32")
 VARIANTS = {
-    "classic": dict(model="mlp"),
+    "classic": dict(model="mlp", **F32),
     "default": dict(),
-    "dcgan": dict(model="dcgan", conditional=False, ema=False),
-    "dcgan-ema": dict(model="dcgan", conditional=False, ema=True),
-    "cond-dcgan": dict(model="dcgan", conditional=True, ema=False),
-    "cond-dcgan-ema-b64": dict(model="dcgan", conditional=True, ema=True, batch_size=64),
-    "cond-dcgan-ema-hinge": dict(model="dcgan", conditional=True, ema=True, loss="hinge"),
-    "cond-dcgan-ema-b128": dict(model="dcgan", conditional=True, ema=True, batch_size=128),
+    "default-32": dict(**F32),
+    "default-bf16": dict(precision="auto"),
+    "dcgan": dict(model="dcgan", conditional=False, ema=False, **F32),
+    "dcgan-ema": dict(model="dcgan", conditional=False, ema=True, **F32),
+    "cond-dcgan": dict(model="dcgan", conditional=True, ema=False, **F32),
+    "cond-dcgan-ema-b64": dict(model="dcgan", conditional=True, ema=True, batch_size=64, **F32),
+    "cond-dcgan-ema-hinge": dict(model="dcgan", conditional=True, ema=True, loss="hinge", **F32),
+    "cond-dcgan-ema-b128": dict(model="dcgan", conditional=True, ema=True, batch_size=128, **F32),
     # Colour (CIFAR-10) candidates. On colour data "default" is dcgan-hinge-diffaug (config.COLOUR_DEFAULTS);
     # nonsat is the grayscale recipe (the colour default until this benchmark chose hinge and DiffAugment).
-    "nonsat": dict(loss="nonsaturating", diffaug=False),
+    "nonsat": dict(loss="nonsaturating", diffaug=False, **F32),
     "nonsat-bf16": dict(loss="nonsaturating", diffaug=False, precision="auto"),
-    "default-bf16": dict(precision="auto"),
-    "dcgan-hinge-diffaug": dict(model="dcgan", loss="hinge", diffaug=True),
-    "resnet-hinge-diffaug": dict(model="resnet", loss="hinge", diffaug=True),
+    "dcgan-hinge-diffaug": dict(model="dcgan", loss="hinge", diffaug=True, **F32),
+    "resnet-hinge-diffaug": dict(model="resnet", loss="hinge", diffaug=True, **F32),
     "resnet-hinge-diffaug-bf16": dict(model="resnet", loss="hinge", diffaug=True, precision="auto"),
-    "resnet-hinge": dict(model="resnet", loss="hinge"),
+    "resnet-hinge": dict(model="resnet", loss="hinge", **F32),
 }
 
 

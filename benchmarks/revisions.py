@@ -81,7 +81,7 @@ def main() -> None:
     base = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", args.base], capture_output=True, text=True)
     dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "src"], capture_output=True, text=True)
     names = {"base": base.stdout.strip(), "head": head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")}
-    plain = ganforge_options([])[0]  # ("plain", [], "32")
+    plain = ganforge_options([])[0]  # ("plain", ["--precision", "32"], "32"): a base older than auto took 32 too
     rows = []
     with tempfile.TemporaryDirectory(prefix="ganforge-revisions-") as temporary:
         work = Path(temporary)

@@ -79,9 +79,9 @@ def neighbour(name: str) -> Iterator[str]:
 def thread_options(default_threads: int) -> list[tuple[str, list[str], str]]:
     """(label, flags, precision) of each row of a group, as measure_ganforge takes them."""
     return [
-        (f"default ({default_threads})", ["--threads", str(default_threads)], "32"),
-        ("1", ["--threads", "1"], "32"),
-        ("auto", [], "32"),
+        (f"default ({default_threads})", ["--threads", str(default_threads), "--precision", "32"], "32"),
+        ("1", ["--threads", "1", "--precision", "32"], "32"),
+        ("auto", ["--precision", "32"], "32"),
     ]
 
 

@@ -18,6 +18,8 @@ Rows:
   cyclegan  (c) `ganforge train --task cyclegan` with its defaults on the same pairs, the pairing thrown away
             in training; scored against the true pairs.
   pix2pix-no-ema  (b) with --no-ema, as pix2pix trained before the EMA was its default.
+  pix2pix-bf16, cyclegan-bf16  (b), (c) with --precision auto: bf16 where the hardware computes in it (the
+            translation tasks' default is float32 until these rows show bf16 training as well).
 
 Every row trains once for the longest budget and keeps its generator at each budget; the scoring (L1, PSNR,
 SSIM on the 106 test pairs at --size, metrics/translation.py) is not part of the budget. Images per second
@@ -52,6 +54,8 @@ GANFORGE_ROWS = {  # TrainConfig settings of each ganforge row
     "pix2pix": dict(task="pix2pix"),
     "cyclegan": dict(task="cyclegan"),
     "pix2pix-no-ema": dict(task="pix2pix", ema=False),
+    "pix2pix-bf16": dict(task="pix2pix", precision="auto"),  # translation's default is float32 (--precision 32)
+    "cyclegan-bf16": dict(task="cyclegan", precision="auto"),
 }
 SHOWN = 6  # test inputs in each picture
 

@@ -195,6 +195,8 @@ def main() -> None:
     args = parser.parse_args()
     folder, work = Path(args.data), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
+    if args.pictures:  # made now: a folder missing at the end would lose the pictures of the whole run
+        Path(args.pictures).mkdir(parents=True, exist_ok=True)
     budgets = [float(b) for b in args.budgets.split(",")]
     rows = args.rows.split(",")
     if unknown := set(rows) - {"baseline", *GANFORGE_ROWS}:

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from ganforge.checkpoint import checkpoint_step, load_checkpoint, run_checkpoints
-from ganforge.device import resolve_precision, usable_cores
+from ganforge.device import describe_precision, usable_cores
 from ganforge.errors import GanforgeError
 from machine import cpu_name
 
@@ -138,9 +138,9 @@ def kill_and_resume(work: Path, recipe: str, kills: int, seed: int, steps: int, 
     figures["identical"] = got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
     figures["model"] = f"{final['model']}, {'conditional' if final['config'].get('conditional') else 'unconditional'}"
     figures["model"] += ", EMA" if "ema_generator" in final else ""
-    precision = final["config"].get("precision") or "32"
-    figures["model"] += f", precision {resolve_precision(precision, torch.device('cpu'))}"
-    figures["model"] += " (auto)" if precision == "auto" else ""
+    figures["model"] += (
+        f", precision {describe_precision(final['config'].get('precision') or '32', torch.device('cpu'))}"
+    )
     return figures
 
 

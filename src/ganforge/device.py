@@ -202,6 +202,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if native_bf16(device) else "32"
 
 
+def describe_precision(precision: str, device: torch.device) -> str:
+    """What a run trains in, as its log says it: 'bf16 (auto)' when auto chose it, '32', 'bf16', '16-mixed'."""
+    return resolve_precision(precision, device) + (" (auto)" if precision == "auto" else "")
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """The forward-pass context for ``precision``: '32' (none), 'bf16' or '16-mixed' (float16) autocast; 'auto'
     as ``resolve_precision`` says."""

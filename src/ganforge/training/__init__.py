@@ -31,7 +31,7 @@ from ganforge.config import (
     total_steps,
 )
 from ganforge.data import ImageDataset, load_dataset, resolve_source, split_holdout
-from ganforge.device import resolve_device, resolve_precision, set_cpu_threads
+from ganforge.device import describe_precision, resolve_device, set_cpu_threads
 from ganforge.distributed import Distributed
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.rundir import (
@@ -176,7 +176,7 @@ def run_loop(config, loop: TrainingLoop, state, run_dir: Path, started: float, d
     deadline = started + config.minutes * 60 if config.minutes else float("inf")
     step = state.step
     processes = f" x {context.world_size} processes" if context.enabled else ""
-    precision = resolve_precision(config.precision, device) + (" (auto)" if config.precision == "auto" else "")
+    precision = describe_precision(config.precision, device)
     log.info(
         f"run: {run_dir}; {config.model} on {device}{processes}, precision {precision}, "
         + (f"{total:,} steps" if total else "until --minutes")

@@ -34,7 +34,7 @@ from machine import cpu_name
 
 RECIPES = {"default": [], "mlp": ["--model", "mlp", "--batch-size", "64"]}  # default: `ganforge train`'s own
 SIGNALS = ("SIGKILL", "SIGINT", "SIGINT twice")
-PARTS = ("generator", "discriminator", "ema_generator", "g_optimizer", "d_optimizer", "noise_rng")
+PARTS = ("generators", "discriminators", "ema_generators", "optimizers", "extras", "noise_rng")
 
 
 def train_command(run: Path, data_root: Path, steps: int, resume: bool, recipe: str, threads: int) -> list[str]:
@@ -137,7 +137,7 @@ def kill_and_resume(work: Path, recipe: str, kills: int, seed: int, steps: int, 
     figures["tensors"] = len(want)
     figures["identical"] = got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
     figures["model"] = f"{final['model']}, {'conditional' if final['config'].get('conditional') else 'unconditional'}"
-    figures["model"] += ", EMA" if "ema_generator" in final else ""
+    figures["model"] += ", EMA" if "ema_generators" in final else ""
     figures["model"] += (
         f", precision {describe_precision(final['config'].get('precision') or '32', torch.device('cpu'))}"
     )

@@ -42,7 +42,9 @@ from ganforge.checkpoint import run_checkpoints
 from ganforge.config import DEFAULT_HOLDOUT
 from ganforge.data import conform_images, holdout_indices
 from ganforge.metrics import evaluate_images
-from ganforge.sampling import generate, grid_columns, grid_size, load, save_grid
+from ganforge.sampling import grid_columns, grid_size, save_grid
+from ganforge.tasks import load
+from ganforge.tasks.gan.handle import generate
 from machine import describe_machine
 
 # ganforge recipes: TrainConfig changes on top of the defaults. "default" is `ganforge train` as it is, whose

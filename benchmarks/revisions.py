@@ -2,6 +2,10 @@
 
     python benchmarks/revisions.py --data-root ../shared/data --base ec06dff             # 3 rounds, 30 s a row
     python benchmarks/revisions.py --data-root ../shared/data --base HEAD~5 --rounds 5 --models dcgan
+    python benchmarks/revisions.py --data-root ../shared/data --base e078c8a --models mlp,dcgan,pix2pix
+
+``pix2pix`` is a row of pix2pix (its defaults: U-Net, batch 16, EMA) on CMP Facades at 64 px, labels to photo
+(``--facades``, default ../shared/data/facades), timed the same way.
 
 The earlier commit's src/ is taken with `git archive` into a temporary folder and run with PYTHONPATH pointing
 at it; this checkout's src/ runs the same way, so both are `python -m ganforge train` with the same flags:
@@ -65,7 +69,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", required=True, help="torchvision data root holding MNIST (read only)")
     parser.add_argument("--base", required=True, help="the earlier commit to compare with (any git revision)")
-    parser.add_argument("--models", default="mlp,dcgan", help="ganforge models, comma-separated (default: mlp,dcgan)")
+    parser.add_argument(
+        "--models", default="mlp,dcgan", help="ganforge models, or pix2pix, comma-separated (default: mlp,dcgan)"
+    )
+    parser.add_argument("--facades", default=str(REPO.parent / "shared" / "data" / "facades"), help="pix2pix's data")
     parser.add_argument("--rounds", type=int, default=3, help="rows per tree and model (default: 3)")
     parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds per row (default: 30)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds left out per row (default: 5)")
@@ -95,7 +102,9 @@ def main() -> None:
                     folder = work / f"{name}-{model}-{round_number}"
                     folder.mkdir()
                     with python_path(trees[name]):
-                        row = measure_ganforge(model, MODELS[model].batch_size, plain, 10.0, args, folder)
+                        batch_size = MODELS["unet" if model == "pix2pix" else model].batch_size
+                        expected = 2.0 if model == "pix2pix" else 10.0  # steps/s: how often it reports
+                        row = measure_ganforge(model, batch_size, plain, expected, args, folder)
                     row |= {"tree": name, "revision": names[name], "round": round_number}
                     rows.append(row)
                     print(json.dumps(row), flush=True)

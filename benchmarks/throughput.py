@@ -206,15 +206,18 @@ def count_step_flops(task: dict) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from ganforge.config import TrainConfig
-    from ganforge.training import Batch, build_recipe, build_train_state, training_step
+    from ganforge.tasks import RunData
+    from ganforge.tasks.gan.step import Batch, build_recipe, training_step
+    from ganforge.training import build_train_state
 
     config = TrainConfig(
         model=task["model"], conditional=False, ema=False, batch_size=task["batch_size"], channels=1, image_size=28
-    ).with_model_defaults()
+    ).resolved(RunData(None, None, "", (), 0, facts={"image_shape": (1, 28, 28), "labelled": False}))
     device = torch.device("cpu")  # the count does not depend on the device
-    state, recipe = build_train_state(config, device, task["batch_size"]), build_recipe(config, device)
+    networks = config.task_spec.networks(config, None)
+    state, recipe = build_train_state(config, device, *networks, task["batch_size"]), build_recipe(config, device)
     real = torch.rand(task["batch_size"], 1, 28, 28).contiguous(memory_format=torch.channels_last)
-    batch = Batch(real, torch.randn(task["batch_size"], config.z_dim))
+    batch = Batch(real, torch.randn(task["batch_size"], config.settings.z_dim))
     with FlopCounterMode(display=False) as counter:
         training_step(state, recipe, batch, step=0)
     return {"flops": counter.get_total_flops()}
@@ -341,7 +344,16 @@ def measure_plain_loop(
 def ganforge_command(
     model: str, batch_size: int, flags: list[str], log_every: int, out: Path, args: argparse.Namespace
 ) -> list[str]:
-    """`ganforge train` for one row: unconditional, no EMA, no sampling, checkpoints or evaluation while timed."""
+    """`ganforge train` for one row: unconditional, no EMA, no sampling, checkpoints or evaluation while timed.
+    ``model`` pix2pix: pix2pix (its default U-Net, with its EMA) on ``args.facades`` at 64 px, labels to photo."""
+    if model == "pix2pix":
+        return [
+            *(sys.executable, "-m", "ganforge", "train", "--task", "pix2pix", "--data", args.facades),
+            *("--direction", "BtoA", "--image-size", "64", "--device", args.device, "--batch-size", str(batch_size)),
+            *("--steps", str(10**9), "--log-every", str(log_every), "--sample-every", "0"),
+            *("--checkpoint-every", str(10**9), "--snapshot-every", "0", "--eval-every", "0"),
+            *("--no-progress", "--no-tensorboard", "--out", str(out), *flags),
+        ]
     return [
         *(sys.executable, "-m", "ganforge", "train", "--model", model, "--data", "mnist"),
         *("--data-root", args.data_root, "--device", args.device, "--batch-size", str(batch_size)),

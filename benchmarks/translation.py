@@ -41,12 +41,13 @@ from torch.utils.data import DataLoader, Dataset
 
 import ganforge
 from ganforge.checkpoint import run_checkpoints
-from ganforge.data import conform_images, scale_images, to_uint8
-from ganforge.metrics.translation import pair_scores, score_translator
+from ganforge.data import conform_images, list_images, scale_images, to_uint8
+from ganforge.metrics.translation import pair_scores
 from ganforge.models.translation import PatchDiscriminator, UNetGenerator
-from ganforge.pairs import list_images, load_translation_data
 from ganforge.sampling import save_grid
-from ganforge.translation import load_translator
+from ganforge.tasks.translation.data import load_translation_data
+from ganforge.tasks.translation.evaluate import score_translator
+from ganforge.tasks.translation.handle import load_translator
 from machine import describe_machine
 
 ROWS = ("baseline", "pix2pix", "cyclegan")  # the default rows

@@ -11,10 +11,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def gan_models() -> list[str]:
-    """The noise-to-image models of the registry (the translators have tests of their own: test_translation.py)."""
-    from ganforge.models import MODELS
+    """The noise-to-image models: those the gan task trains (the tests of noise -> image networks)."""
+    from ganforge.tasks import TASKS
 
-    return [name for name, spec in MODELS.items() if not spec.translates]
+    return list(TASKS["gan"].models)
+
+
+def task_models() -> list[tuple[str, str]]:
+    """Every (task, model) the registries hold: what the registry-wide tests (tests/test_tasks.py) iterate."""
+    from ganforge.tasks import TASKS
+
+    return [(name, model) for name, task in TASKS.items() for model in task.models]
 
 
 IN_CI = os.environ.get("CI") == "true"
@@ -156,8 +163,9 @@ def conditional_app(tiny_run, conditional_generator):
     import dataclasses
 
     import ganforge.serve
-    from ganforge.checkpoint import describe_generator, load_checkpoint
-    from ganforge.sampling import load
+    from ganforge.checkpoint import load_checkpoint
+    from ganforge.tasks import load
+    from ganforge.tasks.gan.handle import describe_generator
 
     mlp = load(tiny_run("mlp"))
     description = describe_generator(load_checkpoint(mlp.path), conditional_generator)

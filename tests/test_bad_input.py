@@ -309,12 +309,12 @@ def test_one_writer_per_run(capsys, tmp_path, run):
 
 def test_a_run_that_fails_before_training_leaves_no_folder(capsys, tmp_path, monkeypatch):
     """Review rows 18, 19, 28: a run that failed at its first step left a run directory with a step-0 checkpoint."""
-    import ganforge.training.task
+    import ganforge.tasks.gan.training
 
     def fail(*args, **kwargs):
         raise GanforgeError("the first step failed")
 
-    monkeypatch.setattr(ganforge.training.task, "training_step", fail)
+    monkeypatch.setattr(ganforge.tasks.gan.training, "training_step", fail)
     code, err = run_cli(capsys, *train_args(gray_folder(tmp_path / "data"), tmp_path / "runs" / "new"))
     assert code == 1
     assert_one_line_error(err, "the first step failed")

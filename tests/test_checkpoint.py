@@ -1,5 +1,6 @@
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,26 +13,29 @@ from ganforge.checkpoint import (
     global_rng_state,
     latest_checkpoint,
     load_checkpoint,
-    load_generator,
+    resolve_checkpoint,
     save_checkpoint,
     save_run_checkpoint,
     set_global_rng_state,
 )
 from ganforge.errors import GanforgeError
 from ganforge.models import build_generator
-from ganforge.sampling import generate, generate_images, sample_noise
+from ganforge.sampling import generate_images, sample_noise
+from ganforge.tasks.gan.handle import generate, load_generator
 
 
 def fake_checkpoint(model: str, **generator_args) -> tuple[dict, torch.nn.Module]:
+    """A checkpoint of today's format holding only a GAN's generator, and the generator."""
     args = dict(z_dim=12, width=8, channels=1, image_size=28) | generator_args
     torch.manual_seed(1)
     generator = build_generator(model, args)
     checkpoint = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "task": "gan",
         "model": model,
-        "generator_args": args,
-        "generator": generator.state_dict(),
+        "generator_args": {"generator": args},
+        "generators": {"generator": generator.state_dict()},
     }
     return checkpoint, generator
 
@@ -193,42 +197,54 @@ def test_a_version_1_checkpoint_still_loads_and_samples_the_same(tmp_path):
     assert np.array_equal(images.numpy(), np.load(fixture / "checkpoint_v1_samples.npy"))
 
 
-def test_a_run_saved_before_the_training_split_resumes_bit_exactly(tmp_path):
-    """tests/data/run_format2 is a format-2 run (conditional dcgan, EMA, lazy R1) that ganforge at ec06dff stopped
-    at step 3 (its images are remade below). Its state loads whole, and resumed to step 6 it gives exactly what the
-    same state saved by today's code gives. (Not a run trained here from step 0: its first 3 steps ran on another
-    CPU, whose kernels round differently.)"""
-    import shutil
+FIXTURES = Path(__file__).parent / "data"
 
+
+def format2_run(tmp_path: Path, fixture: str, name: str) -> Path:
+    """A copy of the committed run ``fixture`` whose config.yaml points at its data (remade, or committed)."""
     import numpy as np
     import yaml
 
+    run = tmp_path / name
+    shutil.copytree(FIXTURES / fixture, run)
+    if fixture == "run_format2":
+        generator = torch.Generator().manual_seed(7)
+        images = torch.randint(0, 256, (48, 1, 8, 8), generator=generator, dtype=torch.uint8).numpy()
+        data = tmp_path / "images.npz"
+        np.savez(data, images=images, labels=(torch.arange(48) % 3).numpy())
+    else:
+        data = FIXTURES / "pairs"  # tests/data/pairs: scripts/make_translation_fixtures.py wrote it and the runs
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump(config | {"data": str(data), "out": str(run), "threads": 1}))
+    return run
+
+
+@pytest.mark.parametrize("fixture", ["run_format2", "run_pix2pix_format2", "run_cyclegan_format2"])
+def test_a_format_2_run_resumes_bit_exactly(tmp_path, fixture):
+    """tests/data/run_format2 is a format-2 run (conditional dcgan, EMA, lazy R1) that ganforge at ec06dff stopped
+    at step 3 (its images are remade below); run_pix2pix_format2 and run_cyclegan_format2 (EMA, a history of
+    fakes) are format-2 runs that ganforge at e078c8a stopped at step 3 on tests/data/pairs. Each state loads
+    whole, and resumed to step 6 it gives exactly what the same state saved by today's code (format 3) gives.
+    (Not runs trained here from step 0: their first 3 steps ran on another CPU, whose kernels round differently.)"""
     from ganforge import resume
     from test_training import assert_same_tensors
 
-    generator = torch.Generator().manual_seed(7)
-    images = torch.randint(0, 256, (48, 1, 8, 8), generator=generator, dtype=torch.uint8).numpy()
-    np.savez(tmp_path / "images.npz", images=images, labels=(torch.arange(48) % 3).numpy())
-    runs = {}
-    for name in ("old", "resaved"):
-        runs[name] = run = tmp_path / name
-        shutil.copytree(Path(__file__).parent / "data" / "run_format2", run)
-        config = yaml.safe_load((run / "config.yaml").read_text())
-        (run / "config.yaml").write_text(
-            yaml.safe_dump(config | {"data": str(tmp_path / "images.npz"), "out": str(run)})
-        )
-    fixture = load_checkpoint(runs["old"])
+    runs = {name: format2_run(tmp_path, fixture, name) for name in ("old", "resaved")}
+    raw = torch.load(resolve_checkpoint(runs["old"]), weights_only=True)
+    fixture_state = load_checkpoint(runs["old"])  # upgraded on reading
     saved = runs["resaved"] / "checkpoints" / "ckpt_00000003.pt"
     written = saved.stat().st_mtime_ns
     resume(runs["resaved"], steps=3)  # no step to take: loads the format-2 state and saves it as today's code does
     assert saved.stat().st_mtime_ns != written
     resaved = load_checkpoint(runs["resaved"])
-    assert fixture["format_version"] == 2 and resaved["step"] == 3
-    parts = ("generator", "discriminator", "ema_generator", "g_optimizer", "d_optimizer", "noise_rng")
-    assert_same_tensors({p: fixture[p] for p in parts}, {p: resaved[p] for p in parts})
+    assert raw["format_version"] == 2 and torch.load(saved, weights_only=True)["format_version"] == FORMAT_VERSION
+    assert resaved["step"] == 3 and resaved["task"] == fixture_state["task"] == raw.get("task", "gan")
+    parts = ("generators", "discriminators", "ema_generators", "optimizers", "extras", "noise_rng")
+    assert_same_tensors({p: fixture_state.get(p) for p in parts}, {p: resaved.get(p) for p in parts})
     for run in runs.values():
         resume(run, steps=6)
     old, new = load_checkpoint(runs["old"]), load_checkpoint(runs["resaved"])
     assert old["step"] == new["step"] == 6
-    assert_same_tensors({p: old[p] for p in parts}, {p: new[p] for p in parts})
-    assert not all(torch.equal(old["generator"][k], fixture["generator"][k]) for k in old["generator"])  # it trained
+    assert_same_tensors({p: old.get(p) for p in parts}, {p: new.get(p) for p in parts})
+    trained, started = old["generators"], fixture_state["generators"]
+    assert not all(torch.equal(trained[n][k], started[n][k]) for n in trained for k in trained[n])  # it trained

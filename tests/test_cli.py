@@ -10,8 +10,10 @@ import yaml
 from PIL import Image
 
 from ganforge.checkpoint import load_checkpoint, resolve_checkpoint
-from ganforge.cli import main
-from ganforge.config import TrainConfig, flag
+from ganforge.cli import config_fields, main
+from ganforge.config import TrainConfig
+from ganforge.settings import flag
+from ganforge.tasks.translation import Pix2PixSettings
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:
@@ -55,9 +57,12 @@ def test_help_lists_every_config_flag_with_its_default(capsys):
     code, out, _ = run_cli(capsys, "train", "--help")
     assert code == 0
     text = " ".join(out.split())
-    for field in dataclasses.fields(TrainConfig):
+    fields = [field for field, _ in config_fields()]  # the shared ones and every task's own
+    assert len(fields) > len(dataclasses.fields(TrainConfig)) + len(dataclasses.fields(Pix2PixSettings))
+    for field in fields:
         assert f"--{flag(field.name)}" in text
-    assert text.count("(default:") >= len(dataclasses.fields(TrainConfig))
+    assert text.count("(default:") >= len(fields)
+    assert "--task pix2pix and cyclegan:" in text and "--task gan:" in text  # the tasks' own flags, grouped
     code, out, _ = run_cli(capsys, "generate", "--help")
     assert code == 0 and "--seed" in out and "(default: 64)" in out
 
@@ -203,7 +208,7 @@ def test_plot_and_export_commands_write_their_files(capsys, trained_run, tmp_pat
     from safetensors.torch import load_file
 
     exported = load_file(str(tmp_path / "g.st"))
-    generator = load_checkpoint(trained_run)["generator"]
+    generator = load_checkpoint(trained_run)["generators"]["generator"]
     assert exported.keys() == generator.keys() and all(torch.equal(exported[k], generator[k]) for k in generator)
 
 
@@ -243,7 +248,7 @@ def test_config_file_and_flags_resolve_in_print_config(capsys, tmp_path, monkeyp
     code, out, err = run_cli(capsys, "train", "--config", "mine.yaml", "--lr", "0.01", "--print-config")
     assert code == 0, err
     config = yaml.safe_load(out)
-    assert config["model"] == "mlp" and config["z_dim"] == 32  # from the file
+    assert config["model"] == "mlp" and config["gan"]["z_dim"] == 32  # from the file, flat or in its section
     assert config["lr"] == 0.01 and config["g_lr"] == 0.01  # the flag, and what follows from it
     assert config["batch_size"] == 128 and config["width"] == 128  # the model's defaults, filled
     assert config["out"] is None and config["image_size"] is None  # a fresh run directory; the data's size
@@ -282,3 +287,27 @@ def test_debug_works_before_and_after_the_command(capsys):
     assert build_parser().parse_args(["--debug", "plot", "run"]).debug
     assert build_parser().parse_args(["plot", "run", "--debug"]).debug
     assert not hasattr(build_parser().parse_args(["plot", "run"]), "debug")
+
+
+def test_print_config_fed_back_trains_colour_data_with_the_colour_recipe(capsys, tmp_path):
+    """--print-config printed the grayscale recipe (loss: nonsaturating, diffaug: false) for colour data, and fed
+    back with --config it trained that recipe: what the data decide now stays null until they are read."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for name in ("red", "blue"):
+        (tmp_path / "colour" / name).mkdir(parents=True)
+        for index in range(10):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+                tmp_path / "colour" / name / f"{index}.png"
+            )
+    code, out, err = run_cli(capsys, "train", "--data", tmp_path / "colour", "--print-config")
+    assert code == 0, err
+    printed = yaml.safe_load(out)
+    assert printed["loss"] is None and printed["gan"]["diffaug"] is None and printed["gan"]["n_critic"] is None
+    (tmp_path / "printed.yaml").write_text(out)
+    args = ["train", "--config", tmp_path / "printed.yaml", "--steps", "1", "--batch-size", "4", "--width", "4"]
+    code, _, err = run_cli(capsys, *args, "--out", tmp_path / "run", "--no-progress", "--no-tensorboard")
+    assert code == 0, err
+    trained = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert (trained["loss"], trained["gan"]["diffaug"], trained["channels"]) == ("hinge", True, 3)

@@ -15,11 +15,11 @@ from ganforge.data import (
     ImageDataset,
     conform_images,
     load_dataset,
-    load_embedded_mnist,
     load_torchvision_dataset,
     scale_images,
     split_holdout,
 )
+from ganforge.data.sources import load_embedded_mnist
 from ganforge.errors import GanforgeError
 
 
@@ -128,7 +128,7 @@ def test_an_npz_too_big_for_memory_is_refused_before_loading(tmp_path, monkeypat
 
     np.savez(tmp_path / "data.npz", images=np.zeros((4, 1, 8, 8), np.uint8))
     assert len(load_dataset(str(tmp_path / "data.npz"))) == 4
-    monkeypatch.setattr(ganforge.data, "MEMORY_FRACTION", 1e-12)
+    monkeypatch.setattr(ganforge.data.memory, "MEMORY_FRACTION", 1e-12)
     with pytest.raises(GanforgeError, match="data.npz: 4 images at 1x8x8 need 0.0 GiB in memory, more than half"):
         load_dataset(str(tmp_path / "data.npz"))
 
@@ -139,15 +139,15 @@ def decode_cache(tmp_path, monkeypatch):
     of the decodes done."""
     import ganforge.data
 
-    monkeypatch.setattr(ganforge.data, "FOLDER_CACHE_MIN", 4)
+    monkeypatch.setattr(ganforge.data.folders, "FOLDER_CACHE_MIN", 4)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    decodes, decode = [], ganforge.data.decode_images
+    decodes, decode = [], ganforge.data.folders.decode_images
 
     def counted(files, *args, **kwargs):
         decodes.append(len(files))
         return decode(files, *args, **kwargs)
 
-    monkeypatch.setattr(ganforge.data, "decode_images", counted)
+    monkeypatch.setattr(ganforge.data.folders, "decode_images", counted)
     return decodes
 
 
@@ -221,7 +221,7 @@ def test_a_folder_too_big_for_memory_streams_from_the_cache_and_so_does_its_trai
     import ganforge.data
 
     data = make_folder(tmp_path / "data")  # 6 images, 2 classes
-    monkeypatch.setattr(ganforge.data, "memory_budget", lambda: 2 * 3 * 16 * 16)  # room for 2 images at 16 px
+    monkeypatch.setattr(ganforge.data.memory, "memory_budget", lambda: 2 * 3 * 16 * 16)  # room for 2 images at 16 px
     with caplog.at_level(logging.INFO, logger="ganforge"):
         streamed = load_dataset(str(data), image_size=16)
     assert "streaming them from a memory-mapped decode cache" in caplog.text and decode_cache == [6]
@@ -229,13 +229,13 @@ def test_a_folder_too_big_for_memory_streams_from_the_cache_and_so_does_its_trai
     assert entry.parent == tmp_path / "cache" / "ganforge" / "folders" and str(entry) in mapped_files()
     again = load_dataset(str(data), image_size=16)  # the entry, mapped again: nothing decoded
     assert decode_cache == [6] and again.streamed_from == entry
-    monkeypatch.setattr(ganforge.data, "FOLDER_CACHE_MIN", 100)  # a fresh decode, into memory, to compare
-    monkeypatch.setattr(ganforge.data, "memory_budget", lambda: None)
+    monkeypatch.setattr(ganforge.data.folders, "FOLDER_CACHE_MIN", 100)  # a fresh decode, into memory, to compare
+    monkeypatch.setattr(ganforge.data.memory, "memory_budget", lambda: None)
     in_memory = load_dataset(str(data), image_size=16)
     assert in_memory.streamed_from is None and decode_cache == [6, 6]
     assert torch.equal(streamed.images, in_memory.images) and torch.equal(streamed.labels, in_memory.labels)
     # A third held out: its 2 images fit in memory, the 4 for training stream from a file of their own.
-    monkeypatch.setattr(ganforge.data, "memory_budget", lambda: 2 * 3 * 16 * 16)
+    monkeypatch.setattr(ganforge.data.memory, "memory_budget", lambda: 2 * 3 * 16 * 16)
     (train, held), (expected_train, expected_held) = split_holdout(streamed, 1 / 3), split_holdout(in_memory, 1 / 3)
     assert held.streamed_from is None and torch.equal(held.images, expected_held.images)
     assert train.streamed_from.name == f"{entry.stem}-holdout0.333333-train.npy"
@@ -253,7 +253,7 @@ def test_a_streamed_folder_trains_end_to_end(tmp_path, decode_cache, monkeypatch
     from test_training import QUIET
 
     data = make_folder(tmp_path / "data", per_class=4)
-    monkeypatch.setattr(ganforge.data, "memory_budget", lambda: 3 * 3 * 16 * 16)
+    monkeypatch.setattr(ganforge.data.memory, "memory_budget", lambda: 3 * 3 * 16 * 16)
     config = TrainConfig(
         data=str(data),
         model="dcgan",
@@ -275,7 +275,7 @@ def test_a_streamed_folder_without_room_in_the_cache_is_one_line(tmp_path, decod
     import ganforge.data
 
     data = make_folder(tmp_path / "data")
-    monkeypatch.setattr(ganforge.data, "memory_budget", lambda: 3 * 16 * 16)
+    monkeypatch.setattr(ganforge.data.memory, "memory_budget", lambda: 3 * 16 * 16)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: types.SimpleNamespace(total=2**30, used=2**30, free=1000))
     with pytest.raises(
         GanforgeError, match=r"decoding them needs 0\.0 GiB free in .*folders, which has 0\.0 GiB"

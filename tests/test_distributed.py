@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from ganforge import TrainConfig, load_checkpoint, train
-from ganforge.training.task import GANTask
+from ganforge.config import config_to_dict
+from ganforge.tasks.gan.training import GANTrainer as GANTask
 from test_training import QUIET, assert_equal_up_to_rounding, assert_same_tensors, make_digits_folder
 
 # Each rank of a torchrun run trains, then saves the weights it ended with and the real images of each step.
@@ -18,7 +19,7 @@ WORKER = """
 import json, os, sys
 import torch
 from ganforge import TrainConfig, train
-from ganforge.training.task import GANTask
+from ganforge.tasks.gan.training import GANTrainer as GANTask
 
 reals, next_batch = [], GANTask.next_batch
 def recording_next_batch(self, step):
@@ -27,7 +28,7 @@ def recording_next_batch(self, step):
     return batch
 GANTask.next_batch = recording_next_batch
 
-result = train(TrainConfig(**json.loads(sys.argv[1])))
+result = train(TrainConfig.from_dict(json.loads(sys.argv[1])))
 weights = {"generator": result.generator.state_dict(), "discriminator": result.discriminator.state_dict()}
 torch.save({"step": result.step, "reals": reals, **weights}, os.path.join(sys.argv[2], f"rank{os.environ['RANK']}.pt"))
 """
@@ -44,7 +45,7 @@ def train_two_processes(tmp_path: Path, config: TrainConfig) -> list[dict]:
     """Train ``config`` with two processes; the weights each rank ended with."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    values = {name: value for name, value in vars(config).items()}
+    values = config_to_dict(config)
     done = torchrun(str(script), json.dumps(values), str(tmp_path), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     return [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(2)]
@@ -85,10 +86,13 @@ def test_two_processes_take_the_same_steps_as_one_with_the_whole_batch(tmp_path,
         assert torch.equal(torch.cat([ranks[0]["reals"][step], ranks[1]["reals"][step]]), batch.real), step
     initial = load_checkpoint(tmp_path / "one" / "checkpoints" / "ckpt_00000000.pt")
     for network in ("generator", "discriminator"):
-        assert_equal_up_to_rounding(ranks[0][network], getattr(single, network).state_dict(), initial[network])
+        saved = initial[f"{network}s"][network]
+        assert_equal_up_to_rounding(ranks[0][network], getattr(single, network).state_dict(), saved)
     # The EMA generator counted every rank's images.
     two, one = (load_checkpoint(tmp_path / name) for name in ("two", "one"))
-    assert_equal_up_to_rounding(two["ema_generator"], one["ema_generator"], initial["generator"])
+    assert_equal_up_to_rounding(
+        two["ema_generators"]["generator"], one["ema_generators"]["generator"], initial["generators"]["generator"]
+    )
 
 
 @pytest.mark.slow
@@ -108,7 +112,7 @@ def test_batchnorm_and_the_gradient_penalty_keep_the_ranks_identical(tmp_path):
     initial = load_checkpoint(tmp_path / "run" / "checkpoints" / "ckpt_00000000.pt")
     for network in ("generator", "discriminator"):
         assert_same_tensors(parameters_of(ranks[0][network]), parameters_of(ranks[1][network]))
-        assert not torch.equal(ranks[0][network]["net.0.weight"], initial[network]["net.0.weight"])
+        assert not torch.equal(ranks[0][network]["net.0.weight"], initial[f"{network}s"][network]["net.0.weight"])
 
 
 @pytest.mark.slow
@@ -126,8 +130,8 @@ def test_torchrun_cli_resumes_a_two_process_run_exactly(tmp_path):
 
     resumed, uninterrupted = load_checkpoint(tmp_path / "split"), load_checkpoint(tmp_path / "whole")
     assert resumed["step"] == uninterrupted["step"] == 8
-    for network in ("generator", "discriminator"):
-        assert_same_tensors(resumed[network], uninterrupted[network])
+    for networks in ("generators", "discriminators"):
+        assert_same_tensors(resumed[networks], uninterrupted[networks])
     # Only rank 0 writes: one metrics line per report, no line twice.
     steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6, 8]
@@ -164,8 +168,8 @@ def test_translation_under_torchrun_takes_the_steps_of_one_process(tmp_path, tas
     rate, and a GAN's steps amplify it (after 4 CycleGAN steps, one thread against two already moves the outputs
     by 5 to 10 levels of 255); a wrong split of the batch moves them as far as training does. Without dropout and
     the history of fakes: each rank draws those for its own half."""
-    from ganforge.pairs import load_translation_data
-    from ganforge.translation import load_translator
+    from ganforge.tasks.translation.data import load_translation_data
+    from ganforge.tasks.translation.handle import load_translator
     from test_translation import side_by_side_folder
 
     data = side_by_side_folder(tmp_path / "data", train=8, test=2)

@@ -8,10 +8,12 @@ import torch
 import ganforge.metrics.evaluation as evaluate_module
 from ganforge.checkpoint import load_checkpoint, resolve_checkpoint
 from ganforge.cli import main
+from ganforge.commands import evaluate
 from ganforge.data import load_torchvision_dataset
 from ganforge.errors import GanforgeError
-from ganforge.metrics import MNISTClassifier, MNISTFeatures, evaluate, evaluate_images, load_mnist_classifier
-from ganforge.sampling import load, write_images
+from ganforge.metrics import MNISTClassifier, MNISTFeatures, evaluate_images, load_mnist_classifier
+from ganforge.sampling import write_images
+from ganforge.tasks import load
 
 
 @pytest.fixture(scope="module")

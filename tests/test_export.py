@@ -8,12 +8,14 @@ import torch
 import yaml
 
 from conftest import gan_models
-from ganforge.checkpoint import load_checkpoint, load_generator
+from ganforge.checkpoint import load_checkpoint
 from ganforge.cli import main
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.export import export_generator
 from ganforge.models import MODELS
-from ganforge.sampling import generate_images, load, sample_noise, to_uint8
+from ganforge.sampling import generate_images, sample_noise, to_uint8
+from ganforge.tasks import load
+from ganforge.tasks.gan.handle import load_generator
 
 
 @pytest.fixture(scope="module", params=[(name,) for name in gan_models()] + [("dcgan", "--conditional")], ids=" ".join)
@@ -148,11 +150,11 @@ def test_hub_export_replaces_nothing_without_overwrite_and_refuses_what_it_canno
     with pytest.raises(GanforgeError, match="config.json does not read as JSON"):
         load(folder)
     (folder / "config.json").write_text('{"format": "something-else"}')
-    with pytest.raises(GanforgeError, match="is not the config.json of a ganforge generator"):
+    with pytest.raises(GanforgeError, match="is not the config.json of a ganforge model"):
         load(folder)
 
 
 def test_hub_folder_of_an_ema_run_refuses_no_ema(evaluated_run, tmp_path):
     folder = export_generator(evaluated_run, "hub", tmp_path / "hub")
-    with pytest.raises(GanforgeError, match="holds only the generator's moving average"):
+    with pytest.raises(GanforgeError, match="holds only the generators' moving average"):
         load(folder, ema=False)

@@ -14,15 +14,16 @@ import ganforge.metrics.evaluation
 from ganforge.checkpoint import (
     POINTER,
     checkpoint_name,
-    describe_generator,
     load_checkpoint,
     resolve_checkpoint,
     save_checkpoint,
 )
 from ganforge.errors import GanforgeError
 from ganforge.export import export_generator
-from ganforge.sampling import TrainedGenerator, export_dataset, generate, generate_images, load, sample_noise, to_uint8
-from ganforge.serve import Sampler
+from ganforge.sampling import generate_images, sample_noise, to_uint8
+from ganforge.tasks import load
+from ganforge.tasks.gan.handle import TrainedGenerator, describe_generator, export_dataset, generate
+from ganforge.tasks.gan.web import Sampler
 
 
 @pytest.mark.parametrize("flags", [("mlp",), ("dcgan", "--conditional")], ids=" ".join)
@@ -45,7 +46,7 @@ def test_load_samples_what_generate_samples(tiny_run, flags):
 
 def tiny_handle(conditional_generator) -> TrainedGenerator:
     """A handle around TinyConditionalGenerator: an image's pixels are all 60 * (label + 1) / 255."""
-    checkpoint = {"model": "tiny", "generator_args": {"z_dim": 8, "num_classes": 3}}
+    checkpoint = {"model": "tiny", "generator_args": {"generator": {"z_dim": 8, "num_classes": 3}}}
     description = describe_generator(checkpoint, conditional_generator)
     return TrainedGenerator(Path("tiny.pt"), conditional_generator, {}, ["a", "b", "c"], description)
 
@@ -88,9 +89,12 @@ def moving_run(tiny_run, tmp_path, monkeypatch):
     shutil.copytree(tiny_run("dcgan", "--conditional"), run)
     first = resolve_checkpoint(run)
     checkpoint = load_checkpoint(first)
-    for key in ("generator", "ema_generator"):
+    for key in ("generators", "ema_generators"):
         if key in checkpoint:
-            checkpoint[key] = {name: t + 0.5 if t.is_floating_point() else t for name, t in checkpoint[key].items()}
+            weights = checkpoint[key]["generator"]
+            checkpoint[key] = {
+                "generator": {name: t + 0.5 if t.is_floating_point() else t for name, t in weights.items()}
+            }
     other = first.parent / checkpoint_name(99)
     save_checkpoint(checkpoint | {"step": 99}, other)
     assert not torch.equal(generate(first, n=4), generate(other, n=4))

@@ -33,9 +33,10 @@ def test_a_discriminator_that_wins_for_long_is_reported_once_per_stretch(tmp_pat
 
 
 def test_a_translation_run_is_not_warned_about_a_winning_discriminator(tmp_path, caplog):
-    from ganforge.training import GANTask, TranslationTask
+    from ganforge.tasks.gan.training import GANTrainer
+    from ganforge.tasks.translation.training import TranslationTrainer
 
-    assert GANTask.watches_discriminator and not TranslationTask.watches_discriminator
+    assert GANTrainer.watches_discriminator and not TranslationTrainer.watches_discriminator
     monitor = RunMonitor(tmp_path, None, 0, 8, 100, log_every=50, tensorboard=False, progress=False, watch_d=False)
     with caplog.at_level(logging.WARNING, logger="ganforge"):
         feed(monitor, range(1, 3 * D_WINS_STEPS), d_fake=0.001)

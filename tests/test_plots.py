@@ -142,3 +142,52 @@ def test_plot_through_the_cli_skips_every_kind_of_bad_line_and_keeps_the_good_va
     assert [record["step"] for record in training] == [10, 20, 30, 40]
     assert "d_loss" not in training[2] and "g_loss" not in training[2] and training[2]["d_real"] == 0.6
     assert [(record["step"], record.get("fid")) for record in evaluations] == [(20, 80.0), (30, None)]
+
+
+@pytest.mark.parametrize("task", ["gan", "pix2pix"])
+def test_each_task_draws_what_its_step_reports_on_its_own_axis(tmp_path, task):
+    """A pix2pix run's discriminator outputs are mean patch logits: drawn as logits, on an axis that holds them,
+    not on a 0..1 "probability of 'real'" axis (a logit of -3 fell off it)."""
+    import yaml
+
+    from ganforge.config import TrainConfig, config_to_dict
+    from ganforge.plots import draw_run
+
+    run = tmp_path / "run"
+    if task == "gan":
+        records = [training_record(step) for step in (10, 20, 30)]
+    else:
+        records = [
+            {"step": step, "d_loss": 0.5, "g_loss": 2.0, "l1": 0.3, "d_real_logit": 2.5, "d_fake_logit": -3.0}
+            for step in (10, 20, 30)
+        ]
+    write_metrics(run, records)
+    (run / "config.yaml").write_text(yaml.safe_dump(config_to_dict(TrainConfig(task=task))))
+    axes = {name: figure.axes[0] for name, figure in draw_run(run).items()}
+    discriminator = axes["discriminator.png"]
+    labels = [line.get_label() for line in discriminator.get_lines()]
+    low, high = discriminator.get_ylim()
+    if task == "gan":
+        assert discriminator.get_ylabel() == "probability of 'real'" and (low, high) == (0.0, 1.0)
+        assert labels[:2] == ["D(x), real images", "D(G(z)), generated images"]
+    else:
+        assert discriminator.get_ylabel() == "mean patch logit" and low < -3.0 and high > 2.5
+        assert labels[:2] == ["D(a, b): real pairs", "D(a, G(a)): translated pairs"]
+        assert "generator, L1 to the target" in [line.get_label() for line in axes["losses.png"].get_lines()]
+
+
+def test_the_progress_bar_names_each_statistic_as_its_task_declares(tmp_path):
+    """The bar called a translator's patch logits D(x) and D(G(z)), as if they were a GAN's probabilities."""
+    from ganforge.monitor import RunMonitor
+    from ganforge.tasks import TASKS
+
+    record = {"d_loss": 0.5, "g_loss": 2.0, "l1": 0.3, "d_real_logit": 2.5, "d_fake_logit": -3.0}
+    statistics = TASKS["pix2pix"].statistics
+    monitor = RunMonitor(tmp_path, None, 0, 8, 10, 5, tensorboard=False, progress=False, statistics=statistics)
+    shown = monitor.postfix(record)
+    monitor.close()
+    assert shown == "d_loss=0.500 g_loss=2.000 L1=0.300 D real=2.500 D fake=-3.000" and "D(x)" not in shown
+    gan = TASKS["gan"].statistics
+    monitor = RunMonitor(tmp_path, None, 0, 8, 10, 5, tensorboard=False, progress=False, statistics=gan)
+    assert monitor.postfix(training_record(10)) == "d_loss=0.700 g_loss=1.000 D(x)=0.60 D(G(z))=0.40"
+    monitor.close()

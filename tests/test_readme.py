@@ -71,6 +71,7 @@ FENCE = re.compile(r"^```(?P<language>\w*)\s*$")
 SMALL_TRAIN = {"steps": 2, "batch_size": 16, "log_every": 1, "download": False, "progress": False, "tensorboard": False}
 SMALL_EVAL = {"eval_every": "1", "eval_samples": 32}  # for a run that asked for --eval-every
 DROPPED = ("epochs", "minutes", "data_root")  # data_root becomes an empty folder: the embedded MNIST subset
+GAN_ONLY = ("download", "eval_samples", "data_root")  # settings of --task gan alone: other tasks refuse them
 # Sampling commands: each flag's value is at most this (and this when the command leaves the flag out).
 SMALL = {"generate": {"--n": 16, "--per-class": 2}, "interpolate": {"--n": 4, "--steps": 4}, "evaluate": {"--n": 16}}
 # Run directories the README names but never makes -> (model, flags) of the conftest tiny_run that stands in.
@@ -212,15 +213,30 @@ def as_flags(fields: dict) -> list[str]:
     return words
 
 
-def small_train_args(args: list[str], empty_root: Path) -> list[str]:
-    """A train or resume command made small: SMALL_TRAIN's fields (and SMALL_EVAL's) instead of its own."""
+def small_train_args(args: list[str], empty_root: Path, task: str = "gan") -> list[str]:
+    """A train or resume command (of a ``task`` run) made small: SMALL_TRAIN's fields (and SMALL_EVAL's) instead
+    of its own; a GAN's data root the empty one."""
     evaluated = any(word.split("=")[0] == "--eval-every" for word in args)
     fields = SMALL_TRAIN | (SMALL_EVAL if evaluated else {})
     if args[0] == "resume" or "--resume" in args:  # a resumed run keeps its batch size (a new one is refused)
         fields = {name: value for name, value in fields.items() if name != "batch_size"}
+    if task != "gan":
+        fields = {name: value for name, value in fields.items() if name not in GAN_ONLY}
     switches = {name for name, value in fields.items() if isinstance(value, bool)}
     kept = without_flags(args, set(fields) - switches | set(DROPPED), switches)
-    return kept + as_flags(fields) + ["--data-root", str(empty_root)]
+    return kept + as_flags(fields) + (["--data-root", str(empty_root)] if task == "gan" else [])
+
+
+def task_of(args: list[str]) -> str:
+    """The task of a train or resume command: its --task, or the resumed run's (its config.yaml)."""
+    from ganforge.config import read_config_values
+
+    if "--task" in args:
+        return args[args.index("--task") + 1]
+    resumed = args[1] if args[0] == "resume" else args[args.index("--resume") + 1] if "--resume" in args else None
+    if resumed and (Path(resumed) / "config.yaml").is_file():
+        return read_config_values(Path(resumed) / "config.yaml").get("task", "gan")
+    return "gan"
 
 
 def small_sampling_args(args: list[str], command: str) -> list[str]:
@@ -304,9 +320,12 @@ class ReadmeRun:
         args = [str(self.facades) + word[len(FACADES) :] if word.startswith(FACADES) else word for word in args]
         name = next(word for word in args if not word.startswith("-"))
         if name in ("train", "resume"):
-            args = small_train_args(args, self.empty_root)
-        args = small_sampling_args(args, name)
-        if name == "evaluate" and not self.has_mnist:
+            args = small_train_args(args, self.empty_root, task_of(args))
+        scored = args[args.index(name) + 1] if name == "evaluate" else None
+        translator = scored is not None and task_of(["resume", scored]) != "gan"
+        if not translator:  # a translator's evaluate scores its test split: it takes no --n
+            args = small_sampling_args(args, name)
+        if name == "evaluate" and not self.has_mnist and not translator:
             pytest.skip("evaluate scores against MNIST's test split: set GANFORGE_DATA_ROOT to a root holding MNIST")
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -330,6 +349,8 @@ class ReadmeRun:
         def small_train(config, *args, **kwargs):
             fields = SMALL_TRAIN | (SMALL_EVAL if str(config.eval_every) != "0" else {})
             fields |= {name: None for name in DROPPED} | {"data_root": str(self.empty_root)}
+            if config.task != "gan":
+                fields = {name: value for name, value in fields.items() if name not in GAN_ONLY}
             return train(dataclasses.replace(config, **fields), *args, **kwargs)
 
         code = compile("\n" * block.line + source, str(README), "exec")

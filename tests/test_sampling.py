@@ -99,9 +99,10 @@ def conditional_checkpoint(tmp_path, classes):
     checkpoint = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "task": "gan",
         "model": "dcgan",
-        "generator_args": args,
-        "generator": generator.state_dict(),
+        "generator_args": {"generator": args},
+        "generators": {"generator": generator.state_dict()},
         "classes": classes,
     }
     save_checkpoint(checkpoint, tmp_path / "cond.pt")
@@ -120,7 +121,8 @@ def test_balanced_labels_cycle_through_the_classes():
 
 def test_a_conditional_runs_sample_grid_is_whole_rows_of_ten(tiny_run):
     """The training grid of a 10-class run: 60 images, 6 whole rows of 10 (issue #15)."""
-    from ganforge.sampling import grid_size, load
+    from ganforge.sampling import grid_size
+    from ganforge.tasks import load
 
     run = tiny_run("dcgan", "--conditional")
     grid = Image.open(sorted((run / "samples").glob("step_*.png"))[-1])
@@ -133,8 +135,9 @@ def test_generate_puts_one_class_per_column(tmp_path, tiny_run, conditional_gene
     """With 3 classes the grid is near-square, 6 columns (two per class), and every column holds one class."""
     import dataclasses
 
-    from ganforge.checkpoint import describe_generator, load_checkpoint
-    from ganforge.sampling import generate, load
+    from ganforge.checkpoint import load_checkpoint
+    from ganforge.tasks import load
+    from ganforge.tasks.gan.handle import describe_generator, generate
 
     mlp = load(tiny_run("mlp"))
     description = describe_generator(load_checkpoint(mlp.path), conditional_generator)
@@ -148,7 +151,7 @@ def test_generate_puts_one_class_per_column(tmp_path, tiny_run, conditional_gene
 
 
 def test_generate_with_labels_writes_them_to_the_npz(tmp_path):
-    from ganforge.sampling import generate
+    from ganforge.tasks.gan.handle import generate
 
     path, generator = conditional_checkpoint(tmp_path, ["cat", "dog", "eel"])
     sevens = generate(path, n=6, seed=1, labels=2, out=tmp_path / "eels.npz")
@@ -164,7 +167,7 @@ def test_a_synthetic_dataset_round_trips_through_the_imagefolder_loader(tmp_path
     import torchvision
 
     from ganforge.data import load_image_folder
-    from ganforge.sampling import export_dataset
+    from ganforge.tasks.gan.handle import export_dataset
 
     path, _ = conditional_checkpoint(tmp_path, ["cat", "dog", "eel"])
     images, labels = export_dataset(path, tmp_path / "synthetic", per_class=4, seed=3)

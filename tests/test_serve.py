@@ -19,8 +19,9 @@ pytest.importorskip("fastapi", reason="ganforge serve needs fastapi: pip install
 from fastapi.testclient import TestClient  # noqa: E402
 
 import ganforge.serve  # noqa: E402
-from ganforge.sampling import generate  # noqa: E402
-from ganforge.serve import MAX_SEED, create_app  # noqa: E402
+from ganforge.config import MAX_SEED  # noqa: E402
+from ganforge.serve import create_app  # noqa: E402
+from ganforge.tasks.gan.handle import generate  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -128,7 +128,7 @@ def test_the_class_picker_asks_for_the_class_chosen(browser, server_thread, cond
 
 def test_the_translation_page_shows_an_uploaded_images_translation(browser, server_thread, tmp_path):
     from ganforge import train
-    from ganforge.translation import load_translator, read_input, translate_images
+    from ganforge.tasks.translation.handle import load_translator, read_input, translate_images
     from test_translation import side_by_side_folder, translation_config
 
     data = side_by_side_folder(tmp_path / "data", train=4, test=1)
@@ -155,7 +155,7 @@ def test_the_translation_page_shows_an_uploaded_images_translation(browser, serv
         )
         shown = Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB")
         generator = load_translator(tmp_path / "run", "cpu").generator()
-        expected = translate_images(generator, read_input(picture, 32))[0].permute(1, 2, 0).numpy()
+        expected = translate_images(generator, read_input(picture, 3, 32))[0].permute(1, 2, 0).numpy()
         assert shown.size == (32, 32) and shown.tobytes() == Image.fromarray(expected).tobytes()
         assert browser.find_element(By.ID, "download").is_displayed()
         browser.save_screenshot(str(tmp_path / "translate-page.png"))

@@ -42,21 +42,23 @@ def test_float16_mixed_precision_trains_with_r1_and_resumes_exactly_with_its_los
     # Each scaler started at 2**16 and stepped 6 times: at that scale the first float16 gradients overflow, so
     # it halved (backoff) at least once, and counted the good updates since its last overflow. Measured (AMD EPYC):
     # g_scaler 2**14 with 4 good updates since, d_scaler 2**13 with 1 (the R1 term overflows more).
-    for name in ("g_scaler", "d_scaler"):
-        scaler = checkpoint[name]
+    for name in ("g", "d"):
+        scaler = checkpoint["scalers"][name]
         halvings = math.log2(2.0**16 / scaler["scale"])
         assert halvings >= 1 and halvings == int(halvings), scaler
         assert 1 <= scaler["_growth_tracker"] and halvings + scaler["_growth_tracker"] <= 6, scaler
-    assert all(torch.isfinite(t).all() for t in checkpoint["generator"].values())
+    assert all(torch.isfinite(t).all() for t in checkpoint["generators"]["generator"].values())
     initial = load_checkpoint(straight.run_dir / "checkpoints" / "ckpt_00000000.pt")
-    assert not torch.equal(initial["generator"]["net.0.weight"], checkpoint["generator"]["net.0.weight"])
+    assert not torch.equal(
+        initial["generators"]["generator"]["net.0.weight"], checkpoint["generators"]["generator"]["net.0.weight"]
+    )
 
     first = train(recipe_config(tmp_path, "resumed", steps=3, **techniques))
     resumed = load_checkpoint(resume(first.run_dir, steps=6).run_dir)
-    for part in ("generator", "discriminator", "g_optimizer", "d_optimizer"):
+    for part in ("generators", "discriminators", "optimizers"):
         assert_same_tensors({part: checkpoint[part]}, {part: resumed[part]})
     # The scalers hold Python numbers, not tensors: compared whole.
-    assert (checkpoint["g_scaler"], checkpoint["d_scaler"]) == (resumed["g_scaler"], resumed["d_scaler"])
+    assert checkpoint["scalers"] == resumed["scalers"]
 
 
 def test_bfloat16_autocast_trains_and_resumes_exactly(tmp_path):
@@ -67,11 +69,13 @@ def test_bfloat16_autocast_trains_and_resumes_exactly(tmp_path):
     first = train(recipe_config(tmp_path, "resumed", model="mlp", steps=2, precision="bf16"))
     resumed = resume(first.run_dir, steps=4)
     a, b = load_checkpoint(straight.run_dir), load_checkpoint(resumed.run_dir)
-    assert a["step"] == b["step"] == 4 and "g_scaler" not in a
-    for part in ("generator", "discriminator", "g_optimizer", "d_optimizer", "noise_rng"):
+    assert a["step"] == b["step"] == 4 and "scalers" not in a
+    for part in ("generators", "discriminators", "optimizers", "noise_rng"):
         assert_same_tensors({part: a[part]}, {part: b[part]})
     initial = load_checkpoint(straight.run_dir / "checkpoints" / "ckpt_00000000.pt")
-    assert not torch.equal(initial["generator"]["net.0.weight"], a["generator"]["net.0.weight"])
+    assert not torch.equal(
+        initial["generators"]["generator"]["net.0.weight"], a["generators"]["generator"]["net.0.weight"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -104,10 +108,12 @@ def test_compiled_training_matches_eager_and_saves_the_plain_networks(tmp_path):
     compiled = train(recipe_config(tmp_path, "compiled", model="mlp", steps=4, compile=True, precision="32"))
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2  # G and D really were compiled
     a, b = load_checkpoint(eager.run_dir), load_checkpoint(compiled.run_dir)
-    assert a["generator"].keys() == b["generator"].keys()  # no "_orig_mod." from the compiled wrapper
+    assert (
+        a["generators"]["generator"].keys() == b["generators"]["generator"].keys()
+    )  # no "_orig_mod." from the compiled wrapper
     initial = load_checkpoint(eager.run_dir / "checkpoints" / "ckpt_00000000.pt")
-    for network in ("generator", "discriminator"):  # the same steps, up to the kernels' rounding
-        assert_equal_up_to_rounding(b[network], a[network], initial[network])
+    for kind, network in (("generators", "generator"), ("discriminators", "discriminator")):  # up to rounding
+        assert_equal_up_to_rounding(b[kind][network], a[kind][network], initial[kind][network])
 
 
 def test_compile_keeps_the_discriminator_eager_when_a_penalty_differentiates_it_twice(tmp_path, caplog):

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ganforge.device
-import ganforge.training.task
+import ganforge.tasks.gan.training
 from ganforge import train
 from ganforge.config import TrainConfig
 from ganforge.device import count_cores
@@ -157,13 +157,13 @@ def test_a_negative_thread_count_is_refused_in_one_line():
 @pytest.fixture
 def step_threads(monkeypatch):
     """The torch thread count each training step ran with, in a list."""
-    seen, step = [], ganforge.training.task.training_step
+    seen, step = [], ganforge.tasks.gan.training.training_step
 
     def recording_step(*args, **kwargs):
         seen.append(torch.get_num_threads())
         return step(*args, **kwargs)
 
-    monkeypatch.setattr(ganforge.training.task, "training_step", recording_step)
+    monkeypatch.setattr(ganforge.tasks.gan.training, "training_step", recording_step)
     return seen
 
 

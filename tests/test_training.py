@@ -142,14 +142,14 @@ def test_same_seed_gives_the_same_checkpoint_and_resume_is_exact(tmp_path):
     )
     straight = train(TrainConfig(steps=19, out=str(tmp_path / "straight"), **common))
     again = train(TrainConfig(steps=19, out=str(tmp_path / "again"), **common))
-    assert_same_tensors(load_checkpoint(straight.run_dir)["generator"], load_checkpoint(again.run_dir)["generator"])
+    assert_same_tensors(load_checkpoint(straight.run_dir)["generators"], load_checkpoint(again.run_dir)["generators"])
 
     first = train(TrainConfig(steps=7, out=str(tmp_path / "resumed"), **common))
     assert first.step == 7
     resumed = resume(first.run_dir, steps=19)
     assert resumed.step == 19
     a, b = load_checkpoint(straight.run_dir), load_checkpoint(resumed.run_dir)
-    for part in ("generator", "discriminator", "g_optimizer", "d_optimizer", "noise_rng"):
+    for part in ("generators", "discriminators", "optimizers", "noise_rng"):
         assert_same_tensors({part: a[part]}, {part: b[part]})
 
 
@@ -253,19 +253,19 @@ def test_a_run_that_reaches_its_steps_says_it_finished(tmp_path, caplog):
 
 def poison_generator(monkeypatch, at_calls):
     """Make training_step set a generator weight to NaN on the given calls (1-based)."""
-    import ganforge.training.task
+    import ganforge.tasks.gan.training
 
-    original, calls = ganforge.training.task.training_step, []
+    original, calls = ganforge.tasks.gan.training.training_step, []
 
     def poisoned_step(state, *args):
         stats = original(state, *args)
         calls.append(1)
         if len(calls) in at_calls:
             with torch.no_grad():
-                next(state.generator.parameters())[0].fill_(float("nan"))
+                next(state.generators["generator"].parameters())[0].fill_(float("nan"))
         return stats
 
-    monkeypatch.setattr(ganforge.training.task, "training_step", poisoned_step)
+    monkeypatch.setattr(ganforge.tasks.gan.training, "training_step", poisoned_step)
 
 
 def nan_config(tmp_path, **changes) -> TrainConfig:
@@ -285,7 +285,7 @@ def test_non_finite_weights_are_never_saved(tmp_path, monkeypatch):
         train(nan_config(tmp_path, checkpoint_every="1", on_nan="stop"))
     checkpoint = load_checkpoint(tmp_path / "run")
     assert checkpoint["step"] == 3
-    assert all(torch.isfinite(t).all() for t in tensors_of(checkpoint["generator"]).values())
+    assert all(torch.isfinite(t).all() for t in tensors_of(checkpoint["generators"]["generator"]).values())
 
 
 def test_a_nan_loss_is_caught_at_the_first_report_after_it(tmp_path, monkeypatch):
@@ -308,7 +308,7 @@ def test_divergence_rolls_back_with_halved_learning_rates(tmp_path, monkeypatch)
     assert result.step == 10
     checkpoint = load_checkpoint(result.run_dir)
     assert checkpoint["rollbacks"] == 1
-    assert checkpoint["g_optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 / 2)
+    assert checkpoint["optimizers"]["g"]["param_groups"][0]["lr"] == pytest.approx(1e-3 / 2)
     events = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert {"event": "rollback", "at_step": 4, "to_step": 2}.items() <= [e for e in events if "event" in e][0].items()
 
@@ -434,7 +434,7 @@ def test_periodic_evaluation_logs_scores_and_keeps_the_best_checkpoint(tmp_path,
     evals = [e for e in events if e.get("event") == "eval"]
     assert [e["step"] for e in evals] == [100, 200, 300]
     assert {"fid", "kid", "precision", "recall", "classes_covered", "class_kl", "feature_spread"} <= evals[0].keys()
-    assert (evals[0]["features"], evals[0]["samples"]) == ("mnist", config.eval_samples)  # what scored them
+    assert (evals[0]["features"], evals[0]["samples"]) == ("mnist", config.settings.eval_samples)  # what scored them
     best = load_checkpoint(result.run_dir / "checkpoints" / "best.pt")
     assert best["eval"]["fid"] == min(e["fid"] for e in evals)
     assert best["step"] == min(evals, key=lambda e: e["fid"])["step"]
@@ -462,7 +462,7 @@ def spy_on_the_recipe(monkeypatch) -> collections.Counter:
     Keys: "hinge.discriminator", "hinge.generator", ..., "gradient_penalty", "r1_penalty", "diff_augment".
     """
     import ganforge.losses
-    import ganforge.training.step
+    import ganforge.tasks.gan.step
 
     calls = collections.Counter()
 
@@ -478,8 +478,8 @@ def spy_on_the_recipe(monkeypatch) -> collections.Counter:
         monkeypatch.setitem(ganforge.losses.LOSSES, name, dataclasses.replace(loss, **halves))
     for name in ("gradient_penalty", "r1_penalty"):  # the penalty terms call these by their module's names
         monkeypatch.setattr(ganforge.losses, name, counted(getattr(ganforge.losses, name), name))
-    augment = counted(ganforge.training.step.diff_augment, "diff_augment")  # the recipe's partial holds this one
-    monkeypatch.setattr(ganforge.training.step, "diff_augment", augment)
+    augment = counted(ganforge.tasks.gan.step.diff_augment, "diff_augment")  # the recipe's partial holds this one
+    monkeypatch.setattr(ganforge.tasks.gan.step, "diff_augment", augment)
     return calls
 
 
@@ -513,29 +513,37 @@ def test_every_loss_and_technique_trains(tmp_path, monkeypatch, changes, expecte
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert records and all(torch.isfinite(torch.tensor([r["d_loss"], r["g_loss"]])).all() for r in records)
     initial, end = load_checkpoint(result.run_dir / "checkpoints" / "ckpt_00000000.pt"), load_checkpoint(result.run_dir)
-    assert any(not torch.equal(initial["discriminator"][k], v) for k, v in end["discriminator"].items())
+    assert any(
+        not torch.equal(initial["discriminators"]["discriminator"][k], v)
+        for k, v in end["discriminators"]["discriminator"].items()
+    )
     assert end["model"] == changes.get("model", "dcgan")
     if changes.get("conditional"):
-        assert end["generator_args"]["num_classes"] == 2
+        assert end["generator_args"]["generator"]["num_classes"] == 2
     if changes.get("ema"):  # the average moved off the initial weights, and lags behind the generator
-        ema, generator = end["ema_generator"]["net.0.weight"], end["generator"]["net.0.weight"]
-        assert not torch.equal(ema, initial["generator"]["net.0.weight"]) and not torch.equal(ema, generator)
+        ema, generator = (
+            end["ema_generators"]["generator"]["net.0.weight"],
+            end["generators"]["generator"]["net.0.weight"],
+        )
+        assert not torch.equal(ema, initial["generators"]["generator"]["net.0.weight"]) and not torch.equal(
+            ema, generator
+        )
 
 
 def test_n_critic_updates_the_generator_every_nth_step(tmp_path):
     result = train(recipe_config(tmp_path, "run", steps=9, loss="wgan-gp", n_critic=3))
     checkpoint = load_checkpoint(result.run_dir)
-    d_steps = checkpoint["d_optimizer"]["state"][0]["step"].item()
-    g_steps = checkpoint["g_optimizer"]["state"][0]["step"].item()
+    d_steps = checkpoint["optimizers"]["d"]["state"][0]["step"].item()
+    g_steps = checkpoint["optimizers"]["g"]["state"][0]["step"].item()
     assert (d_steps, g_steps) == (9, 3)
-    assert checkpoint["config"]["n_critic"] == 3
+    assert checkpoint["config"]["gan"]["n_critic"] == 3
 
 
 def test_two_time_scale_learning_rates_reach_the_optimisers(tmp_path):
     result = train(recipe_config(tmp_path, "run", steps=2, g_lr=1e-4, d_lr=4e-4))
     checkpoint = load_checkpoint(result.run_dir)
-    assert checkpoint["g_optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
-    assert checkpoint["d_optimizer"]["param_groups"][0]["lr"] == pytest.approx(4e-4)
+    assert checkpoint["optimizers"]["g"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+    assert checkpoint["optimizers"]["d"]["param_groups"][0]["lr"] == pytest.approx(4e-4)
 
 
 @pytest.mark.slow
@@ -546,14 +554,14 @@ def test_a_conditional_ema_run_resumes_exactly_and_samples_the_average(tmp_path)
     first = train(recipe_config(tmp_path, "resumed", steps=7, **techniques))
     resumed = resume(first.run_dir, steps=13)
     a, b = load_checkpoint(straight.run_dir), load_checkpoint(resumed.run_dir)
-    for part in ("generator", "ema_generator", "discriminator", "g_optimizer", "d_optimizer", "noise_rng"):
+    for part in ("generators", "ema_generators", "discriminators", "optimizers", "noise_rng"):
         assert_same_tensors({part: a[part]}, {part: b[part]})
-    assert a["generator_args"]["num_classes"] == 2 and a["classes"] == ["0", "1"]
+    assert a["generator_args"]["generator"]["num_classes"] == 2 and a["classes"] == ["0", "1"]
     # Sampling uses the moving average unless told otherwise, and it differs from the raw generator.
     averaged, raw = load_generator(straight.run_dir), load_generator(straight.run_dir, ema=False)
     noise, labels = sample_noise(4, 100, seed=0), torch.tensor([0, 1, 0, 1])
-    ema_generator = build_generator("dcgan", a["generator_args"])
-    ema_generator.load_state_dict(a["ema_generator"])
+    ema_generator = build_generator("dcgan", a["generator_args"]["generator"])
+    ema_generator.load_state_dict(a["ema_generators"]["generator"])
     ema_generator.eval()
     assert torch.equal(
         generate_images(averaged, noise, labels=labels), generate_images(ema_generator, noise, labels=labels)
@@ -608,7 +616,7 @@ def test_mirror_flips_half_the_real_images_and_resumes_exactly(tmp_path, monkeyp
     """--mirror: each step's real images are the sampler's, x-flipped where its per-epoch draw says (about half),
     in the same order as without; a run stopped mid-epoch and resumed flips the same images."""
     from ganforge.data import EpochSampler
-    from ganforge.training import GANTask
+    from ganforge.tasks.gan.training import GANTrainer as GANTask
 
     sampler = EpochSampler(1000, 100, seed=3)
     flips = torch.cat([sampler.flips(step) for step in range(10)])
@@ -618,8 +626,8 @@ def test_mirror_flips_half_the_real_images_and_resumes_exactly(tmp_path, monkeyp
     reals, next_batch = {}, GANTask.next_batch
 
     def recording(self, step):
-        reals.setdefault(self.config.mirror, []).append(next_batch(self, step))
-        return reals[self.config.mirror][-1]
+        reals.setdefault(self.config.settings.mirror, []).append(next_batch(self, step))
+        return reals[self.config.settings.mirror][-1]
 
     monkeypatch.setattr(GANTask, "next_batch", recording)
     straight = train(recipe_config(tmp_path, "straight", steps=5, mirror=True, holdout=0.0))
@@ -633,10 +641,10 @@ def test_mirror_flips_half_the_real_images_and_resumes_exactly(tmp_path, monkeyp
     assert 0 < flipped < 40  # some of the 40 images, not all
     first = train(recipe_config(tmp_path, "resumed", steps=2, mirror=True, holdout=0.0))
     a, b = load_checkpoint(straight.run_dir), load_checkpoint(resume(first.run_dir, steps=5).run_dir)
-    for part in ("generator", "discriminator"):
+    for part in ("generators", "discriminators"):
         assert_same_tensors({part: a[part]}, {part: b[part]})
 
 
 def test_mirror_is_refused_by_translation(tmp_path):
-    with pytest.raises(UsageError, match="--mirror is for --task gan"):
+    with pytest.raises(UsageError, match="--mirror belongs to --task gan, not --task pix2pix"):
         TrainConfig(task="pix2pix", data=str(tmp_path), mirror=True).validate()

@@ -2,7 +2,7 @@
 
 >>> import ganforge
 >>> result = ganforge.train(ganforge.TrainConfig(model="dcgan", data="mnist", minutes=5))
->>> generator = ganforge.load(result.run_dir)  # the trained generator, its config and classes, loaded once
+>>> generator = ganforge.load(result.run_dir)  # the run's task's handle: its generator, config and classes
 >>> images = generator.sample(64)  # (64, 1, 28, 28) uint8, cycling through the classes
 
 Each name is imported from its module when first used (PEP 562), so that
@@ -20,28 +20,30 @@ EXPORTS = {
     "LOSSES": "ganforge.losses",
     "MODELS": "ganforge.models",
     "TrainConfig": "ganforge.config",
+    "TASKS": "ganforge.tasks",
     "TrainResult": "ganforge.training",
-    "TrainedGenerator": "ganforge.sampling",
-    "TrainedTranslator": "ganforge.translation",
+    "TrainedGenerator": "ganforge.tasks.gan.handle",
+    "TrainedTranslator": "ganforge.tasks.translation.handle",
     "create_app": "ganforge.serve",  # fastapi is imported when the app is made, not here
-    "evaluate": "ganforge.metrics",
+    "evaluate": "ganforge.commands",
+    "export_dataset": "ganforge.tasks.gan.handle",
     "export_generator": "ganforge.export",
-    "generate": "ganforge.sampling",
+    "generate": "ganforge.tasks.gan.handle",
     "generate_images": "ganforge.sampling",
-    "interpolate": "ganforge.sampling",
-    "load": "ganforge.sampling",
+    "interpolate": "ganforge.tasks.gan.handle",
+    "load": "ganforge.tasks",
     "load_checkpoint": "ganforge.checkpoint",
     "load_config": "ganforge.config",
     "load_dataset": "ganforge.data",
-    "load_generator": "ganforge.checkpoint",
-    "load_translator": "ganforge.translation",
+    "load_generator": "ganforge.tasks.gan.handle",
+    "load_translator": "ganforge.tasks.translation.handle",
     "plot_run": "ganforge.plots",  # matplotlib is imported when plotting, not here
     "resume": "ganforge.training",
     "sample_noise": "ganforge.sampling",
     "save_config": "ganforge.config",
     "slerp": "ganforge.sampling",
     "train": "ganforge.training",
-    "translate": "ganforge.translation",
+    "translate": "ganforge.tasks.translation.handle",
     "write_images": "ganforge.sampling",
 }
 

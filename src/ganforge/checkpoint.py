@@ -1,10 +1,14 @@
 """Checkpoints: one dict of plain data and tensors, written atomically, read safely.
 
-A checkpoint holds everything needed to rebuild and continue a run: the model
-name and constructor arguments (so the networks can be rebuilt without the
-code that trained them), both networks' and both optimisers' states, the step,
-the resolved config and the noise generator's state. It never holds pickled
-classes, and it is only ever read with ``torch.load(weights_only=True)``.
+A checkpoint holds everything needed to rebuild and continue a run: its task,
+the model name and every network's constructor arguments (so the networks can
+be rebuilt without the code that trained them), the networks', optimisers' and
+loss scalers' states, the step, the resolved config and the random streams
+(``training.state.TrainState.state_dict``). It never holds pickled classes,
+and it is only ever read with ``torch.load(weights_only=True)``. Checkpoints
+of older formats are upgraded on reading (``upgrade_checkpoint``), and a folder
+written by ``export --format hub`` reads as a checkpoint of its one set of
+weights (``read_hub_folder``), so no reader needs to know either.
 """
 
 import json
@@ -15,24 +19,29 @@ import numpy as np
 import torch
 from torch import nn
 
+from ganforge.config import config_to_dict, upgrade_config
 from ganforge.device import to_fast_layout
 from ganforge.errors import GanforgeError, first_line
 from ganforge.files import atomic_write
 from ganforge.models import MODELS, build_generator
+from ganforge.tasks import DEFAULT_TASK
 from ganforge.version import __version__
 
 FORMAT = "ganforge-checkpoint"
-FORMAT_VERSION = 2  # 2: optional ema_generator and classes; num_classes in the models' arguments
+# 2: optional ema_generator and classes; num_classes in the models' arguments.
+# 3: the task; networks, their arguments, averages, optimisers and scalers by name; the task's extras; the
+#    config in sections.
+FORMAT_VERSION = 3
 POINTER = "latest"  # a run's checkpoints/latest names its newest complete checkpoint file
-BEST = "best.pt"  # checkpoints/best.pt: the checkpoint with the lowest FID of the periodic evaluations
-HUB_FORMAT = "ganforge-generator"  # config.json's "format" in an export --format hub folder
+BEST = "best.pt"  # checkpoints/best.pt: the checkpoint with the best score of the periodic evaluations
+HUB_FORMATS = ("ganforge-generator", "ganforge-translator")  # config.json's "format" in an export --format hub folder
 HUB_CONFIG, HUB_WEIGHTS = "config.json", "model.safetensors"  # a Hugging Face model repository's layout
 
 
 def make_checkpoint(state: dict, config: dict, **extra) -> dict:
     """The envelope around a train state's ``state_dict()``: format, version and the run's config.
 
-    ``extra``: plain data about the run (the classes' names, the number of images).
+    ``extra``: plain data about the run (the classes' names).
     """
     return {
         "format": FORMAT,
@@ -47,15 +56,34 @@ def make_checkpoint(state: dict, config: dict, **extra) -> dict:
 def upgrade_checkpoint(checkpoint: dict) -> dict:
     """A checkpoint of an older format in today's form, so that no reader needs to know the old ones.
 
-    Format 1 (ganforge 0.1.0) had no class-conditional models, no EMA and no class names.
+    Format 1 (ganforge 0.1.0) had no class-conditional models, no EMA and no class names. Format 2 had no task
+    where it was a noise-to-image run, whose one generator, discriminator, average, optimisers and scalers were
+    keys of their own, and a flat config.
     """
+    checkpoint = dict(checkpoint)
     if checkpoint.get("format_version", 1) < 2:
-        checkpoint = dict(checkpoint)
         for args in ("generator_args", "discriminator_args"):
             checkpoint[args] = {"num_classes": 0} | checkpoint[args]
         checkpoint["classes"] = checkpoint.get("classes") or []
-        checkpoint["config"] = {"conditional": False, "ema": False} | checkpoint["config"]
-        checkpoint["format_version"] = FORMAT_VERSION
+        checkpoint["config"] = {"conditional": False, "ema": False} | checkpoint.get("config", {})
+    if checkpoint.get("format_version", 1) < 3:
+        if "generators" not in checkpoint:  # one network of each kind, each under its own key
+            for kind in ("generator", "discriminator"):
+                if kind in checkpoint:
+                    checkpoint[f"{kind}s"] = {kind: checkpoint.pop(kind)}
+                if f"{kind}_args" in checkpoint:
+                    checkpoint[f"{kind}_args"] = {kind: checkpoint[f"{kind}_args"]}
+            if "ema_generator" in checkpoint:
+                checkpoint["ema_generators"] = {"generator": checkpoint.pop("ema_generator")}
+        for part in ("optimizer", "scaler"):
+            saved = {key: checkpoint.pop(f"{key}_{part}") for key in ("g", "d") if f"{key}_{part}" in checkpoint}
+            if saved:
+                checkpoint[f"{part}s"] = saved
+        checkpoint["extras"] = {"pools": checkpoint.pop("pools")} if "pools" in checkpoint else {}
+        checkpoint.setdefault("task", DEFAULT_TASK)
+    if "config" in checkpoint:
+        checkpoint["config"] = config_to_dict(upgrade_config(checkpoint["config"])) if checkpoint["config"] else {}
+    checkpoint["format_version"] = FORMAT_VERSION
     return checkpoint
 
 
@@ -189,75 +217,47 @@ def load_state(module: nn.Module, state: dict, what: str, path: str | Path) -> N
         raise GanforgeError(f"{path}: the {what} weights do not fit the architecture ({detail[:200]})") from None
 
 
-def read_generator(source: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> dict:
-    """Everything someone sampling a run needs, from one read of one checkpoint, as plain data.
+def generator_weights(checkpoint: dict, ema: bool, path: Path) -> tuple[dict[str, dict], bool]:
+    """(each generator's weights by name, whether they are moving averages): with ``ema``, the averages where the
+    run kept them. An exported folder holds one set, the averages where the run kept them (then ``ema`` False
+    is refused)."""
+    if "exported_ema" in checkpoint:
+        if not ema and checkpoint["exported_ema"]:
+            raise GanforgeError(
+                f"{path.parent} holds only the generators' moving average (EMA); --no-ema needs the run itself"
+            )
+        return checkpoint["generators"], checkpoint["exported_ema"]
+    if ema and "ema_generators" in checkpoint:
+        return checkpoint["ema_generators"], True
+    return checkpoint["generators"], False
 
-    ``source`` (a run directory, a checkpoint file, or a folder written by
-    ``export --format hub``) is resolved once, so a run
-    still training cannot move its latest checkpoint between two reads. Returns
-    ``path`` (the checkpoint read), ``generator`` (eval mode, on ``device``; with
-    ``ema``, the moving average when the run kept one), ``config`` (the run's
-    TrainConfig as a dict, empty when the checkpoint holds none), ``classes``
-    (the training data's class names, possibly empty) and ``description``
-    (``describe_generator``'s dict).
-    """
+
+def rebuild_generators(
+    checkpoint: dict, weights: dict[str, dict], path: Path, device: str | torch.device
+) -> dict[str, nn.Module]:
+    """Each generator of ``checkpoint`` (its ``model``, its ``generator_args``) holding ``weights``, in eval mode
+    on ``device``."""
+    model, generators = checkpoint["model"], {}
+    for name, args in checkpoint["generator_args"].items():
+        what = name if "generator" in name else f"{name} generator"
+        try:
+            generator = build_generator(model, args)
+        except (KeyError, TypeError, ValueError) as error:
+            raise GanforgeError(f"{path}: cannot rebuild the {model} {what} ({error})") from None
+        if name not in weights:
+            raise GanforgeError(f"{path} holds no weights of the {what}")
+        load_state(generator, weights[name], what, path)
+        generators[name] = to_fast_layout(generator.to(device)).eval()
+    return generators
+
+
+def read_source(source: str | Path) -> tuple[dict, Path]:
+    """(checkpoint, the file read) of a run directory, a checkpoint file or an ``export --format hub`` folder,
+    each read once: a run still training cannot move its latest checkpoint between two reads."""
     if is_hub_folder(source):
-        return read_hub_folder(Path(source), device, ema)
+        return read_hub_folder(Path(source))
     path = resolve_checkpoint(source)
-    checkpoint = load_checkpoint(path)
-    if checkpoint.get("task", "gan") != "gan":
-        raise TranslationRunError(path, checkpoint["task"])
-    which = "ema_generator" if ema and "ema_generator" in checkpoint else "generator"
-    generator = rebuild_generator(checkpoint, checkpoint[which], which.replace("_", " "), path, device)
-    return {
-        "path": path,
-        "generator": generator,
-        "config": dict(checkpoint.get("config") or {}),
-        "classes": list(checkpoint.get("classes") or []),
-        "description": describe_generator(checkpoint, generator) | {"ema": which == "ema_generator"},
-    }
-
-
-class TranslationRunError(GanforgeError):
-    """A command for noise-to-image generators was given a translation run (its ``path`` is the checkpoint)."""
-
-    def __init__(self, path: Path, task: str):
-        super().__init__(
-            f"{path} is a {task} run: it translates images rather than sampling noise; "
-            "use ganforge translate (or evaluate, serve, export) on it"
-        )
-        self.path, self.task = path, task
-
-
-def read_translator(source: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> dict:
-    """``read_generator``'s counterpart for a translation run (pix2pix, CycleGAN): one read of one checkpoint.
-
-    Returns ``path``, ``generators`` (by direction, 'AtoB' and for CycleGAN 'BtoA'; eval mode, on ``device``;
-    with ``ema``, each one's moving average when the run kept one), ``config`` (the run's TrainConfig as a
-    dict) and ``task``.
-    """
-    path = resolve_checkpoint(source)
-    checkpoint = load_checkpoint(path)
-    if checkpoint.get("task", "gan") == "gan":
-        raise GanforgeError(f"{path} is a noise-to-image GAN, not a translation run: use ganforge generate on it")
-    generators = {}
-    weights = checkpoint["ema_generators"] if ema and "ema_generators" in checkpoint else checkpoint["generators"]
-    for direction, args in checkpoint["generator_args"].items():
-        description = {"model": checkpoint["model"], "generator_args": args}
-        state = weights[direction]
-        generators[direction] = rebuild_generator(description, state, f"{direction} generator", path, device)
-    return {"path": path, "generators": generators, "config": dict(checkpoint["config"]), "task": checkpoint["task"]}
-
-
-def rebuild_generator(description: dict, state: dict, what: str, path: Path, device: str | torch.device) -> nn.Module:
-    """The generator ``description["model"]`` with ``description["generator_args"]``, holding ``state``, in eval
-    mode on ``device``."""
-    try:
-        generator = build_generator(description["model"], description["generator_args"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise GanforgeError(f"{path}: cannot rebuild the {description.get('model')} generator ({error})") from None
-    load_state(generator, state, what, path)
-    return to_fast_layout(generator.to(device)).eval()
+    return load_checkpoint(path), path
 
 
 def is_hub_folder(source: str | Path) -> bool:
@@ -266,18 +266,17 @@ def is_hub_folder(source: str | Path) -> bool:
     return (source / HUB_CONFIG).is_file() and (source / HUB_WEIGHTS).is_file()
 
 
-def read_hub_folder(folder: Path, device: str | torch.device = "cpu", ema: bool = True) -> dict:
-    """``read_generator``'s dict from an ``export --format hub`` folder: config.json and model.safetensors.
-
-    The folder holds one generator: the moving average when the run kept one, so ``ema=False`` is refused then.
-    """
+def read_hub_folder(folder: Path) -> tuple[dict, Path]:
+    """(a checkpoint of the one set of weights, the weights file) of an ``export --format hub`` folder:
+    config.json (the task, model, constructor arguments, config; older GAN exports: no task, and one
+    generator's arguments) and model.safetensors (one generator's weights, or several prefixed by name)."""
     config_path, weights_path = folder / HUB_CONFIG, folder / HUB_WEIGHTS
     try:
         description = json.loads(config_path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise GanforgeError(f"{config_path} does not read as JSON ({error})") from None
-    if not isinstance(description, dict) or description.get("format") != HUB_FORMAT:
-        raise GanforgeError(f"{config_path} is not the config.json of a ganforge generator")
+        raise GanforgeError(f"{config_path} does not read as JSON ({first_line(error)})") from None
+    if not isinstance(description, dict) or description.get("format") not in HUB_FORMATS:
+        raise GanforgeError(f"{config_path} is not the config.json of a ganforge model")
     if description.get("model") not in MODELS:
         model = description.get("model")
         raise GanforgeError(f"{config_path} holds a model {model!r} that this ganforge does not know")
@@ -290,47 +289,24 @@ def read_hub_folder(folder: Path, device: str | torch.device = "cpu", ema: bool 
     except Exception as error:  # safetensors raises its own error types for a foreign or truncated file
         reason = first_line(error)
         raise GanforgeError(f"{weights_path} is not a readable safetensors file ({reason})") from None
-    if not ema and description.get("ema"):
-        raise GanforgeError(f"{folder} holds only the generator's moving average (EMA); --no-ema needs the run itself")
-    generator = rebuild_generator(description, state, "generator", weights_path, device)
-    return {
-        "path": weights_path,
-        "generator": generator,
-        "config": dict(description.get("config") or {}),
+    args = description.get("generator_args") or {}
+    if not all(isinstance(value, dict) for value in args.values()):  # one generator's arguments, not by name
+        args = {"generator": args}
+    if len(args) == 1:
+        weights = {next(iter(args)): state}
+    else:
+        weights = {
+            name: {key.removeprefix(f"{name}."): t for key, t in state.items() if key.startswith(f"{name}.")}
+            for name in args
+        }
+    checkpoint = {
+        "task": description.get("task", DEFAULT_TASK),
+        "model": description["model"],
+        "generator_args": args,
+        "generators": weights,
+        "exported_ema": bool(description.get("ema")),
+        "config": config_to_dict(upgrade_config(description["config"])) if description.get("config") else {},
         "classes": list(description.get("classes") or []),
-        "description": describe_generator(description, generator) | {"ema": bool(description.get("ema"))},
+        "step": description.get("step", 0),
     }
-
-
-def load_generator(source: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> nn.Module:
-    """The trained generator of a run directory or checkpoint, in eval mode on ``device``.
-
-    With ``ema`` (the default), the generator's moving average when the run kept one.
-    ``ganforge.load(source)`` gives it together with its config, classes and a ``sample`` method.
-
-    >>> generator = load_generator("runs/my-run")
-    >>> images = generator(torch.randn(16, generator.z_dim))  # (16, C, H, W)
-    """
-    return read_generator(source, device, ema)["generator"]
-
-
-@torch.no_grad()
-def describe_generator(checkpoint: dict, generator: nn.Module) -> dict:
-    """Plain data about a checkpoint's generator: what someone sampling it, or using an export of it, needs.
-
-    The image shape comes from one forward pass, so it holds for any architecture.
-    """
-    num_classes = getattr(generator, "num_classes", 0) or 0
-    device = next(generator.parameters()).device
-    inputs = [torch.zeros(1, generator.z_dim, device=device)]
-    if num_classes:
-        inputs.append(torch.zeros(1, dtype=torch.long, device=device))
-    return {
-        "model": checkpoint["model"],
-        "generator_args": dict(checkpoint["generator_args"]),
-        "z_dim": generator.z_dim,
-        "num_classes": num_classes,
-        "image_shape": list(generator(*inputs).shape[1:]),  # (C, H, W)
-        "output_range": list(generator.output_range),
-        "step": checkpoint.get("step", 0),
-    }
+    return checkpoint, weights_path

@@ -1,8 +1,10 @@
 """The command line: parse flags, call the library, print errors as one line.
 
-Every ``train`` flag is a field of ``TrainConfig`` (its help text lives there);
-every command is a public function first: ``train``, ``resume``, ``generate``,
-``evaluate``, ``interpolate``, ``export_generator``, ``plot_run``, ``serve``.
+Every ``train`` flag is a field of ``TrainConfig`` or of a task's own settings
+(its help text lives there); every command is a public function first:
+``train``, ``resume``, ``generate``, ``translate``, ``evaluate``,
+``interpolate``, ``export_generator``, ``plot_run``, ``serve``. The command
+line never asks which task a run is: the library loads the run and asks it.
 Each command's flags are declared by its ``add_<command>``, beside the
 ``run_<command>`` that calls the library. Nothing here imports torch until a
 command runs, so ``--help`` and ``--version`` answer at once.
@@ -26,13 +28,18 @@ from ganforge.config import (
     FEATURE_EXTRACTORS,
     MAX_SEED,
     SERVE_MAX_N,
+    SHARED,
     TrainConfig,
     config_from_dict,
     config_to_yaml,
-    flag,
+    foreign_setting,
     read_config_values,
 )
 from ganforge.errors import GanforgeError, UsageError
+from ganforge.models import MODELS
+from ganforge.settings import flag
+from ganforge.tasks import DEFAULT_TASK, TASKS, serving
+from ganforge.tasks.translation import DIRECTIONS
 from ganforge.version import __version__
 
 log = logging.getLogger("ganforge")
@@ -57,23 +64,96 @@ def field_type(hint) -> type:
     return hint
 
 
+def config_fields() -> list[tuple[dataclasses.Field, list[str]]]:
+    """Every flag of ``train``: (its field, the tasks whose own settings declare it; [] for a shared field). A
+    field that several tasks declare is one flag."""
+    fields = [(field, []) for field in dataclasses.fields(TrainConfig) if field.name in SHARED]
+    own: dict[str, tuple[dataclasses.Field, list[str]]] = {}
+    for task_name, task in TASKS.items():
+        for field in dataclasses.fields(task.settings):
+            own.setdefault(field.name, (field, []))[1].append(task_name)
+    return fields + list(own.values())
+
+
+def default_text(field: dataclasses.Field, owners: list[str]) -> str:
+    """What --help says a flag's default is: per task where the tasks differ (their defaults, their own
+    settings' defaults, the models' recipes), else the field's own words or value."""
+    meta, name = field.metadata, field.name
+    if owners:
+        defaults = {task: default_of(TASKS[task].settings, name) for task in owners}
+        texts = {task: meta["default_help"] or value for task, value in defaults.items()}
+        return one_or_each({task: text_of(text) for task, text in texts.items()})
+    per_task = {
+        task_name: task.default_help.get(name, task.defaults.get(name))
+        for task_name, task in TASKS.items()
+        if name in task.default_help or name in task.defaults
+    }
+    recipe = {"width": "width", "batch_size": "batch_size", "lr": "lr", "ema": "ema"}
+    if name in recipe:  # the models' published recipes
+        return ", ".join(f"{model} {text_of(getattr(spec, recipe[name]))}" for model, spec in MODELS.items())
+    if name in ("beta1", "beta2"):
+        return ", ".join(f"{model} {spec.betas[name == 'beta2']}" for model, spec in MODELS.items())
+    if per_task:
+        own = meta["default_help"] or (None if field.default is None else field.default)
+        texts = {task: text_of(text) for task, text in per_task.items()}
+        rest = [task for task in TASKS if task not in texts]
+        if own is not None and rest:
+            texts |= {task: text_of(own) for task in rest}
+        return one_or_each(texts)
+    return text_of(meta["default_help"] or field.default)
+
+
+def default_of(settings, name: str):
+    """The default of the field ``name`` of the dataclass ``settings``."""
+    return next(f.default for f in dataclasses.fields(settings) if f.name == name)
+
+
+def text_of(value) -> str:
+    """A default as --help writes it: on/off for booleans."""
+    return {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
+
+
+def one_or_each(texts: dict[str, str]) -> str:
+    """'x' when every task says x, else 'TASK: x; OTHER: y'."""
+    if len(set(texts.values())) == 1:
+        return next(iter(texts.values()))
+    return "; ".join(f"{task}: {text}" for task, text in texts.items())
+
+
+def field_help(field: dataclasses.Field, owners: list[str]) -> str:
+    """A flag's help: what it is, which tasks take it (a task's own setting), and its default."""
+    meta, name = field.metadata, field.name
+    text = meta["help"]
+    if name == "task":
+        text += ": " + "; ".join(f"{task_name}, {task.summary}" for task_name, task in TASKS.items())
+    elif name == "model":
+        text += ": " + "; ".join(f"{', '.join(task.models)} ({task_name})" for task_name, task in TASKS.items())
+    if owners:
+        text = f"{' and '.join(owners)}: {text}"
+    return f"{text} (default: {default_text(field, owners)})"
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field. Unset flags stay absent, so a resume sees what was given."""
+    """One flag per field of TrainConfig and of each task's settings, the tasks' own in a group per owner. Unset
+    flags stay absent, so a resume sees what was given."""
     hints = typing.get_type_hints(TrainConfig)
-    for field in dataclasses.fields(TrainConfig):
-        kind, meta = field_type(hints[field.name]), field.metadata
-        default = meta["default_help"] or field.default
-        help_text = f"{meta['help']} (default: {default})"
-        names = [f"--{flag(field.name)}", *(f"--{alias}" for alias in meta["aliases"])]
-        if kind is bool:
-            parser.add_argument(
-                *names,
-                action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-                help=help_text,
-            )
+    groups = {}
+    for field, owners in config_fields():
+        if owners:
+            hints = typing.get_type_hints(TASKS[owners[0]].settings)
+            key = " and ".join(owners)
+            if key not in groups:
+                groups[key] = parser.add_argument_group(f"--task {key}")
+            where = groups[key]
         else:
-            parser.add_argument(
+            hints, where = typing.get_type_hints(TrainConfig), parser
+        kind, meta = field_type(hints[field.name]), field.metadata
+        names = [f"--{flag(field.name)}", *(f"--{alias}" for alias in meta["aliases"])]
+        help_text = field_help(field, owners)
+        if kind is bool:
+            where.add_argument(*names, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        else:
+            where.add_argument(
                 *names,
                 dest=field.name,
                 type=kind,
@@ -125,9 +205,9 @@ def seed_int(text: str) -> int:
     return value
 
 
-def add_seed(parser: argparse.ArgumentParser, help: str) -> None:
+def add_seed(parser: argparse.ArgumentParser, help: str, default=0) -> None:
     """--seed (default 0) with what it seeds."""
-    parser.add_argument("--seed", type=seed_int, default=0, help=f"{help} (default: 0)")
+    parser.add_argument("--seed", type=seed_int, default=default, help=f"{help} (default: 0)")
 
 
 def add_overwrite(parser: argparse.ArgumentParser) -> None:
@@ -142,8 +222,9 @@ def add_train(commands, common: argparse.ArgumentParser) -> None:
     train = commands.add_parser(
         "train",
         parents=[common],
-        help="train a GAN (default: DCGAN on MNIST)",
-        description="Train a GAN. Every flag is a field of ganforge.TrainConfig.",
+        help="train a GAN (default: DCGAN on MNIST), or an image-to-image translator (--task)",
+        description="Train a run. Every flag is a field of ganforge.TrainConfig or of a task's own settings (the "
+        "groups below, by task); a flag of another task than --task is refused.",
     )
     train.add_argument(
         "--resume",
@@ -162,27 +243,41 @@ def add_train(commands, common: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--print-config",
         action="store_true",
-        help="print the config the flags (and --config) give, the model's defaults filled, as YAML, and exit "
-        "without training; fields that depend on the data (image_size, channels, conditional, holdout) stay "
-        "null, they are filled from the data when the run starts (default: off)",
+        help="print the config the flags (and --config) give, the task's and the model's defaults filled, as "
+        "YAML, and exit without training; what depends on the data (the size and channels, and so a GAN's loss, "
+        "DiffAugment and class conditioning) stays null, filled from the data when the run starts (default: off)",
     )
     add_config_flags(train)
     train.set_defaults(func=run_train, imports=TRAINING_IMPORTS)
 
 
 def given_config_flags(args: argparse.Namespace) -> dict:
-    """The TrainConfig fields given on the command line (unset flags are absent from args)."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    """The config fields given on the command line, the tasks' own included (unset flags are absent from args)."""
+    return {field.name: getattr(args, field.name) for field, _ in config_fields() if hasattr(args, field.name)}
 
 
 def new_run_config(config_file: str | None, given: dict) -> TrainConfig:
-    """The config of a new run: the file's fields (but not where to write), then the flags."""
-    if config_file is None:
-        return TrainConfig(**given)
-    try:
-        values = read_config_values(config_file)
+    """The config of a new run: the file's fields (but not where to write), then the flags. A flag of another
+    task than the run's is refused in one line naming its owner."""
+    values = {}
+    if config_file is not None:
+        try:
+            values = read_config_values(config_file)
+        except GanforgeError as error:
+            raise UsageError(f"--config {config_file}: {error}") from None
         # A run's config.yaml names that run's directory: a new run never writes there unless --out says so.
         values = {name: value for name, value in values.items() if name not in ("out", "overwrite")}
+    task = given.get("task", values.get("task", DEFAULT_TASK))
+    if task in TASKS:
+        own = {f.name for f in dataclasses.fields(TASKS[task].settings)}
+        for name in given:
+            if name not in SHARED and name not in own:
+                raise foreign_setting(name, task)
+    if config_file is None:
+        return config_from_dict(given, foreign="refuse")
+    try:
+        if given.get("task", task) != values.get("task", DEFAULT_TASK):  # the file's section is another task's
+            values = {name: value for name, value in values.items() if name in SHARED}
         return config_from_dict(values | given)
     except GanforgeError as error:
         raise UsageError(f"--config {config_file}: {error}") from None
@@ -201,7 +296,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = new_run_config(args.config, given)
     if args.print_config:
         config.validate()
-        print(config_to_yaml(config.with_model_defaults()), end="")
+        print(config_to_yaml(config.resolved()), end="")
         return 0
     from ganforge.training import train
 
@@ -228,8 +323,8 @@ def add_generate(commands, common: argparse.ArgumentParser) -> None:
     generate = commands.add_parser(
         "generate",
         parents=[common],
-        help="sample images from a trained generator",
-        description="Sample images from a run directory or checkpoint.",
+        help=f"sample images from a trained generator ({' or '.join(serving('generate'))} runs)",
+        description="Sample images from a run directory, checkpoint or exported folder.",
     )
     add_source(generate)
     generate.add_argument("--n", type=positive_int, default=64, help="number of images (default: 64)")
@@ -270,12 +365,12 @@ def add_generate(commands, common: argparse.ArgumentParser) -> None:
         default=True,
         help="sample the generator's moving average when the run kept one (default: on)",
     )
-    generate.set_defaults(func=run_generate, imports="ganforge.sampling")
+    generate.set_defaults(func=run_generate, imports="ganforge.tasks.gan.handle")
 
 
 def run_generate(args: argparse.Namespace) -> int:
     """ganforge generate: sample images and write them where --out says."""
-    from ganforge.sampling import export_dataset, generate
+    from ganforge.tasks.gan.handle import export_dataset, generate
 
     common = dict(
         seed=args.seed, device=args.device, batch_size=args.batch_size, ema=args.ema, overwrite=args.overwrite
@@ -293,81 +388,72 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+EVALUATE_OPTIONS = ("n", "reference", "features", "inception_weights", "data_root", "seed", "cas", "cas_epochs")
+
+
 def add_evaluate(commands, common: argparse.ArgumentParser) -> None:
-    """ganforge evaluate: FID, KID, IS, precision/recall, class coverage and CAS."""
+    """ganforge evaluate: a run's scores (a GAN's FID, KID, IS, precision/recall, coverage, CAS; a translator's L1,
+    PSNR, SSIM, cycle error), or an .npz's or a folder's. Options given only are passed: each task's run takes
+    its own, and refuses the others in one line."""
     evaluate = commands.add_parser(
         "evaluate",
         parents=[common],
-        help="score samples: FID, KID, IS, precision/recall, class coverage",
-        description="Score a run's generator, an .npz from ganforge generate, or a folder of images against a "
-        "reference set. MNIST-like data are scored with ganforge's digits classifier: those numbers are "
-        "comparable with each other, not with Inception FIDs in papers.",
+        help="score a run, or images: FID, KID, IS, precision/recall, coverage; a translator's L1, PSNR, SSIM",
+        description="Score a run (its samples against a reference set, or a translator's test translations against "
+        "their targets), an .npz from ganforge generate, or a folder of images. MNIST-like data are scored with "
+        "ganforge's digits classifier: those numbers are comparable with each other, not with Inception FIDs in "
+        "papers.",
     )
-    add_source(evaluate, "SOURCE", "a run directory, a .pt checkpoint, an .npz or a folder")
-    evaluate.add_argument("--n", type=positive_int, default=10000, help="samples to score (default: 10000)")
+    given = argparse.SUPPRESS  # absent unless given: a run takes the options of its task
+    add_source(evaluate, "SOURCE", "a run directory, a .pt checkpoint, an exported folder, an .npz or a folder")
+    evaluate.add_argument("--n", type=positive_int, default=given, help="samples to score (default: 10000)")
     evaluate.add_argument(
         "--reference",
-        default=None,
-        help="the real set: a built-in dataset such as mnist or cifar10 (its test split), an .npz or a folder "
-        "(default: the run's dataset, else mnist)",
+        default=given,
+        help="the real set: a built-in dataset such as mnist or cifar10 (its test split), an .npz or a folder; an "
+        "image-to-image run: a folder in its layout (default: the run's data, else mnist)",
     )
     evaluate.add_argument(
         "--features",
         choices=FEATURE_EXTRACTORS,
-        default="auto",
+        default=given,
         help="feature extractor: a classifier shipped with ganforge (mnist: digits, cifar10: CIFAR-10's classes) "
-        "or Inception-v3; auto picks mnist for 1x28x28 images, cifar10 for 3x32x32, else Inception (a translation "
-        "run: else swd only); swd scores without a network: the sliced Wasserstein distance between "
-        "Laplacian-pyramid patches (default: auto)",
+        "or Inception-v3; auto picks mnist for 1x28x28 images, cifar10 for 3x32x32, else Inception (an "
+        "image-to-image run: else swd only); swd scores without a network: the sliced Wasserstein distance "
+        "between Laplacian-pyramid patches (default: auto)",
     )
     evaluate.add_argument(
         "--inception-weights",
-        default=None,
+        default=given,
         metavar="PATH",
         help="the Inception-v3 FID weights file, for machines without internet "
         "(default: $GANFORGE_INCEPTION_WEIGHTS, else download)",
     )
     evaluate.add_argument(
-        "--data-root", default=None, help="torchvision data root holding the reference (default: $GANFORGE_DATA_ROOT)"
+        "--data-root", default=given, help="torchvision data root holding the reference (default: $GANFORGE_DATA_ROOT)"
     )
-    add_seed(evaluate, "noise seed when sampling a generator")
+    add_seed(evaluate, "noise seed when sampling a generator", default=given)
     add_device(evaluate, help="device")
     evaluate.add_argument(
         "--cas",
         action="store_true",
+        default=given,
         help="also the Classification Accuracy Score: a small classifier trained on the labelled samples, tested on "
         "the real test set, next to one trained on as many real images (default: off)",
     )
     evaluate.add_argument(
-        "--cas-epochs", type=positive_int, default=3, help="epochs of each --cas classifier (default: 3)"
+        "--cas-epochs", type=positive_int, default=given, help="epochs of each --cas classifier (default: 3)"
     )
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout (default: a table)")
-    evaluate.set_defaults(func=run_evaluate, imports="ganforge.metrics")
+    evaluate.set_defaults(func=run_evaluate, imports="ganforge.commands")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """ganforge evaluate: score samples (or a translation run's test translations) and print the numbers."""
-    from ganforge.metrics import evaluate
+    """ganforge evaluate: score a run or images, and print the numbers."""
+    from ganforge.commands import evaluate
 
-    if run_task(args.source) != "gan":
-        from ganforge.metrics.translation import evaluate_translation
-
-        results = evaluate_translation(args.source, args.device, args.reference, args.features, args.inception_weights)
-        print_results(results, args.json)
-        return 0
-    results = evaluate(
-        args.source,
-        n=args.n,
-        reference=args.reference,
-        features=args.features,
-        data_root=args.data_root,
-        seed=args.seed,
-        device=args.device,
-        inception_weights=args.inception_weights,
-        cas=args.cas,
-        cas_epochs=args.cas_epochs,
-    )
-    print_results(results, args.json)
+    options = {name: getattr(args, name) for name in EVALUATE_OPTIONS if hasattr(args, name)}
+    print_results(evaluate(args.source, device=args.device, **options), args.json)
     return 0
 
 
@@ -380,37 +466,25 @@ def print_results(results: dict, as_json: bool) -> None:
         print(f"{name:>16}  {value:.4f}" if isinstance(value, float) else f"{name:>16}  {value}")
 
 
-def run_task(source: str) -> str:
-    """The task of the run directory ``source`` ('gan', 'pix2pix', 'cyclegan'), from its config.yaml; 'gan' for
-    anything else (a checkpoint file, an .npz, a folder of images)."""
-    path = os.path.join(source, "config.yaml")
-    if not os.path.isfile(path):
-        return "gan"
-    try:
-        return read_config_values(path).get("task", "gan")
-    except GanforgeError:
-        return "gan"  # the GAN path says what is wrong with it
-
-
 def add_translate(commands, common: argparse.ArgumentParser) -> None:
-    """ganforge translate: image files and folders through a pix2pix or CycleGAN run."""
+    """ganforge translate: image files and folders through a run that translates images."""
     translate = commands.add_parser(
         "translate",
         parents=[common],
-        help="translate images with a trained pix2pix or CycleGAN run",
+        help=f"translate images with a trained {' or '.join(serving('translate'))} run",
         description="Translate image files, and every image in folders, into PNGs in --out (a folder's own "
         "subfolders are kept). Each input is resized to the run's training size first, unless --size says "
         "otherwise; --size 0 keeps each image's own size.",
     )
-    add_source(translate, "RUN", "a translation run directory or its .pt checkpoint")
+    add_source(translate, "RUN", "a run directory, its .pt checkpoint or an exported folder")
     translate.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     translate.add_argument("--out", required=True, help="the folder to write the translated PNGs into")
     translate.add_argument(
         "--direction",
-        choices=("AtoB", "BtoA"),
+        choices=DIRECTIONS,
         default="AtoB",
-        help="which way: the run's own direction (AtoB), or back with a CycleGAN run's second generator "
-        "(default: AtoB)",
+        help="which way: the run's own direction (AtoB), or back with the second generator of a run that trains "
+        "both ways (default: AtoB)",
     )
     translate.add_argument(
         "--size",
@@ -430,15 +504,13 @@ def add_translate(commands, common: argparse.ArgumentParser) -> None:
     translate.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar (default: on)"
     )
-    translate.set_defaults(func=run_translate, imports="ganforge.translation")
+    translate.set_defaults(func=run_translate, imports="ganforge.tasks.translation.handle")
 
 
 def run_translate(args: argparse.Namespace) -> int:
     """ganforge translate: write each input's translation."""
-    from ganforge.translation import translate
+    from ganforge.tasks.translation.handle import translate
 
-    if args.size is not None and args.size < 0:
-        raise UsageError(f"--size must be 0 or more, got {args.size}")
     written = translate(
         args.source,
         args.inputs,
@@ -471,12 +543,12 @@ def add_interpolate(commands, common: argparse.ArgumentParser) -> None:
     interpolate.add_argument("--fps", type=float, default=20.0, help="frames per second (default: 20)")
     add_device(interpolate)
     add_overwrite(interpolate)
-    interpolate.set_defaults(func=run_interpolate, imports="ganforge.sampling")
+    interpolate.set_defaults(func=run_interpolate, imports="ganforge.tasks.gan.handle")
 
 
 def run_interpolate(args: argparse.Namespace) -> int:
     """ganforge interpolate: write an animated GIF of latent walks."""
-    from ganforge.sampling import interpolate
+    from ganforge.tasks.gan.handle import interpolate
 
     path = interpolate(
         args.source,
@@ -493,15 +565,15 @@ def run_interpolate(args: argparse.Namespace) -> int:
 
 
 def add_export(commands, common: argparse.ArgumentParser) -> None:
-    """ganforge export: the generator as TorchScript, ONNX or safetensors."""
+    """ganforge export: the run's model as TorchScript, ONNX, safetensors or a hub folder."""
     export = commands.add_parser(
         "export",
         parents=[common],
-        help="write the generator as TorchScript, ONNX or safetensors",
-        description="Write the generator for use without ganforge: noise (B, z_dim) [and labels (B,)] in, "
-        "images (B, C, H, W) in the model's output range out. The file carries the model's description as JSON. "
-        "A translation run (pix2pix, CycleGAN) exports its translator as onnx or safetensors: images (B, C, H, W) "
-        "in [-1, 1] in and out, any height and width that are multiples of its stride.",
+        help="write the model as TorchScript, ONNX, safetensors or a Hugging Face folder",
+        description="Write the model for use without ganforge; the file carries its description as JSON. A GAN's "
+        "generator: noise (B, z_dim) [and labels (B,)] in, images (B, C, H, W) in the model's output range out "
+        "(torchscript, onnx, safetensors, hub). An image-to-image run's translator: images (B, C, H, W) in "
+        "[-1, 1] in and out, any height and width that are multiples of its stride (onnx, safetensors, hub).",
     )
     add_source(export)
     export.add_argument(
@@ -513,13 +585,15 @@ def add_export(commands, common: argparse.ArgumentParser) -> None:
     )
     export.add_argument("--out", required=True, help="the file to write (a folder for --format hub)")
     export.add_argument(
-        "--license", default="other", help="--format hub: the licence identifier in the model card (default: other)"
+        "--license",
+        default=argparse.SUPPRESS,
+        help="--format hub: the licence identifier in the model card (default: other)",
     )
     export.add_argument(
         "--direction",
-        choices=("AtoB", "BtoA"),
-        default="AtoB",
-        help="a CycleGAN run: which of its two translators (default: AtoB)",
+        choices=DIRECTIONS,
+        default=argparse.SUPPRESS,
+        help="a run that translates both ways: which of its two translators (default: AtoB)",
     )
     add_overwrite(export)
     export.set_defaults(func=run_export, imports="ganforge.export")
@@ -529,10 +603,9 @@ def run_export(args: argparse.Namespace) -> int:
     """ganforge export: write the generator in another format."""
     from ganforge.export import export_generator
 
-    path = export_generator(
-        args.source, args.format, args.out, overwrite=args.overwrite, license=args.license, direction=args.direction
-    )
-    print(f"wrote the generator as {args.format} to {path}")
+    options = {name: getattr(args, name) for name in ("license", "direction") if hasattr(args, name)}
+    path = export_generator(args.source, args.format, args.out, overwrite=args.overwrite, **options)
+    print(f"wrote the model as {args.format} to {path}")
     return 0
 
 
@@ -541,9 +614,10 @@ def add_plot(commands, common: argparse.ArgumentParser) -> None:
     plot = commands.add_parser(
         "plot",
         parents=[common],
-        help="plot a run's losses, D(x) and D(G(z)), and FID",
+        help="plot a run's losses, its discriminators' outputs, and its evaluations",
         description="Write PNG plots of a run's metrics.jsonl into RUN_DIR/plots: losses.png, discriminator.png "
-        "and, when the run was evaluated during training (--eval-every), fid.png.",
+        "(what its task's step reports, on the axes they are measured on) and, when the run was evaluated during "
+        "training (--eval-every), its score's plot (fid.png, l1.png, ...).",
     )
     plot.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
     plot.set_defaults(func=run_plot, imports="ganforge.plots")
@@ -563,9 +637,10 @@ def add_serve(commands, common: argparse.ArgumentParser) -> None:
     serve = commands.add_parser(
         "serve",
         parents=[common],
-        help="a web page to explore a trained generator",
-        description="Serve a page with a grid of samples, a seed box, a class picker for conditional models, "
-        "a latent walk slider and a PNG download, and the API behind it (see the README).",
+        help="a web page to explore a trained run",
+        description="Serve a run's page and the API behind it (see the README): a GAN's grid of samples, seed box, "
+        "class picker for conditional models, latent walk slider and PNG download; an image-to-image run's "
+        "upload, translation and download.",
     )
     add_source(serve)
     serve.add_argument(
@@ -575,7 +650,10 @@ def add_serve(commands, common: argparse.ArgumentParser) -> None:
     )
     serve.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: 8000)")
     serve.add_argument(
-        "--max-n", type=positive_int, default=SERVE_MAX_N, help=f"most images per request (default: {SERVE_MAX_N})"
+        "--max-n",
+        type=positive_int,
+        default=argparse.SUPPRESS,
+        help=f"a GAN's page: most images per request (default: {SERVE_MAX_N})",
     )
     serve.add_argument(
         "--threads", type=positive_int, default=None, help="torch threads for sampling (default: half the cores)"
@@ -588,7 +666,8 @@ def run_serve(args: argparse.Namespace) -> int:
     """ganforge serve: the web page, until Ctrl-C."""
     from ganforge.serve import serve
 
-    serve(args.source, host=args.host, port=args.port, device=args.device, max_n=args.max_n, threads=args.threads)
+    options = {"max_n": args.max_n} if hasattr(args, "max_n") else {}
+    serve(args.source, host=args.host, port=args.port, device=args.device, threads=args.threads, **options)
     return 0
 
 

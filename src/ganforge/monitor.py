@@ -17,6 +17,7 @@ log = logging.getLogger("ganforge")
 
 D_WINS_BELOW = 0.02  # mean D(G(z)) under this means the discriminator rejects every fake
 D_WINS_STEPS = 2000  # ... and for this many steps in a row is worth a warning
+REPORT_KEYS = ("step", "epoch", "time", "images_per_sec")  # what a report holds beside the statistics
 
 
 class RunMonitor:
@@ -38,6 +39,7 @@ class RunMonitor:
         progress: bool,
         writes: bool = True,  # False: only sums (ranks other than 0 of a torchrun run)
         watch_d: bool = True,  # warn when D(G(z)) stays near 0 (``watch_discriminator``)
+        statistics: tuple = (),  # the task's ``Statistic``s: what the progress bar shows, and how (default: all)
     ):
         self.metrics_path = run_dir / "metrics.jsonl" if writes else Path(os.devnull)
         try:
@@ -55,6 +57,7 @@ class RunMonitor:
         self.last: dict = {}  # the latest report
         self.d_wins_since: int | None = None  # first step of the current stretch with D(G(z)) ~ 0
         self.watch_d = watch_d
+        self.statistics = statistics
 
     def step(self, step: int, stats: dict[str, torch.Tensor]) -> None:
         """Add one step's statistics; report when ``step`` is a multiple of ``log_every``."""
@@ -79,15 +82,16 @@ class RunMonitor:
             self.writer.add_scalars(
                 {name: value for name, value in record.items() if name not in ("step", "time")}, step
             )
-        self.bar.set_postfix_str(
-            f"d_loss={record['d_loss']:.3f} g_loss={record.get('g_loss', float('nan')):.3f} "
-            f"D(x)={record['d_real']:.2f} "
-            f"D(G(z))={record['d_fake']:.2f} {record['images_per_sec']:,.0f} img/s",
-            refresh=False,
-        )
+        self.bar.set_postfix_str(f"{self.postfix(record)} {record['images_per_sec']:,.0f} img/s", refresh=False)
         self.bar.update(step - self.bar.n)
         if self.watch_d:
             self.watch_discriminator(step, record["d_fake"])
+
+    def postfix(self, record: dict) -> str:
+        """The progress bar's statistics, each by its short name: 'd_loss=0.693 ... D(x)=0.51'."""
+        shown = [(s.short, s.name, ".2f" if s.range else ".3f") for s in self.statistics]
+        shown = shown or [(name, name, ".3f") for name in record if name not in REPORT_KEYS]
+        return " ".join(f"{short}={record.get(name, float('nan')):{spec}}" for short, name, spec in shown)
 
     def watch_discriminator(self, step: int, d_fake: float) -> None:
         """Warn once per stretch when the discriminator has won completely for D_WINS_STEPS steps."""

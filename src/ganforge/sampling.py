@@ -1,8 +1,11 @@
-"""Sampling: noise, labels, uint8 images, the handle ``load`` gives, and grids, .npz files, PNG folders, datasets."""
+"""Sampling: noise, labels, uint8 images from a generator, and grids, .npz files, PNG folders, latent walks and GIFs.
+
+The pieces every command that samples a generator shares (``tasks/gan/handle.py``'s ``generate``,
+``interpolate`` and labelled datasets, the training grids, the web page, the metrics).
+"""
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +14,8 @@ from PIL import Image
 from torch import nn
 from torchvision.utils import make_grid
 
-from ganforge.checkpoint import read_generator
-from ganforge.data import check_fits_in_memory, to_uint8
-from ganforge.device import resolve_device
-from ganforge.errors import GanforgeError, UsageError
+from ganforge.data import to_uint8
+from ganforge.errors import GanforgeError
 from ganforge.files import atomic_write, refuse_to_replace
 
 
@@ -94,76 +95,6 @@ def generate_images(
     return torch.cat(images)
 
 
-@dataclass(frozen=True)
-class TrainedGenerator:
-    """A trained generator and what was saved with it, from one read of one checkpoint (``load``).
-
-    >>> gen = ganforge.load("runs/my-run")
-    >>> images = gen.sample(64)  # (64, C, H, W) uint8; a conditional model's cycle through its classes
-    """
-
-    path: Path  # the checkpoint read: a run's latest is resolved once, when loading
-    generator: nn.Module  # in eval mode, on the device asked for
-    config: dict  # the run's TrainConfig as plain data (config.config_from_dict rebuilds it); {} if none was saved
-    classes: list[str]  # the training data's class names, label order; [] when unknown
-    description: dict  # checkpoint.describe_generator's: model, generator_args, z_dim, image_shape, ...
-
-    @property
-    def z_dim(self) -> int:
-        """The length of the generator's noise vector."""
-        return self.description["z_dim"]
-
-    @property
-    def num_classes(self) -> int:
-        """0 for an unconditional generator."""
-        return self.description["num_classes"]
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W)."""
-        return tuple(self.description["image_shape"])
-
-    def labels(self, n: int, labels: int | Sequence[int] | None = None) -> torch.Tensor | None:
-        """(n,) labels: ``labels`` for every image (an int) or in turn (a sequence), default every class in turn.
-
-        None for an unconditional generator, which takes no labels.
-        """
-        if labels is not None and not self.num_classes:
-            raise GanforgeError(f"{self.path} holds an unconditional generator: it takes no --label/--labels")
-        return balanced_labels(n, self.num_classes, [labels] if isinstance(labels, int) else labels)
-
-    def sample(
-        self,
-        n: int,
-        labels: int | Sequence[int] | None = None,  # conditional models: one class, or classes in turn (default: all)
-        seed: int = 0,  # the same seed gives the same images as ``generate``
-        dtype: torch.dtype | str = torch.uint8,  # "float" (or a float dtype): in the generator's output_range
-        batch_size: int = 256,
-    ) -> torch.Tensor:
-        """(n, C, H, W) images on the CPU: uint8 in [0, 255], or floats as the generator gives them."""
-        if n < 1:
-            raise GanforgeError(f"--n must be at least 1, got {n}")
-        dtype = torch.float32 if dtype == "float" else dtype
-        if not isinstance(dtype, torch.dtype):
-            raise GanforgeError(f"dtype must be torch.uint8, 'float' or a float torch dtype, not {dtype!r}")
-        noise = sample_noise(n, self.z_dim, seed)  # (n, z_dim)
-        return generate_images(self.generator, noise, batch_size, self.labels(n, labels), dtype)
-
-
-def load(
-    source: str | Path | TrainedGenerator, device: str | torch.device = "cpu", ema: bool = True
-) -> TrainedGenerator:
-    """The trained generator of a run directory or checkpoint file, with its config and classes, read once.
-
-    ``device`` may be "auto". With ``ema`` (the default), the generator's moving
-    average when the run kept one. A ``TrainedGenerator`` is returned as it is,
-    so every command takes one in place of a path.
-    """
-    if isinstance(source, TrainedGenerator):
-        return source
-    return TrainedGenerator(**read_generator(source, resolve_device(str(device)), ema))
-
-
 def grid_image(images: torch.Tensor, nrow: int | None = None) -> Image.Image:
     """(N, C, H, W) uint8 images as one PIL image, ``nrow`` per row (default: square), 2-pixel padding.
 
@@ -236,72 +167,6 @@ def write_images(
     else:
         save_grid(images, out, nrow)
     return out
-
-
-def generate(
-    source: str | Path | TrainedGenerator,
-    n: int = 64,
-    seed: int = 0,
-    out: str | Path | None = None,
-    device: str = "auto",
-    batch_size: int = 256,
-    labels: int | Sequence[int] | None = None,  # conditional models: one class, or classes to cycle through
-    ema: bool = True,  # sample the generator's moving average when the run kept one
-    overwrite: bool = False,  # replace files already at ``out``
-) -> torch.Tensor:
-    """Sample ``n`` images from a run directory, checkpoint or ``load``-ed generator; write them to ``out`` if given.
-
-    Returns (n, C, H, W) uint8. The same seed gives the same images. A
-    conditional model's images cycle through ``labels`` (default: every class);
-    an .npz output then holds ``labels`` too. Files already at ``out`` are
-    replaced only with ``overwrite`` (checked before any sampling).
-    """
-    if n < 1:
-        raise GanforgeError(f"--n must be at least 1, got {n}")
-    if out is not None:
-        refuse_to_replace(output_paths(out, n), overwrite)
-    model = load(source, device, ema=ema)
-    images = model.sample(n, labels, seed, batch_size=batch_size)
-    if out is not None:
-        chosen = [labels] if isinstance(labels, int) else labels
-        columns = len(chosen) if chosen is not None and len(chosen) > 1 else grid_columns(n, model.num_classes)
-        label_tensor = model.labels(n, labels)
-        write_images(images, out, label_tensor, nrow=columns if label_tensor is not None else None, overwrite=overwrite)
-    return images
-
-
-def export_dataset(
-    source: str | Path | TrainedGenerator,
-    out: str | Path,
-    per_class: int = 1000,
-    seed: int = 0,
-    device: str = "auto",
-    batch_size: int = 256,
-    ema: bool = True,
-    overwrite: bool = False,  # replace files already at ``out``
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Write a labelled synthetic dataset from a conditional generator: ``per_class`` images of every class.
-
-    ``out`` ending in .npz gets ``images`` (N, C, H, W) uint8 and ``labels`` (N,);
-    any other path becomes a folder in ImageFolder layout, one subfolder per
-    class (named as in the training data) holding PNGs. Returns (images, labels).
-    """
-    if per_class < 1:
-        raise GanforgeError(f"--per-class must be at least 1, got {per_class}")
-    model = load(source, device, ema=ema)
-    if not model.num_classes:
-        raise GanforgeError(f"{model.path} holds an unconditional generator: a labelled dataset needs --conditional")
-    out = Path(out)
-    folders = [] if out.suffix.lower() == ".npz" else class_folder_names(model.classes, model.num_classes)
-    planned = [out] if not folders else [path for name in folders for path in png_paths(out / name, per_class)]
-    refuse_to_replace(planned, overwrite)
-    labels = torch.arange(model.num_classes).repeat_interleave(per_class)  # (K * per_class,): class by class
-    images = generate_images(model.generator, sample_noise(len(labels), model.z_dim, seed), batch_size, labels)
-    if not folders:
-        write_images(images, out, labels, overwrite=overwrite)
-    for label, name in enumerate(folders):
-        write_images(images[labels == label], f"{out / name}/", overwrite=overwrite)
-    return images, labels
 
 
 def class_folder_names(classes: list[str], num_classes: int) -> list[str]:
@@ -379,30 +244,3 @@ def save_gif(frames: list[Image.Image], path: str | Path, fps: float = 20.0) -> 
     """Write PIL frames as an animated GIF that loops forever (atomically)."""
     options = dict(format="GIF", save_all=True, append_images=frames[1:], duration=1000 / fps, loop=0)
     return atomic_write(path, lambda file: frames[0].save(file, **options))
-
-
-def interpolate(
-    source: str | Path | TrainedGenerator,
-    out: str | Path = "walk.gif",
-    steps: int = 60,
-    n: int = 8,
-    seed: int = 0,
-    fps: float = 20.0,
-    device: str = "auto",
-    overwrite: bool = False,  # replace a file already at ``out``
-) -> Path:
-    """Write an animated GIF of ``n`` latent walks (per-class rows for a conditional model) of ``steps`` frames."""
-    if steps < 2:
-        raise UsageError(f"--steps must be at least 2, got {steps}")
-    if n < 1:
-        raise UsageError(f"--n must be at least 1, got {n}")
-    if not MIN_FPS <= fps <= MAX_FPS:  # a GIF stores each frame's delay in 1/100 s, at most 655 s
-        raise UsageError(f"--fps must be between {MIN_FPS} and {MAX_FPS}, got {fps}")
-    if Path(out).suffix.lower() != ".gif":
-        raise UsageError(f"--out {str(out)!r}: interpolate writes an animated .gif")
-    refuse_to_replace([Path(out)], overwrite)
-    model = load(source, device)
-    check_fits_in_memory(
-        steps * n * max(model.num_classes, 1), *model.image_shape, "interpolate", "use fewer --steps or --n"
-    )
-    return save_gif(interpolation_frames(model.generator, steps, n, seed), out, fps)

@@ -1,7 +1,8 @@
-"""Sample-quality metrics: feature extractors, scores, and the evaluate pipeline."""
+"""Sample-quality metrics: feature extractors, scores, and the scoring of images against a reference set
+(``ganforge.evaluate`` scores any run with them: ``ganforge.commands``)."""
 
 from ganforge.metrics.cifar10_classifier import CIFAR10Classifier, load_cifar10_classifier
-from ganforge.metrics.evaluation import evaluate, evaluate_images
+from ganforge.metrics.evaluation import evaluate_images
 from ganforge.metrics.features import EXTRACTORS, CIFAR10Features, ClassifierFeatures, MNISTFeatures, ModuleFeatures
 from ganforge.metrics.mnist_classifier import MNISTClassifier, load_mnist_classifier
 from ganforge.metrics.scores import (
@@ -22,7 +23,6 @@ __all__ = [
     "MNISTClassifier",
     "MNISTFeatures",
     "class_coverage",
-    "evaluate",
     "evaluate_images",
     "fid",
     "frechet_distance",

@@ -1,4 +1,4 @@
-"""ganforge evaluate: score samples (from a run, an .npz or a folder) against a reference set.
+"""Scoring generated images against a reference set: a GAN run's samples, an .npz or a folder of images.
 
 The reference set's features are computed once and cached under
 ``~/.cache/ganforge/stats``, keyed by the reference's name, split, extractor,
@@ -14,7 +14,6 @@ import torch
 from ganforge.data import (
     ImageDataset,
     cache_home,
-    conform_images,
     load_image_folder,
     load_npz,
     load_reference,
@@ -25,40 +24,19 @@ from ganforge.device import resolve_device
 from ganforge.errors import GanforgeError, first_line
 from ganforge.files import atomic_write
 from ganforge.metrics.cas import classification_accuracy_score
-from ganforge.metrics.features import ModuleFeatures, make_extractor
+from ganforge.metrics.features import ModuleFeatures, make_extractor, to_shape
 from ganforge.metrics.scores import class_coverage, fid, inception_score, kid, precision_recall
 from ganforge.metrics.swd import swd
-from ganforge.rundir import is_run
-from ganforge.sampling import TrainedGenerator, balanced_labels, generate, generate_images, load, sample_noise
+from ganforge.sampling import balanced_labels, generate_images, sample_noise
 
 log = logging.getLogger("ganforge")
 
 MIN_SAMPLES = 10  # fewer gives a meaningless covariance (and k-NN radii with k = 3)
 
 
-def is_image_set(source: str | Path | TrainedGenerator) -> bool:
-    """Whether ``source`` names images to score (an .npz or a folder), not a generator (a run or checkpoint)."""
-    if isinstance(source, TrainedGenerator):
-        return False
-    path = Path(source)
-    return path.suffix == ".npz" or (path.is_dir() and not is_run(path))
-
-
-def load_samples(source: str | Path | TrainedGenerator, n: int, seed: int, device: torch.device) -> torch.Tensor:
-    """(N, C, H, W) uint8 samples: generated from a run/checkpoint/handle, or read from an .npz or a folder."""
-    if not is_image_set(source):
-        return generate(load(source, device), n=n, seed=seed)
-    path = Path(source)
-    if path.suffix == ".npz":
-        return load_npz(path).images[:n]
-    return load_image_folder(path, image_size=None, channels=None).images[:n]
-
-
-def default_reference(source: str | Path | TrainedGenerator) -> tuple[str, float]:
-    """(reference, held-out share): a run's own data (its held-out part for a folder or .npz), else mnist."""
-    if is_image_set(source):
-        return "mnist", 0.0
-    config = load(source).config
+def default_reference(config: dict) -> tuple[str, float]:
+    """(reference, held-out share) of a run whose config is ``config``: its own data (the held-out part of a
+    folder or .npz), else mnist."""
     data = config.get("data", "mnist")
     try:
         gone = resolve_source(data).is_path and not Path(data).exists()
@@ -136,48 +114,56 @@ def read_cached_features(path: Path, count: int) -> dict | None:
         return None
 
 
-def evaluate(
-    source: str | Path,
+def evaluate_generator(
+    model,  # a loaded GAN run (``tasks.gan.handle.TrainedGenerator``): its ``sample``, config and classes
     n: int = 10000,  # samples to score (and reference images to compare with)
-    reference: str | None = None,  # dataset name, .npz or folder; None: the run's dataset, else mnist
-    seed: int = 0,  # noise seed when sampling a generator
+    reference: str | None = None,  # dataset name, .npz or folder; None: the run's dataset
+    seed: int = 0,  # noise seed
     device: str = "auto",
-    cas: bool = False,  # also the Classification Accuracy Score (labelled samples: a conditional run or .npz)
+    cas: bool = False,  # also the Classification Accuracy Score (a conditional run's labelled samples)
     cas_epochs: int = 3,  # epochs of each CAS classifier
-    **options,  # features, data_root, extractor, cache: as for evaluate_images
+    **options,  # features, data_root, inception_weights, extractor, cache: as for evaluate_images
 ) -> dict:
-    """Score samples from a run, a checkpoint, an .npz or a folder: FID, KID, IS, precision/recall, coverage.
+    """Score ``n`` samples of a generator: FID, KID, IS, precision/recall, class coverage; with ``cas``, also the
+    Classification Accuracy Score (``metrics.cas``) against a classifier trained on as many real images."""
+    samples = model.sample(n, seed=seed)
+    if cas and not model.num_classes:
+        raise GanforgeError(f"--cas needs labelled samples, and {model.path} holds an unconditional generator")
+    labels = balanced_labels(n, model.num_classes)
+    reference, holdout = (reference, 0.0) if reference else default_reference(model.config)
+    return score_samples(samples, labels, model.path, reference, holdout, seed, device, cas, cas_epochs, **options)
 
-    With ``cas``, also the Classification Accuracy Score (``metrics.cas``)
-    against a classifier trained on as many real training images.
-    """
-    shown = source.path if isinstance(source, TrainedGenerator) else source
-    if not is_image_set(source):
-        source = load(source, resolve_device(device))  # one read: a run still training may move its latest
-    samples = load_samples(source, n, seed, resolve_device(device))
+
+def evaluate_image_set(
+    source: str | Path,  # an .npz (images, and labels for CAS) or a folder of images
+    n: int = 10000,
+    reference: str | None = None,  # None: mnist
+    seed: int = 0,
+    device: str = "auto",
+    cas: bool = False,
+    cas_epochs: int = 3,
+    **options,
+) -> dict:
+    """Score up to ``n`` images read from an .npz or a folder, as ``evaluate_generator`` scores samples."""
+    path = Path(source)
+    dataset = load_npz(path) if path.suffix == ".npz" else load_image_folder(path, image_size=None, channels=None)
+    if cas and (path.suffix != ".npz" or dataset.labels is None):
+        npz = path.suffix == ".npz"
+        where = f"{source} has no 'labels' array" if npz else "a conditional run or an .npz with labels"
+        raise GanforgeError(f"--cas needs labelled samples: {where}")
+    samples = dataset.images[:n]
+    labels = dataset.labels[:n] if dataset.labels is not None else None
+    return score_samples(samples, labels, source, reference or "mnist", 0.0, seed, device, cas, cas_epochs, **options)
+
+
+def score_samples(samples, labels, shown, reference, holdout, seed, device, cas, cas_epochs, **options) -> dict:
+    """``evaluate_images`` of (N, C, H, W) uint8 ``samples`` (from ``shown``) against ``reference``, and with
+    ``cas`` the CAS of their ``labels``."""
     log.info(f"scoring {len(samples):,} samples {tuple(samples.shape[1:])} from {shown}")
-    reference, holdout = (reference, 0.0) if reference else default_reference(source)
     results = evaluate_images(samples, reference, device=device, holdout=holdout, **options)
     if cas:
-        labels = sample_labels(source, len(samples))
         results |= cas_against(samples, labels, reference, options.get("data_root"), holdout, cas_epochs, seed, device)
     return results
-
-
-def sample_labels(source: str | Path | TrainedGenerator, n: int) -> torch.Tensor:
-    """The labels of ``load_samples``' images: an .npz's own, or the balanced classes a conditional run samples."""
-    if not is_image_set(source):
-        model = load(source)
-        if not model.num_classes:
-            raise GanforgeError(f"--cas needs labelled samples, and {model.path} holds an unconditional generator")
-        return balanced_labels(n, model.num_classes)
-    path = Path(source)
-    if path.suffix == ".npz":
-        labels = load_npz(path).labels
-        if labels is None:
-            raise GanforgeError(f"--cas needs labelled samples: {source} has no 'labels' array")
-        return labels[:n]
-    raise GanforgeError("--cas needs labelled samples: a conditional run, a checkpoint or an .npz with labels")
 
 
 def cas_against(
@@ -201,7 +187,7 @@ def cas_against(
     return classification_accuracy_score(
         (samples, labels),
         (train_set.images, train_set.labels),
-        (conform_images(test_images, samples.shape[-1], samples.shape[1]), test_labels),
+        (to_shape(test_images, samples.shape[-1], samples.shape[1]), test_labels),
         num_classes,
         epochs,
         seed,
@@ -250,7 +236,7 @@ def swd_against(samples: torch.Tensor, reference: str, data_root: str | None, ho
     dataset, split = load_reference(reference, data_root, holdout)
     count = min(len(samples), len(dataset))
     real = dataset.images[torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:count]]
-    real = conform_images(real, samples.shape[-1], samples.shape[1])
+    real = to_shape(real, samples.shape[-1], samples.shape[1])
     results = {"samples": count, "reference": f"{reference} ({split}, {count} images)", "features": "swd"}
     try:
         return results | swd(real, samples[:count])

@@ -9,8 +9,9 @@ import hashlib
 import logging
 
 import torch
+import torch.nn.functional as F
 
-from ganforge.data import conform_images
+from ganforge.data import convert_channels
 from ganforge.errors import GanforgeError
 from ganforge.metrics.cifar10_classifier import load_cifar10_classifier
 from ganforge.metrics.inception import InceptionFeatures
@@ -26,6 +27,27 @@ def weights_hash(module: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().float().numpy().tobytes())
     return digest.hexdigest()[:12]
+
+
+def to_shape(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """(N, C, H, W) uint8 samples in ``channels`` and at ``size`` square, as the metrics compare them: the shorter
+    side resized (bilinear, antialiased) and the centre cropped. Part of how a score is defined (every published
+    score was computed this way), so it stays apart from how data are read (``data.images.fit``)."""
+    images = convert_channels(images, channels)
+    if images.shape[-2:] == (size, size):
+        return images
+    return torch.cat([resize_square(chunk, size) for chunk in images.split(4096)])
+
+
+def resize_square(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Resize the shorter side to ``image_size`` (antialiased bilinear) and center-crop."""
+    height, width = images.shape[-2:]
+    scale = image_size / min(height, width)
+    size = (max(image_size, round(height * scale)), max(image_size, round(width * scale)))
+    resized = F.interpolate(images.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+    top, left = (size[0] - image_size) // 2, (size[1] - image_size) // 2
+    cropped = resized[..., top : top + image_size, left : left + image_size]
+    return cropped.round().clamp(0, 255).to(torch.uint8)
 
 
 class ClassifierFeatures:
@@ -53,7 +75,7 @@ class ClassifierFeatures:
             log.warning(
                 f"the {self.name} classifier scores {shape} images: converting {tuple(images.shape[1:])} samples"
             )
-            images = conform_images(images, size, channels)
+            images = to_shape(images, size, channels)
         features, probabilities = [], []
         for batch in images.split(batch_size):
             batch = batch.to(self.device).float() / 255

@@ -7,9 +7,10 @@ Every model is a plain ``nn.Module`` usable on its own
 pair from one set of arguments, and a checkpoint can rebuild it from the
 arguments it stores. With ``num_classes > 0`` both are class-conditional:
 ``generator(z, labels)`` and ``discriminator(images, labels)``. The
-translators (``translates``: ``unet``, ``resnet-blocks``) map images to images
-instead: ``generator(images)``, with ``(in_channels, out_channels, width,
-image_size, norm, dropout)``, and a PatchGAN discriminator of patch logits.
+translators (``unet``, ``resnet-blocks``) map images to images instead:
+``generator(images)``, with ``(in_channels, out_channels, width, image_size,
+norm, dropout)``, and a PatchGAN discriminator of patch logits. Which task
+trains which model is the task's to say (``tasks.TASKS[...].models``).
 
 The registry names its classes and imports their modules on use, so that
 ``MODELS`` (and with it ``TrainConfig`` and the command line) loads without torch.
@@ -55,7 +56,6 @@ class ModelSpec:
     batch_size: int = 128  # images per step
     ema: bool = False  # sample from the generator's moving average
     conditional: bool = False  # condition on the labels when the data has them (two classes or more)
-    translates: bool = False  # an image-to-image translator (pix2pix, CycleGAN), not a noise-to-image generator
 
     @property
     def generator(self) -> type[nn.Module]:
@@ -98,11 +98,9 @@ MODELS: dict[str, ModelSpec] = {
     # Zhu et al. Batches of 16 and 4 rather than their 1: instance norm makes the batch size no part of the
     # model, and at 64 px on 2 CPU cores a batch of 16 trains 5x the images per second of a batch of 1
     # (benchmarks/translation.py, docs/translation.md).
-    "unet": ModelSpec(
-        "UNetGenerator", "PatchDiscriminator", width=64, lr=2e-4, betas=(0.5, 0.999), batch_size=16, translates=True
-    ),
+    "unet": ModelSpec("UNetGenerator", "PatchDiscriminator", width=64, lr=2e-4, betas=(0.5, 0.999), batch_size=16),
     "resnet-blocks": ModelSpec(
-        "ResNetTranslator", "PatchDiscriminator", width=64, lr=2e-4, betas=(0.5, 0.999), batch_size=4, translates=True
+        "ResNetTranslator", "PatchDiscriminator", width=64, lr=2e-4, betas=(0.5, 0.999), batch_size=4
     ),
 }
 

@@ -1,13 +1,14 @@
-"""Training: ``train(config)`` and ``resume(run_dir)``.
+"""Training any task: ``train(config)`` and ``resume(run_dir)``.
 
 The package follows the training's own seams:
 
-- ``step.py``: the algorithm box (one D and one G update) and the ``Recipe`` of its variants;
-- ``state.py``: the ``TrainState`` a checkpoint saves and a resume restores;
-- ``task.py``: the noise-to-image ``GANTask``: the step, the batches, the sample grid, the evaluation;
-- ``loop.py``: the ``TrainingLoop`` every task shares: cadences, signals, rollback, checkpoints.
+- ``state.py``: the ``TrainState`` a checkpoint saves and a resume restores, for any number of networks, and
+  the one way it is built (``build_train_state``) and wrapped for compile and DDP (``wrap_for_training``);
+- ``loop.py``: the ``TrainingLoop`` every task shares: cadences, signals, rollback, checkpoints, learning rates.
 
-This file sets a run up: data, config, state, task, run directory; then hands the task to the loop.
+This file sets a run up, the same way for every task (``prepare_run``): the task's data, the resolved config,
+threads, the agreement of a torchrun run's processes, the state (resumed if asked), the task's ``Trainer``; then
+hands the trainer to the loop. What is particular to a task is asked of its ``tasks.TASKS`` entry.
 """
 
 import dataclasses
@@ -23,14 +24,12 @@ from ganforge import distributed
 from ganforge.checkpoint import load_checkpoint
 from ganforge.config import (
     TrainConfig,
-    flag,
+    flat_values,
     load_config,
-    resolve_config,
     resumable_fields,
     save_config,
     total_steps,
 )
-from ganforge.data import ImageDataset, load_dataset, resolve_source, split_holdout
 from ganforge.device import describe_precision, resolve_device, set_cpu_threads
 from ganforge.distributed import Distributed
 from ganforge.errors import GanforgeError, UsageError
@@ -41,28 +40,22 @@ from ganforge.rundir import (
     open_run_dir,
     resume_checkpoint,
 )
+from ganforge.settings import flag
+from ganforge.tasks import TASKS, RunData, Trainer
 from ganforge.training.loop import TrainingLoop
-from ganforge.training.state import TrainState, build_train_state
-from ganforge.training.step import Batch, Recipe, build_recipe, training_step
-from ganforge.training.task import GANTask
-from ganforge.training.translation import TranslationState, TranslationTask, prepare_translation
+from ganforge.training.state import TrainState, build_train_state, wrap_for_training
 
 log = logging.getLogger("ganforge")
 
 __all__ = [
-    "Batch",
-    "GANTask",
-    "Recipe",
     "TrainResult",
     "TrainState",
     "TrainingLoop",
-    "TranslationState",
-    "TranslationTask",
-    "build_recipe",
     "build_train_state",
+    "prepare_run",
     "resume",
     "train",
-    "training_step",
+    "wrap_for_training",
 ]
 
 
@@ -72,13 +65,23 @@ class TrainResult:
 
     run_dir: Path
     step: int  # steps trained in total, over every invocation
-    generator: nn.Module
-    discriminator: nn.Module
+    generators: dict[str, nn.Module]  # by name: a GAN's "generator"; a translator's "AtoB" (and "BtoA")
+    discriminators: dict[str, nn.Module]
     stopped_early: bool  # by a signal or --minutes, before the run's total steps
+
+    @property
+    def generator(self) -> nn.Module:
+        """The first generator: a GAN's only one, a translator's A to B."""
+        return next(iter(self.generators.values()))
+
+    @property
+    def discriminator(self) -> nn.Module:
+        """The first discriminator."""
+        return next(iter(self.discriminators.values()))
 
 
 def train(config: TrainConfig, resume_from: str | Path | None = None) -> TrainResult:
-    """Train a GAN as ``config`` says; with ``resume_from`` (a checkpoint), continue that run.
+    """Train a run of ``config.task`` as ``config`` says; with ``resume_from`` (a checkpoint), continue that run.
 
     Writes the run directory (config.yaml, metrics.jsonl, samples/, checkpoints/)
     and returns the trained models. SIGINT/SIGTERM stop it cleanly after the
@@ -94,24 +97,6 @@ def train(config: TrainConfig, resume_from: str | Path | None = None) -> TrainRe
         distributed.teardown(context)
 
 
-def load_training_data(config: TrainConfig, context: Distributed) -> ImageDataset:
-    """The training images, loaded first by each machine's first process; every rank checks that it has rank 0's."""
-    first_on_machine = context.local_rank == 0  # loads (and may download) before the others on its machine
-    if not first_on_machine:
-        context.barrier()
-    data = load_dataset(config.data, config.data_root, config.image_size, config.channels, config.download)
-    if first_on_machine:
-        context.barrier()
-    loaded = (tuple(data.images.shape), data.classes)
-    if (main_loaded := context.from_main(loaded)) != loaded:
-        raise GanforgeError(
-            f"rank {context.rank} loaded {data.description}, not the images rank 0 loaded "
-            f"({main_loaded[0][0]:,} of {main_loaded[0][1:]}): every machine needs the same data (--data-root)"
-        )
-    log.info(f"data: {data.description}, {tuple(data.images.shape[1:])} uint8, {data.images.numel() / 2**20:.0f} MiB")
-    return data
-
-
 def train_process(config: TrainConfig, resume_from: str | Path | None, context: Distributed) -> TrainResult:
     """``train`` as one process of the run: ``context`` says which, and rank 0 writes the run directory."""
     started = time.monotonic()
@@ -121,13 +106,12 @@ def train_process(config: TrainConfig, resume_from: str | Path | None, context: 
     if config.out and not resuming and is_main:
         check_new_run_dir(Path(config.out), config.overwrite)  # before a possibly long decode of the data
     device = context.device(resolve_device(config.device))
-    prepare = prepare_gan if config.task == "gan" else prepare_translation
-    config, task = prepare(config, resume_from, context, device)
+    config, trainer = prepare_run(config, resume_from, context, device)
     run_dir = Path(config.out)
     lock = open_run_dir(run_dir, resuming, config.overwrite) if is_main else None  # one writer per run
-    loop = TrainingLoop(config, task, run_dir, device, context)
+    loop = TrainingLoop(config, trainer, run_dir, device, context)
     try:
-        return run_loop(config, loop, task.state, run_dir, started, device, context)
+        return run_loop(config, loop, trainer.state, run_dir, started, device, context)
     except Exception:
         if lock is not None and not resuming and loop.steps_taken == 0:
             discard_unstarted_run(run_dir, lock.created)  # a run that failed before training leaves nothing behind
@@ -137,34 +121,46 @@ def train_process(config: TrainConfig, resume_from: str | Path | None, context: 
             lock.release()
 
 
-def prepare_gan(config: TrainConfig, resume_from, context: Distributed, device: torch.device):
-    """(the resolved config, the ``GANTask``) of a noise-to-image run: its data, its state, resumed if asked."""
-    resuming = resume_from is not None
-    data = load_training_data(config, context)
+def load_on_each_machine(config: TrainConfig, context: Distributed) -> RunData:
+    """The task's data, loaded (and perhaps downloaded) first by each machine's first process; every rank checks
+    that it has what rank 0 has."""
+    first_on_machine = context.local_rank == 0
+    if not first_on_machine:
+        context.barrier()
+    data = TASKS[config.task].load_data(config)
+    if first_on_machine:
+        context.barrier()
+    if (main_loaded := context.from_main(data.signature)) != data.signature:
+        raise GanforgeError(
+            f"rank {context.rank} loaded {data.description}, not what rank 0 loaded ({main_loaded}): every machine "
+            "needs the same data"
+        )
+    log.info(f"data: {data.description}")
+    return data
+
+
+def prepare_run(
+    config: TrainConfig, resume_from: str | Path | None, context: Distributed, device: torch.device
+) -> tuple[TrainConfig, Trainer]:
+    """(the resolved config, the task's ``Trainer``) of a run: its data, threads, state (resumed if asked)."""
+    task = TASKS[config.task]
+    config = task.resolve(config)  # what reading the data needs (a translator's sizes)
+    data = load_on_each_machine(config, context)
     if device.type == "cpu":
         set_cpu_threads(config.threads)  # after the data, so that a bad --data stays a one-line error
-    labelled = data.labels is not None and len(data.classes) >= 2
-    source = resolve_source(config.data)
-    config = resolve_config(config, tuple(data.images.shape[1:]), labelled, source)
+    config = task.resolve(config, data)
     config = dataclasses.replace(config, out=context.from_main(config.out))  # its default holds the time
     if config.batch_size % context.world_size:
         raise UsageError(
             f"--batch-size {config.batch_size} is the global batch and must divide evenly "
             f"among the {context.world_size} processes"
         )
-    data, heldout = split_holdout(data, config.holdout)
-    if len(heldout):
-        log.info(f"holding out {len(heldout):,} images ({config.holdout:.0%}) as the evaluation reference")
-    check_outside_data(Path(config.out), source.protected_paths(config.data, config.data_root))
-    if config.conditional and data.labels is None:
-        raise UsageError(
-            f"--conditional needs labelled data; {config.data} has no labels (a folder needs class subfolders)"
-        )
-
-    state = build_train_state(config, device, len(data), num_classes=len(data.classes) if config.conditional else 0)
-    if resuming:
+    check_outside_data(Path(config.out), data.protected_paths)
+    generator_args, discriminator_args = task.networks(config, data)
+    state = build_train_state(config, device, generator_args, discriminator_args, data.num_images)
+    if resume_from is not None:
         state.load_state_dict(load_checkpoint(resume_from), str(resume_from))
-    return config, GANTask(config, state, data, heldout, device, context)
+    return config, task.trainer(config, state, data, device, context)
 
 
 def run_loop(config, loop: TrainingLoop, state, run_dir: Path, started: float, device, context) -> TrainResult:
@@ -172,26 +168,27 @@ def run_loop(config, loop: TrainingLoop, state, run_dir: Path, started: float, d
     if context.is_main_process:
         save_config(config, run_dir / "config.yaml")
     context.barrier()  # the run directory exists before any rank goes on
-    total = total_steps(config, loop.task.steps_per_epoch)
+    total = total_steps(config, loop.trainer.steps_per_epoch)
     deadline = started + config.minutes * 60 if config.minutes else float("inf")
     step = state.step
     processes = f" x {context.world_size} processes" if context.enabled else ""
     precision = describe_precision(config.precision, device)
     log.info(
-        f"run: {run_dir}; {config.model} on {device}{processes}, precision {precision}, "
+        f"run: {run_dir}; {config.task} {config.model} on {device}{processes}, precision {precision}, "
         + (f"{total:,} steps" if total else "until --minutes")
         + (f", resuming at step {step:,}" if step else "")
     )
     step, stopped = loop.run(step, total, deadline)
-    return TrainResult(run_dir, step, state.generator, state.discriminator, stopped)
+    return TrainResult(run_dir, step, state.generators, state.discriminators, stopped)
 
 
 def resume(run_dir: str | Path, **overrides) -> TrainResult:
     """Continue the run in ``run_dir`` from its latest checkpoint.
 
     ``overrides`` may change only how long and where it runs (the fields
-    marked ``resumable`` in ``TrainConfig``, e.g. ``steps=20000`` or
-    ``minutes=10``); anything else would make it a different run and is refused.
+    marked ``resumable`` in ``TrainConfig`` and the task's settings, e.g.
+    ``steps=20000`` or ``minutes=10``); anything else would make it a
+    different run and is refused.
     """
     run_dir = Path(run_dir)
     start, checkpoint = resume_checkpoint(run_dir)
@@ -201,11 +198,13 @@ def resume(run_dir: str | Path, **overrides) -> TrainResult:
     # A new --steps or --epochs replaces the run's length (and its time limit) rather than competing with it.
     if "steps" in overrides or "epochs" in overrides:
         overrides = {"steps": None, "epochs": None, "minutes": None, **overrides}
-    resumable = resumable_fields()
+    values, resumable = flat_values(config), resumable_fields(config.task)
     for name, value in overrides.items():
-        if name not in resumable and value != getattr(config, name):
+        if name not in values:
+            raise UsageError(f"--{flag(name)} is not a setting of --task {config.task}, whose run this is")
+        if name not in resumable and value != values[name]:
             raise UsageError(
-                f"--{flag(name)} cannot change when resuming (the run used {getattr(config, name)!r}); "
+                f"--{flag(name)} cannot change when resuming (the run used {values[name]!r}); "
                 f"only {', '.join('--' + flag(n) for n in resumable)} can"
             )
     check_unedited(config, checkpoint["config"], run_dir)
@@ -218,10 +217,13 @@ def check_unedited(config: TrainConfig, trained: dict, run_dir: Path) -> None:
 
     What a resume may change is what ``--flag`` may change (``resumable``), and where the data now lie.
     """
-    may_change = {*resumable_fields(), "out", "overwrite", "data"}
-    for name, value in trained.items():
-        if name not in may_change and hasattr(config, name) and getattr(config, name) != value:
+    may_change = {*resumable_fields(config.task), "out", "overwrite", "data"}
+    now = flat_values(config)
+    saved = dict(trained)
+    saved |= saved.pop(config.task, None) or {}
+    for name, value in saved.items():
+        if name not in may_change and name in now and now[name] != value:
             raise UsageError(
-                f"{run_dir / 'config.yaml'} says {name}: {getattr(config, name)!r}, but the run was trained with "
+                f"{run_dir / 'config.yaml'} says {name}: {now[name]!r}, but the run was trained with "
                 f"{value!r} (its checkpoint's config): put it back, or start a new run to change it"
             )

@@ -1,12 +1,11 @@
 """The loop: steps with reports, sample grids, checkpoints and evaluations on their cadences, and recovery.
 
-It owns everything every kind of GAN shares (time, ``--minutes``, signals, NaN
-rollback, checkpoints, exact resume, DDP agreements, logging, TensorBoard,
-best-by-metric) and is handed a task (``training.task``) that owns the models,
-the step and the pictures.
+It owns everything every task shares (time, ``--minutes``, signals, NaN
+rollback, checkpoints, exact resume, DDP agreements, the learning rates,
+logging, TensorBoard, best-by-metric) and is handed the task's ``Trainer``
+(``tasks.base.Trainer``), which owns the data, the step and the pictures.
 """
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -24,11 +23,13 @@ from ganforge.checkpoint import (
     save_checkpoint,
     save_run_checkpoint,
 )
-from ganforge.config import TrainConfig, parse_interval
+from ganforge.config import TrainConfig, config_to_dict
 from ganforge.distributed import Distributed
 from ganforge.errors import GanforgeError
 from ganforge.monitor import RunMonitor, StopSignal
 from ganforge.sampling import save_grid
+from ganforge.settings import parse_interval
+from ganforge.tasks import Trainer
 
 log = logging.getLogger("ganforge")
 
@@ -78,13 +79,16 @@ class TrainingLoop:
     so that every rank saves, evaluates and stops at the same step.
     """
 
-    def __init__(self, config: TrainConfig, task, run_dir: Path, device: torch.device, context: Distributed):
-        self.config, self.task, self.run_dir, self.device, self.context = config, task, run_dir, device, context
+    def __init__(
+        self, config: TrainConfig, trainer: Trainer, run_dir: Path, device: torch.device, context: Distributed
+    ):
+        self.config, self.trainer, self.run_dir, self.device, self.context = config, trainer, run_dir, device, context
         self.is_main = context.is_main_process
         self.checkpoint_cadence = Cadence(config.checkpoint_every, "checkpoint-every")
         self.sample_cadence = Cadence(config.sample_every, "sample-every")
         self.eval_cadence = Cadence(config.eval_every, "eval-every")
-        self.best = best_score(run_dir / "checkpoints", task.metric)  # of best.pt: lower is better
+        self.best = best_score(run_dir / "checkpoints", trainer.metric)  # of best.pt: lower is better
+        self.base_lrs = trainer.base_learning_rates()  # by optimiser: the loop sets the rates of every step
         # The losses' finiteness is gathered on the device and read only at reports and before saves:
         # reading it every step would wait for the device every step.
         self.losses_finite = torch.ones((), dtype=torch.bool, device=device)
@@ -93,7 +97,14 @@ class TrainingLoop:
 
     @property
     def state(self):
-        return self.task.state
+        return self.trainer.state
+
+    def set_learning_rates(self, step: int) -> None:
+        """Each optimiser's rate for ``step``: its base rate times the trainer's schedule, halved per rollback."""
+        factor = self.trainer.learning_rate_scale(step) * NAN_LR_FACTOR**self.state.rollbacks
+        for key, optimizer in self.state.optimizers.items():
+            for group in optimizer.param_groups:
+                group["lr"] = self.base_lrs[key] * factor
 
     def run(self, step: int, total: int | None, deadline: float) -> tuple[int, bool]:
         """Train from ``step`` until ``total``, the deadline or a stop signal; returns (step, stopped early)."""
@@ -103,12 +114,13 @@ class TrainingLoop:
             total_steps=total,
             start_step=step,
             batch_size=config.batch_size,
-            steps_per_epoch=self.task.steps_per_epoch,
+            steps_per_epoch=self.trainer.steps_per_epoch,
             log_every=config.log_every,
             tensorboard=config.tensorboard and self.is_main,
             progress=config.progress and self.is_main,
             writes=self.is_main,
-            watch_d=self.task.watches_discriminator,
+            watch_d=self.trainer.watches_discriminator,
+            statistics=self.trainer.statistics,
         )
         self.checked_step = step
         stopping = False
@@ -150,9 +162,10 @@ class TrainingLoop:
 
     def train_one_step(self, step: int, monitor: RunMonitor, stop: StopSignal, deadline: float) -> tuple[int, bool]:
         """Train step ``step`` and do whatever is due after it; returns the next step and whether to stop."""
-        stats = self.task.train_step(step)
+        self.set_learning_rates(step)
+        stats = self.trainer.train_step(step)
         self.steps_taken += 1
-        self.losses_finite &= torch.isfinite(stats["d_loss"] + stats.get("g_loss", 0))
+        self.losses_finite &= torch.isfinite(sum(stats.values()))
         step += 1
         # Rank 0's clock decides what is due; a signal or the deadline on any rank stops every rank.
         stopping, sample, checkpoint, evaluate = self.context.any(
@@ -160,7 +173,7 @@ class TrainingLoop:
                 stop.requested or time.monotonic() >= deadline,
                 self.is_main and self.sample_cadence.due(step),
                 self.is_main and (self.checkpoint_cadence.due(step) or self.snapshot_due(step)),
-                self.task.evaluator is not None and self.eval_cadence.due(step),
+                self.trainer.evaluates and self.eval_cadence.due(step),
             ]
         )
         saving = sample or checkpoint or evaluate
@@ -190,17 +203,17 @@ class TrainingLoop:
 
     def evaluate(self, step: int, monitor: RunMonitor) -> None:
         """Score the task, log the scores, keep checkpoints/best.pt by its metric, and pass on its warnings."""
-        results = self.task.evaluate()
+        results = self.trainer.evaluate()
         monitor.event({"event": "eval", "step": step} | results)
         scalars = {k: v for k, v in results.items() if isinstance(v, (int, float)) and k != "samples"}
         monitor.add_scalars("eval", scalars, step)
         best = self.run_dir / "checkpoints" / BEST
-        metric = self.task.metric
+        metric = self.trainer.metric
         if results[metric] < self.best:
             self.best = results[metric]
             self.save(step, also_best=results)
-        log.info(f"step {step:,}: {self.task.describe(results)}")
-        for warning in self.task.watch(step, results):
+        log.info(f"step {step:,}: {self.trainer.describe(results)}")
+        for warning in self.trainer.watch(step, results):
             log.warning(f"{warning}; the best checkpoint is {best} ({metric} {self.best:.4g})")
 
     def recover(self, divergence: Diverged, monitor: RunMonitor) -> int:
@@ -217,21 +230,19 @@ class TrainingLoop:
                 "Try a lower --lr"
             )
         self.state.load_state_dict(load_checkpoint(latest), str(latest))
-        for optimizer in self.state.optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] *= NAN_LR_FACTOR
         self.state.rollbacks = rollbacks + 1
         step = self.state.step
         self.checked_step = step
         monitor.discard(step)
-        lrs = [optimizer.param_groups[0]["lr"] for optimizer in self.state.optimizers]
+        self.set_learning_rates(step)  # halved once more: the next step's rates
+        lrs = {key: optimizer.param_groups[0]["lr"] for key, optimizer in self.state.optimizers.items()}
+        rates = ", ".join(f"{key.upper()} {lr:.3g}" for key, lr in lrs.items())
         log.warning(
             f"{divergence}: rolled back to step {step:,} ({latest.name}) with learning rates "
-            f"G {lrs[0]:.3g}, D {lrs[1]:.3g} (rollback {self.state.rollbacks} of {self.config.max_rollbacks})"
+            f"{rates} (rollback {self.state.rollbacks} of {self.config.max_rollbacks})"
         )
-        monitor.event(
-            {"event": "rollback", "at_step": divergence.step, "to_step": step, "g_lr": lrs[0], "d_lr": lrs[1]}
-        )
+        rollback = {"event": "rollback", "at_step": divergence.step, "to_step": step}
+        monitor.event(rollback | {f"{key}_lr": lr for key, lr in lrs.items()})
         return step
 
     def snapshot_due(self, step: int) -> bool:
@@ -247,8 +258,8 @@ class TrainingLoop:
         if not self.is_main:
             return
         self.state.step = step
-        config = dataclasses.asdict(self.config)
-        checkpoint = make_checkpoint(self.state.state_dict(), config, **self.task.checkpoint_extra())
+        config = config_to_dict(self.config)
+        checkpoint = make_checkpoint(self.state.state_dict(), config, **self.trainer.checkpoint_extra())
         folder = self.run_dir / "checkpoints"
         save_run_checkpoint(folder, checkpoint, self.config.keep_checkpoints, self.config.snapshot_every)
         if also_best is not None:
@@ -258,6 +269,6 @@ class TrainingLoop:
         """The task's sample grid as samples/step_NNNNNNN.png (rank 0)."""
         if not self.is_main:
             return
-        images, nrow = self.task.sample_grid()
+        images, nrow = self.trainer.sample_grid()
         save_grid(images, self.run_dir / "samples" / f"step_{step:07d}.png", nrow)  # (64, C, H, W) uint8
         monitor.add_grid(make_grid(images, nrow=nrow, padding=2), step)

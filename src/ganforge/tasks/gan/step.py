@@ -6,7 +6,8 @@ code, with the variants as parameters of a ``Recipe``: the loss, the
 discriminator's penalties (gradient penalty, R1, each due on its own steps),
 several critic updates per generator update, DiffAugment, and the generator's
 moving average (EMA). Networks never compute losses; losses never touch
-optimisers; this file joins them.
+optimisers; this file joins them. Every other task's step is shaped the
+same way (``tasks/translation/steps.py``).
 """
 
 import functools
@@ -19,6 +20,9 @@ from ganforge.augment import diff_augment, parse_policy
 from ganforge.config import TrainConfig
 from ganforge.device import autocast
 from ganforge.losses import LOSSES, PENALTIES, GANLoss, Penalty, PenaltyInputs
+from ganforge.training.state import TrainState, optimizer_step
+
+G, D = "generator", "discriminator"  # the state's one network of each kind
 
 
 @dataclass
@@ -59,38 +63,29 @@ class Recipe:
 def discriminator_penalties(config: TrainConfig) -> tuple[ScheduledPenalty, ...]:
     """The loss's own penalties (WGAN-GP's gradient penalty) at every step, then R1 when --r1 asks for it."""
     penalties = [ScheduledPenalty(PENALTIES[name], weight) for name, weight in LOSSES[config.loss].penalties]
-    if config.r1 > 0:
-        penalties.append(ScheduledPenalty(PENALTIES["r1"], config.r1 / 2, config.r1_every))
+    gan = config.settings
+    if gan.r1 > 0:
+        penalties.append(ScheduledPenalty(PENALTIES["r1"], gan.r1 / 2, gan.r1_every))
     return tuple(penalties)
 
 
 def build_recipe(config: TrainConfig, device: torch.device, world_size: int = 1) -> Recipe:
     """The step's settings from the config."""
-    policy = parse_policy(config.diffaug_policy)
+    gan = config.settings
+    policy = parse_policy(gan.diffaug_policy)
     return Recipe(
         loss=LOSSES[config.loss],
         amp=autocast(device, config.precision),
         world_size=world_size,
-        n_critic=config.n_critic,
+        n_critic=gan.n_critic,
         d_penalties=discriminator_penalties(config),
-        augment=functools.partial(diff_augment, policy=policy) if config.diffaug else None,
+        augment=functools.partial(diff_augment, policy=policy) if gan.diffaug else None,
     )
 
 
-def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
-    """Backpropagate ``loss`` and update: through the loss scaler, which only passes through unless 16-mixed."""
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)  # skipped when float16 gradients overflowed
-    scaler.update()
-
-
-def discriminator_step(state, recipe: Recipe, batch: Batch, fake: torch.Tensor, step: int) -> tuple:
-    """Push D(x) up and D(G(z)) down, plus the penalties due at ``step``. The fakes are detached.
-
-    ``state``: the ``TrainState`` whose networks, optimisers and scalers are used.
-    """
-    discriminator, view = state.train_discriminator, recipe.augment_for_discriminator
+def discriminator_step(state: TrainState, recipe: Recipe, batch: Batch, fake: torch.Tensor, step: int) -> tuple:
+    """Push D(x) up and D(G(z)) down, plus the penalties due at ``step``. The fakes are detached."""
+    discriminator, view = state.train_discriminators[D], recipe.augment_for_discriminator
     due = [p for p in recipe.d_penalties if step % p.every == 0]
     real = batch.real.detach().requires_grad_(any(p.penalty.needs_real_grad for p in due))
     with recipe.amp:
@@ -100,28 +95,28 @@ def discriminator_step(state, recipe: Recipe, batch: Batch, fake: torch.Tensor, 
     penalty = torch.zeros((), device=real.device)
     if due:
         critic = functools.partial(discriminator, labels=batch.real_labels)
-        inputs = PenaltyInputs(critic, real, fake.detach(), real_logits, state.d_scaler)
+        inputs = PenaltyInputs(critic, real, fake.detach(), real_logits, state.scalers["d"])
         for scheduled in due:
             penalty = penalty + scheduled.weight * scheduled.every * scheduled.penalty.fn(inputs)
-    optimizer_step(d_loss + penalty, state.d_optimizer, state.d_scaler)
+    optimizer_step(d_loss + penalty, state.optimizers["d"], state.scalers["d"])
     return d_loss, real_logits, fake_logits
 
 
-def generator_step(state, recipe: Recipe, batch: Batch, fake: torch.Tensor) -> torch.Tensor:
+def generator_step(state: TrainState, recipe: Recipe, batch: Batch, fake: torch.Tensor) -> torch.Tensor:
     """Push the updated discriminator's D(G(z)) up. D's weights are frozen for this pass.
 
     D runs without its DDP wrapper here: nothing of D is updated, so nothing of D is synchronised.
     """
-    state.discriminator.requires_grad_(False)
+    state.discriminators[D].requires_grad_(False)
     with recipe.amp:
-        fake_logits = state.frozen_discriminator(recipe.augment_for_discriminator(fake), batch.fake_labels)  # (B,)
+        fake_logits = state.frozen_discriminators[D](recipe.augment_for_discriminator(fake), batch.fake_labels)  # (B,)
     g_loss = recipe.loss.generator(fake_logits.float())
-    optimizer_step(g_loss, state.g_optimizer, state.g_scaler)
-    state.discriminator.requires_grad_(True)
+    optimizer_step(g_loss, state.optimizers["g"], state.scalers["g"])
+    state.discriminators[D].requires_grad_(True)
     return g_loss
 
 
-def training_step(state, recipe: Recipe, batch: Batch, step: int) -> dict:
+def training_step(state: TrainState, recipe: Recipe, batch: Batch, step: int) -> dict:
     """One discriminator update; then, every ``n_critic``-th step, one generator update on the same fakes.
 
     ``step`` counts discriminator updates from 0. Returns detached scalar
@@ -130,7 +125,7 @@ def training_step(state, recipe: Recipe, batch: Batch, step: int) -> dict:
     """
     update_generator = (step + 1) % recipe.n_critic == 0
     with recipe.amp, torch.set_grad_enabled(update_generator):
-        fake = state.train_generator(batch.z, batch.fake_labels)  # (B, C, H, W)
+        fake = state.train_generators[G](batch.z, batch.fake_labels)  # (B, C, H, W)
     d_loss, real_logits, fake_logits = discriminator_step(state, recipe, batch, fake, step)
     stats = {
         "d_loss": d_loss.detach(),
@@ -139,7 +134,7 @@ def training_step(state, recipe: Recipe, batch: Batch, step: int) -> dict:
     }
     if update_generator:
         stats["g_loss"] = generator_step(state, recipe, batch, fake).detach()
-        if state.ema is not None:
+        if G in state.averages:
             batch_size = batch.z.shape[0] * recipe.world_size
-            state.ema.update(state.generator, batch_size, images_seen=(step + 1) * batch_size)
+            state.averages[G].update(state.generators[G], batch_size, images_seen=(step + 1) * batch_size)
     return stats

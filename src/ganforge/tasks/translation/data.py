@@ -21,16 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
-from ganforge.data import (
-    HOLDOUT_SEED,
-    IMAGE_EXTENSIONS,
-    check_fits_in_memory,
-    conform_images,
-    to_mode,
-    typical_image_shape,
-)
+from ganforge.data import HOLDOUT_SEED, check_fits_in_memory, conform_images, list_images, typical_image_shape
+from ganforge.data.images import fit, is_image_file, open_image, to_tensor
 from ganforge.errors import GanforgeError
 
 log = logging.getLogger("ganforge")
@@ -62,17 +56,6 @@ class Split:
         pick = lambda files: [files[i] for i in indices]  # noqa: E731
         b = None if self.b is None else pick(self.b) if self.paired else self.b
         return Split(pick(self.a), b, self.paired)
-
-
-def list_images(folder: Path) -> list[Path]:
-    """The image files under ``folder``, sorted; a one-line error when there are none."""
-    try:
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    except OSError as error:
-        raise GanforgeError(f"cannot read {error.filename or folder}: {error.strerror or error}") from None
-    if not files:
-        raise GanforgeError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {folder}")
-    return files
 
 
 def two_domains(folder_a: Path, folder_b: Path, need_pairs: bool) -> Split:
@@ -111,22 +94,13 @@ def find_splits(root: Path, need_pairs: bool) -> tuple[Split, Split | None, str]
     if has("train"):
         test = Split(list_images(root / "test"), None, True) if has("test") else None
         return Split(list_images(root / "train"), None, True), test, "pairs side by side in train/"
-    loose = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
+    loose = [p for p in root.iterdir() if is_image_file(p)]
     if loose:
         return Split(sorted(loose), None, True), None, "pairs side by side"
     raise GanforgeError(
         f"{root} holds no translation data: expected trainA/ and trainB/ (CycleGAN), A/ and B/ with the same file "
         "names, or train/ (or images) with each pair side by side (pix2pix)"
     )
-
-
-def decode(path: Path, mode: str) -> Image.Image:
-    """The image at ``path`` in ``mode`` ('L' or 'RGB'), upright; a one-line error naming the file."""
-    try:
-        with Image.open(path) as image:
-            return to_mode(ImageOps.exif_transpose(image), mode)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise GanforgeError(f"cannot read image {path}: {error}") from None
 
 
 def halves(image: Image.Image, path: Path) -> tuple[Image.Image, Image.Image]:
@@ -141,12 +115,8 @@ def halves(image: Image.Image, path: Path) -> tuple[Image.Image, Image.Image]:
 
 
 def to_square_tensor(image: Image.Image, size: int) -> torch.Tensor:
-    """(C, size, size) uint8: resized to a square, bicubic and antialiased, as pix2pix's transforms."""
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms import functional as TF
-
-    image = TF.resize(image, [size, size], InterpolationMode.BICUBIC, antialias=True)
-    return TF.pil_to_tensor(image)
+    """(C, size, size) uint8: stretched to a square by the one resize of data, as pix2pix's transforms."""
+    return to_tensor(fit(image, size, crop=False))
 
 
 def domain_channels(files: list[Path], channels: int | None) -> int:
@@ -166,14 +136,14 @@ def decode_split(split: Split, size: int, channels: int | None, what: str) -> Tr
     a = torch.empty(len(split.a), channels_a, size, size, dtype=torch.uint8)
     b = torch.empty(count_b, channels_b, size, size, dtype=torch.uint8)
     for index, path in enumerate(split.a):
-        image = decode(path, mode_a)
+        image = open_image(path, mode_a)
         if split.b is None:
             left, right = halves(image, path)
             a[index], b[index] = to_square_tensor(left, size), to_square_tensor(right, size)
         else:
             a[index] = to_square_tensor(image, size)
     for index, path in enumerate(split.b or []):
-        b[index] = to_square_tensor(decode(path, mode_b), size)
+        b[index] = to_square_tensor(open_image(path, mode_b), size)
     return TranslationData(a, b, split.paired, f"{what}, {len(a):,} A and {len(b):,} B images")
 
 

@@ -1,4 +1,5 @@
-"""Translating images with a trained pix2pix or CycleGAN run: the handle ``load_translator`` gives, and files.
+"""A trained translation run (pix2pix, CycleGAN), loaded: ``TrainedTranslator`` (what ``ganforge.load``
+returns for one), and ``translate``, which writes the translations of image files and folders.
 
 The translators are fully convolutional: an image of any size is padded (by
 reflection) to a multiple of the network's stride, translated and cropped back.
@@ -10,18 +11,18 @@ the scale it was trained on.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
-from ganforge.checkpoint import read_translator
-from ganforge.data import IMAGE_EXTENSIONS, conform_images, scale_images, to_uint8
-from ganforge.device import resolve_device
-from ganforge.errors import GanforgeError, UsageError, first_line
+from ganforge.checkpoint import generator_weights, rebuild_generators
+from ganforge.data import conform_images, list_images, read_image, scale_images, to_uint8
+from ganforge.data.images import to_picture
+from ganforge.errors import GanforgeError, UsageError
 from ganforge.files import atomic_write, refuse_to_replace
+from ganforge.tasks import Trained, load
 
 MAX_PIXELS = 4096 * 4096  # an input larger than this is refused (a translator's memory grows with the area)
 
@@ -51,13 +52,40 @@ def translate_images(generator: nn.Module, images: torch.Tensor) -> torch.Tensor
 
 
 @dataclass
-class TrainedTranslator:
-    """A trained translation run, read once: its translators by direction, its config and task."""
+class TrainedTranslator(Trained):
+    """A trained translation run, read once: its translators by direction, its config and task. It translates;
+    ``evaluate``, ``app`` and ``export`` score, serve and export it.
+
+    >>> translator = ganforge.load("runs/facades")
+    >>> photos = translator.translate(label_maps)  # (N, C, H, W) uint8 in and out, any H and W
+    """
 
     generators: dict[str, nn.Module]  # 'AtoB' (and 'BtoA' for CycleGAN), eval mode
-    config: dict  # the run's TrainConfig as a dict
-    task: str  # 'pix2pix' or 'cyclegan'
+    config: dict  # the run's TrainConfig as plain data, its task's settings under the task's name
+    task: str  # its TASKS name
     path: Path  # the checkpoint read
+    description: dict  # model, generator_args (by direction), step, ema: what export writes as metadata
+    export_formats: ClassVar[tuple[str, ...]] = ("onnx", "safetensors", "hub")
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict, path: Path, device: torch.device, ema: bool) -> "TrainedTranslator":
+        """The handle of a translation checkpoint (or exported folder): with ``ema``, the averages when kept."""
+        weights, averaged = generator_weights(checkpoint, ema, path)
+        generators = rebuild_generators(checkpoint, weights, path, device)
+        config = dict(checkpoint.get("config") or {})
+        description = {
+            "model": checkpoint["model"],
+            "generator_args": dict(checkpoint["generator_args"]),
+            "step": checkpoint.get("step", 0),
+            "ema": averaged,
+            "image_size": config.get("image_size"),
+        }
+        return cls(generators, config, checkpoint["task"], path, description)
+
+    @property
+    def settings(self) -> dict:
+        """The task's own settings the run trained with (direction, load_size, ...), as plain data."""
+        return dict(self.config.get(self.task) or {})
 
     def generator(self, direction: str = "AtoB") -> nn.Module:
         """The translator for ``direction``; a one-line error naming the ones this run has."""
@@ -72,16 +100,42 @@ class TrainedTranslator:
         """(N, C, H, W) uint8 -> translated (N, C_out, H, W) uint8."""
         return translate_images(self.generator(direction), images)
 
+    def evaluate(
+        self,
+        reference: str | None = None,  # the folder to take the test split from (default: the run's data)
+        features: str = "auto",  # FID/KID features: mnist, cifar10, inception; auto: mnist for 1x28x28, else none
+        inception_weights: str | None = None,
+    ) -> dict:
+        """L1, PSNR and SSIM against the targets, the cycle error, SWD (and with a feature extractor FID and
+        KID) on the test split of its data (``evaluate.evaluate_translator``)."""
+        from ganforge.tasks.translation.evaluate import evaluate_translator
 
-def load_translator(source: str | Path, device: str = "auto", ema: bool = True) -> TrainedTranslator:
-    """The translation run (directory or checkpoint) at ``source``, on ``device``; with ``ema`` (the default),
-    the translators' moving averages when the run kept them.
+        return evaluate_translator(self, reference, features, inception_weights)
+
+    def app(self, allowed_hosts: list[str] | None = None):
+        """The page that translates an uploaded image (``web.py``)."""
+        from ganforge.tasks.translation.web import create_app
+
+        return create_app(self, allowed_hosts=allowed_hosts)
+
+    def export(
+        self, format: str, out: Path, overwrite: bool = False, license: str = "other", direction: str = "AtoB"
+    ) -> Path:
+        """Its ``direction`` translator as ONNX or safetensors, or every translator as a hub folder (``export.py``)."""
+        from ganforge.tasks.translation.export import export
+
+        return export(self, format, Path(out), overwrite, license, direction)
+
+
+def load_translator(source: str | Path | Trained, device: str = "auto", ema: bool = True) -> TrainedTranslator:
+    """The translation run (directory, checkpoint or exported folder) at ``source``, on ``device``: ``ganforge.load``,
+    refusing a run that does not translate. With ``ema`` (the default), the translators' moving averages when the
+    run kept them.
 
     >>> translator = load_translator("runs/facades")
     >>> photos = translator.translate(label_maps)  # (N, C, H, W) uint8 in and out, any H and W
     """
-    found = read_translator(source, resolve_device(device), ema)
-    return TrainedTranslator(found["generators"], found["config"], found["task"], found["path"])
+    return load(source, device, ema, command="translate")
 
 
 def input_files(inputs: Sequence[str | Path]) -> list[tuple[Path, Path]]:
@@ -89,10 +143,7 @@ def input_files(inputs: Sequence[str | Path]) -> list[tuple[Path, Path]]:
     found = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-            if not files:
-                raise GanforgeError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {item}")
-            found += [(path, path.relative_to(item).with_suffix(".png")) for path in files]
+            found += [(path, path.relative_to(item).with_suffix(".png")) for path in list_images(item)]
         elif item.is_file():
             found.append((item, Path(item.stem + ".png")))
         else:
@@ -104,29 +155,15 @@ def input_files(inputs: Sequence[str | Path]) -> list[tuple[Path, Path]]:
     return found
 
 
-def read_input(path: Path | BinaryIO, size: int, name: str | None = None) -> torch.Tensor:
-    """(1, C, H, W) uint8 of ``path`` (a file, or an open binary stream called ``name``), resized to ``size``
-    square unless 0; one line for a non-image or a huge one."""
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms import functional as TF
-
-    name = name or str(path)
-    try:
-        with Image.open(path) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise GanforgeError(
-                    f"{name} is {image.width}x{image.height}, over the {MAX_PIXELS:,}-pixel cap: shrink it first"
-                )
-            image = image.convert("L" if image.mode in ("1", "L", "I;16", "I", "F") else "RGB")
-            if size:
-                image = TF.resize(image, [size, size], InterpolationMode.BICUBIC, antialias=True)
-            return TF.pil_to_tensor(image)[None]
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise GanforgeError(f"cannot read {name} as an image: {first_line(error)}") from None
+def read_input(path: Path | BinaryIO, channels: int, size: int, name: str | None = None) -> torch.Tensor:
+    """(1, C, H, W) uint8 of ``path`` (a file, or an open binary stream called ``name``) in ``channels``, stretched
+    to ``size`` square unless 0: read as training reads its test images (``data.images.read_image``); one line
+    for a non-image or one over ``MAX_PIXELS``."""
+    return read_image(path, channels, size or None, crop=False, name=name, max_pixels=MAX_PIXELS)[None]
 
 
 def translate(
-    source: str | Path,
+    source: str | Path | Trained,
     inputs: Sequence[str | Path],
     out: str | Path,
     direction: str = "AtoB",
@@ -142,14 +179,15 @@ def translate(
     translator = load_translator(source, device, ema)
     generator = translator.generator(direction)
     size = translator.config["image_size"] if size is None else size
+    if size < 0:
+        raise UsageError(f"--size must be 0 or more, got {size}")
     files = input_files(inputs)
     out = Path(out)
     targets = [out / name for _, name in files]
     refuse_to_replace(targets, overwrite)
     for (path, _), target in tqdm(list(zip(files, targets)), desc="translate", unit="image", disable=not progress):
-        translated = translate_images(generator, read_input(path, size))[0]  # (C, H, W) uint8
-        pixels = translated[0] if len(translated) == 1 else translated.permute(1, 2, 0)
-        picture = Image.fromarray(pixels.numpy())
+        translated = translate_images(generator, read_input(path, generator.in_channels, size))[0]  # (C, H, W)
+        picture = to_picture(translated)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:

@@ -1,0 +1,183 @@
+"""The noise-to-image GAN (``--task gan``): a generator learns to turn noise (and a class) into images.
+
+Goodfellow et al. (2014), with the variants as settings: the loss, R1 and
+the gradient penalty, several critic updates, DiffAugment, class conditioning,
+the generator's moving average. Where its parts live:
+
+- ``GANSettings`` and ``GAN`` below: its settings (config.yaml's ``gan:``
+  section), its defaults and how they follow the data, its models;
+- ``step.py``: the algorithm box (one D update, then one G update);
+- ``training.py``: its data (a dataset source and the held-out share), its
+  networks, and the ``Trainer`` the loop drives (batches, grids, FID);
+- ``handle.py``: ``TrainedGenerator``, what ``ganforge.load`` returns for a
+  run: sampling, ``generate``, ``interpolate``, a labelled dataset, and its
+  evaluation (``metrics.evaluation``), web page (``web.py``) and exports
+  (``export.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ganforge.augment import DEFAULT_POLICY, parse_policy
+from ganforge.errors import UsageError
+from ganforge.losses import LOSSES
+from ganforge.models import MODELS
+from ganforge.settings import setting
+from ganforge.tasks.base import RunData, Statistic, Task
+
+if TYPE_CHECKING:
+    from ganforge.config import TrainConfig
+
+
+@dataclass
+class GANSettings:
+    """A noise-to-image GAN's own settings: config.yaml's ``gan:`` section. ``None``: from the data or the loss."""
+
+    conditional: bool | None = setting(
+        None,
+        "class-conditional generator and projection discriminator, trained on the data's labels",
+        default_help="dcgan and resnet: on when the data has two classes or more; mlp: off",
+    )
+    z_dim: int = setting(100, "length of the generator's noise vector", bounds="[1, inf)")
+    data_root: str | None = setting(
+        None,
+        "torchvision data root holding the dataset; ganforge never downloads into a root you name",
+        default_help="$GANFORGE_DATA_ROOT, else ~/.cache/ganforge/data",
+        resumable=True,
+    )
+    download: bool = setting(True, "download a missing built-in dataset into ganforge's cache folder", resumable=True)
+    n_critic: int | None = setting(
+        None, "discriminator updates per generator update", default_help="5 for wgan-gp, else 1", bounds="[1, inf)"
+    )
+    r1: float = setting(0.0, "R1 penalty weight gamma on real images' gradients (0: off)", bounds="[0, inf)")
+    r1_every: int = setting(
+        16, "apply R1 every this many steps, scaled up to match (lazy regularisation)", bounds="[1, inf)"
+    )
+    mirror: bool = setting(
+        False,
+        "x-flip each training image at random, half the time, as StyleGAN2-ADA's --mirror (for data whose "
+        "mirror images are as real: faces, objects, scenes; not digits or text)",
+    )
+    diffaug: bool | None = setting(
+        None,
+        "differentiable augmentation (DiffAugment) of real and fake images in D",
+        default_help="on for colour images (dcgan, resnet), off for grayscale",
+    )
+    diffaug_policy: str = setting(DEFAULT_POLICY, "DiffAugment's augmentations, comma-separated")
+    sync_bn: bool = setting(
+        False, "synchronise BatchNorm statistics across the processes of a torchrun run (CUDA only)"
+    )
+    eval_samples: int = setting(
+        2000, "samples generated at each --eval-every evaluation", resumable=True, bounds="[10, inf)"
+    )
+
+
+# What a GAN (dcgan, resnet) on colour images takes where the user gave nothing: the best recipe of
+# benchmarks/quality.py on CIFAR-10 at 32 px (docs/quality.md): hinge loss and DiffAugment gave 27 FID at
+# 10 minutes against 40 for the grayscale default. The classic mlp keeps its recipe.
+COLOUR_DEFAULTS = dict(loss="hinge", diffaug=True)
+GRAYSCALE_DEFAULTS = dict(loss="nonsaturating", diffaug=False)
+
+PROBABILITY = "probability of 'real'"
+
+
+class GAN(Task):
+    name = "gan"
+    summary = "images from noise (and class labels)"
+    settings = GANSettings
+    models = ("mlp", "dcgan", "resnet")
+    # precision auto: bf16 where the hardware computes in it. On CIFAR-10 it reached float32's FID in 10 and 30
+    # minutes with 1.45x the steps (docs/quality.md); on MNIST it is 1.4x (dcgan) and 1.5x (mlp) the images/s.
+    defaults = dict(model="dcgan", precision="auto")
+    default_help = dict(loss="nonsaturating; hinge for colour images (dcgan, resnet)")
+    legacy_defaults = dict(conditional=False)  # a config from before conditional models trained unconditionally
+    commands = frozenset({"generate", "interpolate"})
+    statistics = (
+        Statistic("d_loss", "discriminator", "d_loss", "losses"),
+        Statistic("g_loss", "generator", "g_loss", "losses"),
+        Statistic(
+            "d_real",
+            "D(x), real images",
+            "D(x)",
+            "discriminator",
+            PROBABILITY,
+            (0.0, 1.0),
+            (0.5, "cannot tell them apart"),
+        ),
+        Statistic(
+            "d_fake", "D(G(z)), generated images", "D(G(z))", "discriminator", PROBABILITY, (0.0, 1.0), (0.5, "")
+        ),
+    )
+
+    def resolve(self, config: TrainConfig, data: RunData | None = None) -> TrainConfig:
+        """The model and precision by default; hinge loss and DiffAugment for colour images (but on mlp), the
+        nonsaturating loss without for grayscale, once the channels are known; the model's recipe; with the
+        data, its size, channels, classes, held-out share, the run's length and name."""
+        from ganforge.config import DEFAULT_HOLDOUT, fill, with_model_recipe, with_run_defaults
+        from ganforge.data import resolve_source
+
+        config = fill(config, self.defaults)
+        channels = data.facts["image_shape"][0] if data is not None else config.channels
+        if channels is not None:
+            colour = channels == 3 and config.model != "mlp"
+            config = fill(config, COLOUR_DEFAULTS if colour else GRAYSCALE_DEFAULTS)
+        config = with_model_recipe(config)
+        if config.loss is not None:
+            config = fill(config, dict(n_critic=LOSSES[config.loss].default_n_critic))
+        if data is None:
+            return config
+        gan, source = config.settings, resolve_source(config.data)
+        channels, height, _ = data.facts["image_shape"]
+        name = f"{config.model}-{source.short_name(config.data)}"
+        config = with_run_defaults(config, name, source.canonical(config.data))
+        conditional = gan.conditional
+        if conditional is None:
+            conditional = MODELS[config.model].conditional and data.facts["labelled"]
+        return dataclasses.replace(
+            config,
+            image_size=height,
+            channels=channels,
+            holdout=0.0 if source.has_test_split else DEFAULT_HOLDOUT if config.holdout is None else config.holdout,
+            settings=dataclasses.replace(
+                gan,
+                conditional=conditional,
+                data_root=str(Path(gan.data_root).resolve()) if gan.data_root else None,
+            ),
+        )
+
+    def validate(self, config: TrainConfig) -> None:
+        """DiffAugment's policy parses, and ``--data`` names a kind of source."""
+        try:
+            parse_policy(config.settings.diffaug_policy)
+        except ValueError as error:
+            raise UsageError(f"--diffaug-policy: {error}") from None
+        from ganforge.data import resolve_source  # the kinds of source live with the data, which need torch
+
+        resolve_source(config.data)
+
+    def load_data(self, config: TrainConfig) -> RunData:
+        from ganforge.tasks.gan.training import load_data
+
+        return load_data(config)
+
+    def networks(self, config: TrainConfig, data: RunData) -> tuple[dict[str, dict], dict[str, dict]]:
+        from ganforge.tasks.gan.training import networks
+
+        return networks(config, data)
+
+    def trainer(self, config, state, data, device, context):
+        from ganforge.tasks.gan.training import GANTrainer
+
+        return GANTrainer(config, state, data, device, context)
+
+    def handle(self, checkpoint, path, device, ema):
+        from ganforge.tasks.gan.handle import TrainedGenerator
+
+        return TrainedGenerator.from_checkpoint(checkpoint, path, device, ema)
+
+
+GAN_TASK = GAN()

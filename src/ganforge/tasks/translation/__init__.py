@@ -1,0 +1,177 @@
+"""Image-to-image translation: pix2pix (``--task pix2pix``, from pairs) and CycleGAN (``--task cyclegan``,
+from two unpaired domains), two entries of ``TASKS`` that share their data, handle, page and exports.
+
+Isola et al. (2017) and Zhu et al. (2017), with the adversarial loss taken
+from ``losses.LOSSES`` like every other GAN's. Where their parts live:
+
+- the settings and entries below (config.yaml's ``pix2pix:`` and ``cyclegan:``
+  sections, defaults, models, statistics);
+- ``data.py``: the folder layouts (pairs side by side, two domains), decoded once;
+- ``steps.py``: each paper's algorithm box (``pix2pix_step``, ``cyclegan_step``);
+- ``training.py``: the ``Trainer`` the loop drives (random crops and flips, the
+  grids of input | output | target, the held-out scores, the learning-rate decay);
+- ``handle.py``: ``TrainedTranslator``, what ``ganforge.load`` returns for a
+  run, and ``translate``; ``evaluate.py``, ``web.py`` and ``export.py``: its
+  scores, web page and exports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ganforge.errors import UsageError
+from ganforge.losses import LOSSES
+from ganforge.settings import setting
+from ganforge.tasks.base import RunData, Statistic, Task
+
+if TYPE_CHECKING:
+    from ganforge.config import TrainConfig
+
+DIRECTIONS = ("AtoB", "BtoA")
+NORMS = ("instance", "batch")
+IMAGE_SIZE = 256  # pix2pix's and CycleGAN's crop size: the default --image-size of translation
+LOAD_SIZE_RATIO = 286 / 256  # pix2pix's jitter: load 286 px, randomly crop 256
+
+
+@dataclass
+class TranslationSettings:
+    """What every translation task sets: which way, how images are jittered, the translators' norm and dropout,
+    and the learning-rate decay."""
+
+    direction: str = setting("AtoB", "translate the data's A images into its B images, or B into A", choices=DIRECTIONS)
+    load_size: int | None = setting(
+        None,
+        "images are resized to this square size, then randomly cropped to --image-size and flipped",
+        default_help="286/256 of --image-size, as pix2pix",
+        bounds="[1, inf)",
+    )
+    norm: str = setting(
+        "instance",
+        "the translators' normalisation: instance (the same in training and translation) or batch (pix2pix's original)",
+        choices=NORMS,
+    )
+    dropout: bool = setting(True, "dropout 0.5 in the generators in training")
+    lr_decay: float = setting(
+        0.5,
+        "share of the run's steps, at its end, over which the learning rates fall linearly to zero (as pix2pix and "
+        "CycleGAN do over half their epochs); needs --steps or --epochs",
+        bounds="[0, 1]",
+    )
+
+
+@dataclass
+class Pix2PixSettings(TranslationSettings):
+    """pix2pix's own settings: config.yaml's ``pix2pix:`` section."""
+
+    lambda_l1: float = setting(100.0, "weight of the L1 distance to the target", bounds="[0, inf)")
+
+
+@dataclass
+class CycleGANSettings(TranslationSettings):
+    """CycleGAN's own settings: config.yaml's ``cyclegan:`` section."""
+
+    dropout: bool = setting(False, "dropout 0.5 in the generators in training")
+    lambda_cycle: float = setting(10.0, "weight of the cycle-consistency loss", bounds="[0, inf)")
+    lambda_identity: float = setting(
+        0.5, "weight of the identity loss, as a share of --lambda-cycle", bounds="[0, inf)"
+    )
+    pool_size: int = setting(50, "past fakes kept to show the discriminators (0: only the newest)", bounds="[0, inf)")
+
+
+LOGIT = "mean patch logit"
+
+
+class Translation(Task):
+    """What pix2pix and CycleGAN share: the translators, the data layouts, the handle, page and exports."""
+
+    models = ("unet", "resnet-blocks")
+    commands = frozenset({"translate"})
+    default_help = dict(image_size=str(IMAGE_SIZE))
+    paired: bool  # trained on pairs (the L1 to the target): pix2pix
+
+    def resolve(self, config: TrainConfig, data: RunData | None = None) -> TrainConfig:
+        """The task's recipe and the model's, the crop (256) and load size (286/256 of it), the held-out share;
+        with the data, none held out where they have a test split of their own, the run's length and name."""
+        from ganforge.config import DEFAULT_HOLDOUT, fill, with_model_recipe, with_run_defaults
+
+        config = with_model_recipe(fill(config, self.defaults | dict(image_size=IMAGE_SIZE)))
+        load_size = config.settings.load_size or round(config.image_size * LOAD_SIZE_RATIO)
+        if load_size < config.image_size:
+            raise UsageError(f"--load-size {load_size} is smaller than the crop, --image-size {config.image_size}")
+        holdout = DEFAULT_HOLDOUT if config.holdout is None else config.holdout
+        config = dataclasses.replace(config, load_size=load_size, holdout=holdout)
+        if data is None:
+            return config
+        folder = Path(config.data).resolve()
+        config = with_run_defaults(config, f"{self.name}-{folder.name}", str(folder))
+        return dataclasses.replace(config, holdout=0.0 if data.facts["split"] == "test" else config.holdout)
+
+    def validate(self, config: TrainConfig) -> None:
+        if config.loss is not None and LOSSES[config.loss].penalties:
+            raise UsageError(f"--task {self.name} takes no discriminator penalty (--loss {config.loss})")
+        if not Path(config.data).is_dir():
+            raise UsageError(
+                f"--task {self.name} needs --data DIR: a folder of image pairs or of two domains; "
+                f"{config.data!r} is not a folder"
+            )
+
+    def load_data(self, config: TrainConfig) -> RunData:
+        from ganforge.tasks.translation.training import load_data
+
+        return load_data(config, need_pairs=self.paired)
+
+    def networks(self, config: TrainConfig, data: RunData) -> tuple[dict[str, dict], dict[str, dict]]:
+        from ganforge.tasks.translation.training import networks
+
+        return networks(config, data, both_ways=not self.paired)
+
+    def trainer(self, config, state, data, device, context):
+        from ganforge.tasks.translation.training import TranslationTrainer
+
+        return TranslationTrainer(config, state, data, device, context, self)
+
+    def handle(self, checkpoint, path, device, ema):
+        from ganforge.tasks.translation.handle import TrainedTranslator
+
+        return TrainedTranslator.from_checkpoint(checkpoint, path, device, ema)
+
+
+class Pix2Pix(Translation):
+    name = "pix2pix"
+    summary = "image-to-image translation from paired examples (pix2pix)"
+    settings = Pix2PixSettings
+    paired = True
+    # Isola et al.: U-Net, BCE, lambda_L1 100, dropout; instance norm (see models/translation.py). Not in the
+    # paper: a moving average of the generator, which scored better held-out L1, PSNR and SSIM than the same
+    # run's latest weights at 10 and 30 minutes on CMP Facades (docs/translation.md). float32: bf16 gave 1.39x
+    # the images/s and the same scores within one seed at 10 minutes (docs/translation.md).
+    defaults = dict(model="unet", loss="nonsaturating", precision="32", ema=True)
+    statistics = (
+        Statistic("d_loss", "discriminator", "d_loss", "losses"),
+        Statistic("g_loss", "generator, adversarial part", "g_loss", "losses"),
+        Statistic("l1", "generator, L1 to the target", "L1", "losses"),
+        Statistic("d_real_logit", "D(a, b): real pairs", "D real", "discriminator", LOGIT, None, (0.0, "")),
+        Statistic("d_fake_logit", "D(a, G(a)): translated pairs", "D fake", "discriminator", LOGIT, None, (0.0, "")),
+    )
+
+
+class CycleGAN(Translation):
+    name = "cyclegan"
+    summary = "image-to-image translation between two unpaired domains (CycleGAN)"
+    settings = CycleGANSettings
+    paired = False
+    # Zhu et al.: ResNet blocks, LSGAN, lambda 10, identity 0.5, a history of 50 fakes, instance norm.
+    defaults = dict(model="resnet-blocks", loss="lsgan", precision="32")
+    statistics = (
+        Statistic("d_loss", "discriminators", "d_loss", "losses"),
+        Statistic("g_loss", "generators, adversarial part", "g_loss", "losses"),
+        Statistic("cycle", "generators, cycle-consistency L1", "cycle", "losses"),
+        Statistic("d_real_logit", "D_B(b): real B images", "D real", "discriminator", LOGIT, None, (0.0, "")),
+        Statistic("d_fake_logit", "D_B(G(a)): translated A images", "D fake", "discriminator", LOGIT, None, (0.0, "")),
+    )
+
+
+PIX2PIX, CYCLEGAN = Pix2Pix(), CycleGAN()

@@ -1,0 +1,129 @@
+"""A translation run's exports: one translator as ONNX or safetensors, or every translator as a folder in the
+layout of a Hugging Face model repository (``hub``) that ``ganforge.load`` and every command read back.
+
+The ONNX file takes ``images`` (B, C, H, W) in [-1, 1] and gives ``translated`` the same way, with dynamic
+batch, height and width (each side a multiple of the network's ``stride``). Each file carries its description
+(task, model, direction, stride, training size, output range, whether the weights are the moving average) as
+JSON metadata.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ganforge.errors import GanforgeError
+from ganforge.export import (
+    METADATA_KEY,
+    check_output_path,
+    last_evaluation,
+    onnx_bytes,
+    require_onnx,
+    to_safetensors,
+    write_hub_folder,
+)
+from ganforge.files import atomic_write, refuse_to_replace
+from ganforge.tasks.base import Trained
+from ganforge.version import __version__
+
+FORMAT = "ganforge-translator"  # the metadata's and config.json's "format"
+SCORES = ("l1", "psnr", "ssim", "cycle_l1", "swd")  # a run's evaluation scores a model card names
+
+
+def translator_to_onnx(generator: nn.Module, metadata: dict) -> bytes:
+    """A translator as ONNX: input ``images`` (B, C, H, W) in [-1, 1], output ``images`` the same way, with
+    dynamic batch, height and width (each side a multiple of the network's ``stride``)."""
+    require_onnx()
+    stride = generator.stride
+    example = torch.zeros(2, generator.in_channels, 2 * stride, 3 * stride)  # sides unequal: neither is baked in
+    height, width = torch.export.Dim("height_blocks", min=1, max=64), torch.export.Dim("width_blocks", min=1, max=64)
+    shapes = {"x": {0: torch.export.Dim("batch", min=1), 2: stride * height, 3: stride * width}}
+    program = torch.onnx.export(
+        generator,
+        (example,),
+        input_names=["images"],
+        output_names=["translated"],
+        dynamic_shapes=shapes,
+        dynamo=True,
+        verbose=False,
+    )
+    return onnx_bytes(program, metadata)
+
+
+def plain(generator: nn.Module) -> nn.Module:
+    """The translator in float32 and the default memory layout, as files hold it."""
+    return generator.float().to(memory_format=torch.contiguous_format)
+
+
+def export(model: Trained, format: str, out: Path, overwrite: bool, license: str, direction: str) -> Path:
+    """Write the ``direction`` translator of ``model`` as ONNX or safetensors, or all of them as a hub folder."""
+    if format == "hub":
+        return export_hub(model, out, license, overwrite)
+    check_output_path(out)
+    refuse_to_replace([out], overwrite)
+    generator = model.generator(direction)
+    metadata = {"format": FORMAT, "ganforge_version": __version__, "task": model.task}
+    metadata |= {"model": model.description["model"], "direction": direction, "stride": generator.stride}
+    metadata |= {"image_size": model.config.get("image_size"), "output_range": [-1.0, 1.0]}
+    metadata |= {"ema": model.description["ema"]}  # whether the weights are the translator's moving average
+    write = translator_to_onnx if format == "onnx" else to_safetensors
+    data = write(plain(generator), metadata)
+    atomic_write(out, lambda file: file.write(data))
+    return out
+
+
+def export_hub(model: Trained, out: Path, license: str, overwrite: bool) -> Path:
+    """``out/``: config.json (task, model, each translator's constructor arguments, the training config),
+    model.safetensors (the translator's weights; CycleGAN's two prefixed by direction) and a model card."""
+    description = {"format": FORMAT, "ganforge_version": __version__, "task": model.task} | model.description
+    description |= {"config": model.config}
+    generators = {name: plain(generator) for name, generator in model.generators.items()}
+    prefix = len(generators) > 1
+    states = {
+        (f"{name}." if prefix else "") + key: tensor.detach().cpu().contiguous()
+        for name, generator in generators.items()
+        for key, tensor in generator.state_dict().items()
+    }
+    try:
+        from safetensors.torch import save
+    except ImportError:
+        raise GanforgeError('--format hub needs safetensors: pip install "ganforge[export]"') from None
+    weights = save(states, metadata={METADATA_KEY: json.dumps({"format": FORMAT, "ganforge_version": __version__})})
+    card = model_card(model, description, last_evaluation(model.path), license)
+    return write_hub_folder(out, description, weights, card, overwrite)
+
+
+def model_card(model: Trained, description: dict, evaluation: dict | None, license: str) -> str:
+    """A README.md model card: YAML front matter as Hugging Face reads it (library, licence, task, the run's last
+    evaluation), then what the translator is and how to use it."""
+    config, step, name = description["config"], description["step"], description["model"]
+    directions = " and ".join(model.generators)
+    front = ["---", "library_name: ganforge", f"license: {license}", "pipeline_tag: image-to-image"]
+    front += ["tags:", "- ganforge", "- gan", "- pytorch", f"- {model.task}", f"- {name}", "---"]
+    body = [
+        "",
+        f"# {model.task} translator ({name}), step {step:,}",
+        "",
+        f"A `{name}` translator trained with [ganforge](https://pypi.org/project/ganforge/) as {model.task} for "
+        f"{step:,} steps on `{Path(str(config.get('data', 'its data'))).name}` at {config.get('image_size')} px: "
+        f"it translates {directions}. The weights are "
+        + ("the moving average (EMA) of the translators." if description["ema"] else "the translators' own."),
+        "",
+        "```python",
+        "import ganforge",
+        "",
+        'translator = ganforge.load("path/to/this/folder")  # no network needed',
+        "outputs = translator.translate(images)  # (N, C, H, W) uint8 in and out, any H and W",
+        "```",
+        "",
+        "## Evaluation",
+        "",
+    ]
+    scores = {key: value for key, value in (evaluation or {}).items() if key in SCORES}
+    if scores:
+        body += [f"The run's last evaluation during training, at step {evaluation['step']:,}, on its test images:"]
+        body += ["", "| score | value |", "|---|---|"] + [f"| {key} | {value:.6g} |" for key, value in scores.items()]
+    else:
+        body.append("The run was not evaluated during training; `ganforge evaluate` scores it.")
+    return "\n".join(front + body) + "\n"

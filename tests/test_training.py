@@ -648,3 +648,16 @@ def test_mirror_flips_half_the_real_images_and_resumes_exactly(tmp_path, monkeyp
 def test_mirror_is_refused_by_translation(tmp_path):
     with pytest.raises(UsageError, match="--mirror belongs to --task gan, not --task pix2pix"):
         TrainConfig(task="pix2pix", data=str(tmp_path), mirror=True).validate()
+
+
+def test_a_resumed_run_with_evaluations_and_diffaugment_is_bit_exact(tmp_path):
+    """The periodic evaluator builds its classifier (a draw of torch's global stream) when the trainer is made. A
+    resume restored the stream first and made the trainer after, so every DiffAugment draw that followed was
+    another: now the trainer is made before the checkpoint's state (and stream) is restored."""
+    techniques = dict(diffaug=True, eval_every="3", eval_samples=10, precision="32", threads=1, checkpoint_every="3")
+    straight = train(recipe_config(tmp_path, "straight", steps=6, **techniques))
+    first = train(recipe_config(tmp_path, "resumed", steps=3, **techniques))
+    resumed = resume(first.run_dir, steps=6)
+    a, b = load_checkpoint(straight.run_dir), load_checkpoint(resumed.run_dir)
+    for part in ("generators", "ema_generators", "discriminators", "optimizers", "noise_rng"):
+        assert_same_tensors({part: a[part]}, {part: b[part]})

@@ -158,9 +158,10 @@ def prepare_run(
     check_outside_data(Path(config.out), data.protected_paths)
     generator_args, discriminator_args = task.networks(config, data)
     state = build_train_state(config, device, generator_args, discriminator_args, data.num_images)
-    if resume_from is not None:
+    trainer = task.trainer(config, state, data, device, context)
+    if resume_from is not None:  # after the trainer, whose making may draw from the random streams the state restores
         state.load_state_dict(load_checkpoint(resume_from), str(resume_from))
-    return config, task.trainer(config, state, data, device, context)
+    return config, trainer
 
 
 def run_loop(config, loop: TrainingLoop, state, run_dir: Path, started: float, device, context) -> TrainResult:

@@ -202,7 +202,7 @@ class TrainConfig:
     # The task's own settings: an instance of TASKS[task].settings (its defaults when None is given).
     settings: Any = field(default=None, compare=True, metadata={"section": True})
 
-    def __init__(self, settings=None, **values):
+    def __init__(self, *, settings=None, **values):
         """The shared fields by name (their defaults where not given), the task's own by name or as ``settings``."""
         own = {name: values.pop(name) for name in list(values) if name not in SHARED}
         for shared in dataclasses.fields(TrainConfig):

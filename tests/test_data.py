@@ -129,7 +129,7 @@ def test_an_npz_too_big_for_memory_is_refused_before_loading(tmp_path, monkeypat
     np.savez(tmp_path / "data.npz", images=np.zeros((4, 1, 8, 8), np.uint8))
     assert len(load_dataset(str(tmp_path / "data.npz"))) == 4
     monkeypatch.setattr(ganforge.data.memory, "MEMORY_FRACTION", 1e-12)
-    with pytest.raises(GanforgeError, match="data.npz: 4 images at 1x8x8 need 0.0 GiB in memory, more than half"):
+    with pytest.raises(GanforgeError, match="data.npz: 4 images at 1x8x8 need 256 bytes in memory, more than half"):
         load_dataset(str(tmp_path / "data.npz"))
 
 
@@ -278,7 +278,7 @@ def test_a_streamed_folder_without_room_in_the_cache_is_one_line(tmp_path, decod
     monkeypatch.setattr(ganforge.data.memory, "memory_budget", lambda: 3 * 16 * 16)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: types.SimpleNamespace(total=2**30, used=2**30, free=1000))
     with pytest.raises(
-        GanforgeError, match=r"decoding them needs 0\.0 GiB free in .*folders, which has 0\.0 GiB"
+        GanforgeError, match=r"decoding them needs 9\.0 KiB free in .*folders, which has 1000 bytes"
     ) as error:
         load_dataset(str(data), image_size=16)
     assert "\n" not in str(error.value) and decode_cache == []
@@ -467,3 +467,28 @@ def test_celeba_missing_offline_says_which_files_to_put_where(tmp_path):
     (tmp_path / "celeba" / "list_eval_partition.txt").write_text("000001.jpg 1\n")  # no training image listed
     with pytest.raises(GanforgeError, match="lists no training images"):
         load_dataset("celeba", tmp_path, download=False)
+
+
+def test_a_killed_streamed_decode_leaves_nothing_for_good(tmp_path, decode_cache, monkeypatch):
+    """Review turn 3, B6: SIGKILL (or running out of memory) during a streamed decode left a dataset-sized
+    NAME.decoding-PID.npy that no run removed, each one eating into the room the next decode needs. The next
+    streamed decode removes those whose process is gone, before it counts the room; a live one's is kept."""
+    import os
+
+    import ganforge.data
+
+    data = make_folder(tmp_path / "data")
+    folder = tmp_path / "cache" / "ganforge" / "folders"
+    folder.mkdir(parents=True)
+    gone = folder / f"data-00000000-3x16-0123456789abcdef.decoding-{2**22 + 12345}.npy"
+    gone.write_bytes(b"\0" * 4096)  # PIDs stop at 2**22 on Linux: that one is no process
+    live = folder / f"data-00000000-3x16-fedcba9876543210.decoding-{os.getpid()}.npy"
+    live.write_bytes(b"\0" * 10)
+    room = []
+    monkeypatch.setattr(ganforge.data.memory, "memory_budget", lambda: 2 * 3 * 16 * 16)  # streamed
+    monkeypatch.setattr(
+        ganforge.data.folders, "check_disk_room", lambda place, needed, what: room.append(gone.exists())
+    )
+    streamed = load_dataset(str(data), image_size=16)
+    assert streamed.streamed_from is not None and room == [False]  # removed before the room was counted
+    assert not gone.exists() and live.exists()

@@ -548,3 +548,115 @@ def test_onnx_export_translates_any_multiple_of_the_stride_as_pytorch_does(train
     assert meta["ema"] == (which == "pix2pix")  # pix2pix keeps a moving average by default, and exports it
     code, _, err = run_cli(capsys, "export", run, "--format", "torchscript", "--out", tmp_path / "t.pt")
     assert code == 2 and f"a {which} run exports as onnx, safetensors or hub, not torchscript" in err
+
+
+SERVE_MEMORY_BOUND = 1.5 * 2**30  # bytes: the most a translation page's process may reach under this test's load
+SLOW_TRANSLATION = """
+import sys, time
+import ganforge.tasks.translation.web as web
+translate = web.Translator.png
+web.Translator.png = lambda self, *args: (time.sleep(120), translate(self, *args))[1]  # a translation of minutes
+from ganforge.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def start_server(args: list, cwd) -> tuple:
+    """A ``ganforge serve`` process on a free 127.0.0.1 port: (process, base URL)."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, *map(str, args), "--port", "0", "--threads", "1"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = process.stdout.readline()  # "ganforge: serving RUN at http://127.0.0.1:PORT/ (Ctrl-C to stop)"
+    match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+    assert match, line + process.stderr.read()
+    return process, match.group(1)
+
+
+def stopped_within(process, seconds: float) -> bool:
+    """SIGTERM, then whether ``process`` exits within ``seconds`` (killed either way)."""
+    import signal
+    import subprocess
+    import time
+
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return False
+    return time.monotonic() - started < seconds
+
+
+@pytest.mark.slow
+def test_serve_under_a_bounded_load_answers_every_normal_request_and_stops_on_sigterm(trained, tmp_path):
+    """Review turn 3, B2 and B9: one tiny request (a 1x1 PNG at size=4096) held the translation lock for minutes
+    and took 8 GB; a client leaving mid-upload put a traceback in the server's log; a non-image's 422 showed a
+    heap address; SIGTERM did not stop a server that was translating. Here: 24 normal requests from 4 clients,
+    5 oversized ones and 2 dropped uploads; every normal one answered, every oversized one refused at once, the
+    process under SERVE_MEMORY_BOUND, and SIGTERM ending it within 5 s, also in the middle of a translation."""
+    import socket
+    import threading
+    import time
+    import urllib.error
+    import urllib.request
+
+    pix2pix, _, data = trained
+    normal = (data / "test" / "0.png").read_bytes()
+    tiny, big = png_bytes(Image.new("RGB", (1, 1))), png_bytes(Image.new("RGB", (2000, 1500)))
+    process, url = start_server(["-m", "ganforge", "serve", pix2pix], tmp_path)
+
+    def post(body: bytes, query: str = "") -> tuple[int, bytes, float]:
+        started = time.monotonic()
+        request = urllib.request.Request(f"{url}api/translate{query}", data=body, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return answer.status, answer.read(), time.monotonic() - started
+        except urllib.error.HTTPError as error:
+            return error.code, error.read(), time.monotonic() - started
+
+    try:
+        answers = []
+        clients = [threading.Thread(target=lambda: answers.extend(post(normal) for _ in range(6))) for _ in range(4)]
+        for client in clients:
+            client.start()
+        oversized = [
+            post(tiny, "?size=4096"),
+            post(big, "?size=0"),
+            post(big, "?size=2048"),
+            post(normal, "?size=1500"),
+        ]
+        oversized.append(post(b"hello"))
+        for _ in range(2):  # uploads whose clients leave half-way
+            with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/")))) as raw:
+                raw.sendall(b"POST /api/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n0123")
+        for client in clients:
+            client.join(timeout=120)
+        assert [status for status, _, _ in answers] == [200] * 24
+        assert all(Image.open(io.BytesIO(body)).size == (SIZE, SIZE) for _, body, _ in answers)
+        for status, body, seconds in oversized[:4]:
+            assert status == 422 and seconds < 5 and b"over this server's 2,097,152" in body, body
+        status, body, _ = oversized[4]
+        detail = json.loads(body)["detail"]
+        assert status == 422 and detail == "image: cannot read the upload as an image: cannot identify image file"
+        peak = int(re.search(r"VmHWM:\s+(\d+) kB", open(f"/proc/{process.pid}/status").read()).group(1)) * 1024
+        print(f"serve peak RSS: {peak / 2**30:.2f} GiB")
+        assert peak < SERVE_MEMORY_BOUND, f"{peak / 2**30:.2f} GiB"
+    finally:
+        assert stopped_within(process, 5)
+    assert "Traceback" not in process.stderr.read()
+
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_TRANSLATION)
+    process, url = start_server([script, "serve", pix2pix], tmp_path)
+    threading.Thread(target=post, args=(normal,), daemon=True).start()
+    time.sleep(1.5)  # the translation has begun: it would take two minutes
+    assert stopped_within(process, 5)

@@ -1,5 +1,5 @@
 """``python -m ganforge`` runs the command line."""
 
-from ganforge.cli import main
+from ganforge.entry import main
 
 raise SystemExit(main())

@@ -24,6 +24,7 @@ from ganforge.device import to_fast_layout
 from ganforge.errors import GanforgeError, first_line
 from ganforge.files import atomic_write
 from ganforge.models import MODELS, build_generator
+from ganforge.settings import short
 from ganforge.tasks import DEFAULT_TASK
 from ganforge.version import __version__
 
@@ -204,8 +205,12 @@ def load_checkpoint(source: str | Path, map_location: str | torch.device = "cpu"
             f"(checkpoint format {checkpoint['format_version']}); upgrade ganforge to read it"
         )
     if checkpoint.get("model") not in MODELS:
-        raise GanforgeError(f"{path} holds a model {checkpoint.get('model')!r} that this ganforge does not know")
-    return upgrade_checkpoint(checkpoint)
+        raise GanforgeError(f"{path} holds a model {short(checkpoint.get('model'))} that this ganforge does not know")
+    checkpoint = upgrade_checkpoint(checkpoint)
+    args, weights = checkpoint.get("generator_args"), checkpoint.get("generators")
+    if not (isinstance(args, dict) and isinstance(weights, dict) and args and set(args) <= set(weights)):
+        raise GanforgeError(f"{path} is a ganforge checkpoint without its generators' weights: nothing to load")
+    return checkpoint
 
 
 def load_state(module: nn.Module, state: dict, what: str, path: str | Path) -> None:

@@ -35,7 +35,8 @@ from ganforge.config import (
     foreign_setting,
     read_config_values,
 )
-from ganforge.errors import GanforgeError, UsageError
+from ganforge.entry import InterruptsAfterImports
+from ganforge.errors import GanforgeError, UsageError, one_line
 from ganforge.models import MODELS
 from ganforge.settings import flag
 from ganforge.tasks import DEFAULT_TASK, TASKS, serving
@@ -474,7 +475,9 @@ def add_translate(commands, common: argparse.ArgumentParser) -> None:
         help=f"translate images with a trained {' or '.join(serving('translate'))} run",
         description="Translate image files, and every image in folders, into PNGs in --out (a folder's own "
         "subfolders are kept). Each input is resized to the run's training size first, unless --size says "
-        "otherwise; --size 0 keeps each image's own size.",
+        "otherwise; --size 0 keeps each image's own size. Every input's header is read before anything is "
+        "written (an unreadable one is skipped with a warning), and --out may not be, or lie in, an input "
+        "folder.",
     )
     add_source(translate, "RUN", "a run directory, its .pt checkpoint or an exported folder")
     translate.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
@@ -495,6 +498,12 @@ def add_translate(commands, common: argparse.ArgumentParser) -> None:
     )
     add_device(translate, help="device to translate on")
     add_overwrite(translate)
+    translate.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave the outputs already in --out as they are and translate the rest: continue a translate that "
+        "stopped (default: refuse to replace them)",
+    )
     translate.add_argument(
         "--ema",
         action=argparse.BooleanOptionalAction,
@@ -519,6 +528,7 @@ def run_translate(args: argparse.Namespace) -> int:
         size=args.size,
         device=args.device,
         overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
         progress=args.progress,
         ema=args.ema,
     )
@@ -656,6 +666,13 @@ def add_serve(commands, common: argparse.ArgumentParser) -> None:
         help=f"a GAN's page: most images per request (default: {SERVE_MAX_N})",
     )
     serve.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=argparse.SUPPRESS,
+        help="an image-to-image run's page: the most pixels one request may translate (the size asked for, "
+        "squared, or the image's own); more is refused at once (default: 2,097,152)",
+    )
+    serve.add_argument(
         "--threads", type=positive_int, default=None, help="torch threads for sampling (default: half the cores)"
     )
     add_device(serve)
@@ -666,7 +683,7 @@ def run_serve(args: argparse.Namespace) -> int:
     """ganforge serve: the web page, until Ctrl-C."""
     from ganforge.serve import serve
 
-    options = {"max_n": args.max_n} if hasattr(args, "max_n") else {}
+    options = {name: getattr(args, name) for name in ("max_n", "max_pixels") if hasattr(args, name)}
     serve(args.source, host=args.host, port=args.port, device=args.device, threads=args.threads, **options)
     return 0
 
@@ -714,11 +731,18 @@ class StderrHandler(logging.StreamHandler):
         pass
 
 
+class OneLineFormatter(logging.Formatter):
+    """Each message on one line: a file name holding a newline cannot split a warning in two."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return one_line(super().formatMessage(record))
+
+
 def configure_logging() -> None:
     """ganforge's messages go to stderr as 'ganforge: message' lines."""
     if not log.handlers:
         handler = StderrHandler()
-        handler.setFormatter(logging.Formatter("ganforge: %(message)s"))
+        handler.setFormatter(OneLineFormatter("ganforge: %(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
@@ -739,37 +763,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-class InterruptsAfterImports:
-    """Holds Ctrl-C back while the command's modules import, then raises it as KeyboardInterrupt.
-
-    Raised in the middle of torch's imports, KeyboardInterrupt can be lost (a
-    library's bare ``except:`` took it while torch imported triton, and a run
-    went on training) or, raised inside the ``exec`` that dataclasses and
-    namedtuple run, make ``python -m ganforge`` die by SIGINT instead of
-    exiting 130 (CPython marks it unhandled even when caught: gh-128130).
-    Outside the main thread (where Python allows no handlers) it does nothing.
-    """
-
-    def __init__(self):
-        self.requested = False
-        self.previous = None
-
-    def _hold(self, signum, frame):
-        self.requested = True
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._hold)
-        return self
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-        if self.requested:
-            raise KeyboardInterrupt
-        return False
-
-
 def run_command(argv: list[str] | None) -> int:
     """Parse ``argv`` and run its command; every error becomes one line (``--debug``: the traceback)."""
     with InterruptsAfterImports():
@@ -787,15 +780,13 @@ def run_command(argv: list[str] | None) -> int:
         except GanforgeError as error:
             if debug:
                 raise
-            print(f"ganforge: error{rank_tag()}: {error}", file=sys.stderr)
+            print(f"ganforge: error{rank_tag()}: {one_line(str(error))}", file=sys.stderr)
             return error.exit_code
         except Exception as error:
             if debug:
                 raise
-            print(
-                f"ganforge: error{rank_tag()}: {type(error).__name__}: {error} (rerun with --debug for the traceback)",
-                file=sys.stderr,
-            )
+            reason = f"{type(error).__name__}: {one_line(str(error))}"
+            print(f"ganforge: error{rank_tag()}: {reason} (rerun with --debug for the traceback)", file=sys.stderr)
             return 1
 
 

@@ -39,6 +39,7 @@ from ganforge.settings import (
     flag,
     parse_interval,
     setting,
+    short,
 )
 from ganforge.tasks import DEFAULT_TASK, TASKS
 
@@ -363,19 +364,19 @@ def config_from_dict(values: dict, foreign: str = "drop-unset") -> TrainConfig:
     values = dict(values)
     task_name = values.get("task", DEFAULT_TASK)
     if task_name not in TASKS:
-        raise GanforgeError(f"config value task: unknown task {task_name!r}; choose from {', '.join(TASKS)}")
+        raise GanforgeError(f"config value task: unknown task {short(task_name)}; choose from {', '.join(TASKS)}")
     task = TASKS[task_name]
     own_names = field_names(task.settings)
     section = values.pop(task_name, None)
     if section is not None and not isinstance(section, dict):
-        raise GanforgeError(f"config value {task_name}: the task's settings must be a mapping, not {section!r}")
+        raise GanforgeError(f"config value {task_name}: the task's settings must be a mapping, not {short(section)}")
     section = dict(section or {})
     unknown = []
     for name in [name for name in values if name not in SHARED]:
         value = values.pop(name)
         if name in own_names:
             if name in section and section[name] != value:
-                raise GanforgeError(f"config value {name} is given twice: {value!r} and {section[name]!r}")
+                raise GanforgeError(f"config value {name} is given twice: {short(value)} and {short(section[name])}")
             section[name] = value
         elif name in TASKS:  # another task's section
             if foreign != "drop":
@@ -387,7 +388,10 @@ def config_from_dict(values: dict, foreign: str = "drop-unset") -> TrainConfig:
             unknown.append(name)
     unknown += sorted(set(section) - set(own_names))
     if unknown:
-        raise GanforgeError(f"unknown config keys: {', '.join(unknown)}")
+        shown = ", ".join(str(name)[:60] for name in unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
+        raise GanforgeError(f"unknown config keys: {shown}")
     check_types(TrainConfig, values)
     check_types(task.settings, section)
     return TrainConfig(**values, settings=task.settings(**section))
@@ -409,12 +413,46 @@ def save_config(config: TrainConfig, path: Path) -> None:
     write_text(path, config_to_yaml(config))
 
 
+MAX_CONFIG_BYTES = 2**20  # a config file of more than this is refused: a config is a few hundred bytes
+MAX_CONFIG_DEPTH = 8  # nesting a config may have (it has two levels: the fields, and the task's section)
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing what no config needs and what can exhaust the machine: aliases (a few hundred
+    bytes of them expand to billions of nodes) and deep nesting (the parser recurses once per level)."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "a config may not use YAML aliases (*name)", mark)
+        if self.depth >= MAX_CONFIG_DEPTH:
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_CONFIG_DEPTH} levels", mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 def read_config_values(path: Path) -> dict:
-    """The fields a YAML config file sets, as written (safe YAML loader only); ``config_from_dict`` checks them."""
+    """The fields a YAML config file sets, as written; ``config_from_dict`` checks them. Read with a safe loader
+    (``ConfigLoader``), from a file of at most ``MAX_CONFIG_BYTES`` of UTF-8 text; one line for anything else."""
     try:
-        values = yaml.safe_load(Path(path).read_text())
+        with open(path, "rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as error:
         raise GanforgeError(f"cannot read config {path}: {error.strerror or error}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise GanforgeError(f"cannot read config {path}: it is over {MAX_CONFIG_BYTES:,} bytes, not a config")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise GanforgeError(f"cannot read config {path}: it is not UTF-8 text (byte {error.start:,})") from None
+    try:
+        values = yaml.load(text, Loader=ConfigLoader)  # noqa: S506 -- a SafeLoader
     except yaml.YAMLError as error:  # one line: the problem and where, not the parser's context lines
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -16,3 +16,9 @@ class UsageError(GanforgeError):
 def first_line(error: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (at most ``limit`` characters), or its type's name if empty."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:limit]
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped (a newline in a file name shows as \\n): what ganforge prints is
+    one line per message, whatever the names it quotes hold."""
+    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in text)

@@ -109,6 +109,8 @@ def grid_image(images: torch.Tensor, nrow: int | None = None) -> Image.Image:
 
 
 MIN_FPS, MAX_FPS = 0.01, 100.0  # interpolate's frame rates that a GIF can hold
+MAX_FRAMES = 10_000  # interpolate's --steps: over 8 minutes of GIF at 20 fps, refused before any work beyond
+MAX_WALKS = 256  # interpolate's --n: walks side by side in each frame
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # grid files, by suffix
 
 

@@ -14,7 +14,10 @@ connecting, or from its previous answer, to send a whole request head,
 however slowly it trickles it in (slowloris); a kept-alive connection idle for
 ``KEEP_ALIVE_TIMEOUT`` (5) seconds is closed; and a request that arrives while
 ``MAX_CONNECTIONS`` (100) connections are open, its own included, gets 503 at
-once (uvicorn's ``limit_concurrency``).
+once (uvicorn's ``limit_concurrency``). SIGTERM or Ctrl-C stops the server
+within about ``SHUTDOWN_GRACE`` (2) seconds, whatever is in progress: a
+translation (the longest work a page asks for) computes in a daemon thread,
+which the process does not wait for.
 """
 
 import ipaddress
@@ -45,6 +48,7 @@ HEADER_TIMEOUT = 10.0  # seconds a client has to send a whole request head, from
 KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle kept-alive connection stays open
 NEEDS_EXTRA = 'ganforge serve needs FastAPI and uvicorn: pip install "ganforge[serve]"'
 MAX_CONNECTIONS = 100  # open connections (or requests in progress), its own included, at which a request gets 503
+SHUTDOWN_GRACE = 2.0  # seconds a stopping server (SIGTERM, Ctrl-C) waits for the requests in progress, then ends them
 
 
 def import_fastapi():
@@ -213,6 +217,7 @@ def server_config(app):
         ws="none",  # the page needs no WebSocket, and the header timer must not outlive a hand-over to one
         timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
         limit_concurrency=MAX_CONNECTIONS,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
         log_level="warning",
         access_log=False,
     )

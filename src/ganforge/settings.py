@@ -10,6 +10,7 @@
 import dataclasses
 import math
 import re
+import reprlib
 import typing
 from dataclasses import field
 
@@ -62,6 +63,17 @@ def bound_value(text: str) -> float:
     return float(base) ** float(power or 1)
 
 
+SHOWN = reprlib.Repr()  # how messages quote values: shortened (Python 3.11's Repr takes no arguments)
+SHOWN.maxstring = SHOWN.maxother = 60
+SHOWN.maxlist = SHOWN.maxdict = 4
+SHOWN.maxlevel = 2
+
+
+def short(value) -> str:
+    """``repr(value)``, shortened: a message quotes a value without growing with it (a 40 MB string)."""
+    return SHOWN.repr(value)
+
+
 def check_settings(settings) -> None:
     """UsageError naming the first field of the dataclass instance ``settings`` that is not finite, out of its
     bounds or not one of its choices."""
@@ -73,7 +85,7 @@ def check_settings(settings) -> None:
         if bounds and value is not None:
             check_bounds(name, value, bounds)
         if allowed and value is not None and value not in allowed:
-            raise UsageError(f"unknown --{flag(name)} {value!r}; choose from {', '.join(allowed)}")
+            raise UsageError(f"unknown --{flag(name)} {short(value)}; choose from {', '.join(map(str, allowed))}")
 
 
 def field_names(cls) -> tuple[str, ...]:
@@ -89,14 +101,16 @@ def check_types(cls, values: dict, where: str = "config value") -> None:
         allowed = typing.get_args(hints[name]) or (hints[name],)
         allowed += (int,) if float in allowed else ()
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-            raise GanforgeError(f"{where} {name}: {value!r} is not of type {hints[name]}")
+            raise GanforgeError(f"{where} {name}: {short(value)} is not of type {hints[name]}")
 
 
 def parse_interval(text: str, name: str = "checkpoint-every") -> tuple[str, float]:
     """'90s' -> ('seconds', 90), '5m' -> ('seconds', 300), '1000' -> ('steps', 1000)."""
     match = re.fullmatch(r"\s*(?:(\d+)|(\d+(?:\.\d+)?)\s*([smh]))\s*", str(text))
     if not match or float(match.group(1) or match.group(2)) <= 0:
-        raise UsageError(f"--{name} must be a duration like '30s', '5m', '1h' or a whole number of steps; got {text!r}")
+        raise UsageError(
+            f"--{name} must be a duration like '30s', '5m', '1h' or a whole number of steps; got {short(text)}"
+        )
     if match.group(1):
         return "steps", int(match.group(1))
     return "seconds", float(match.group(2)) * {"s": 1, "m": 60, "h": 3600}[match.group(3)]

@@ -10,7 +10,6 @@ Every image is read by ``images.read_image``, as everywhere in ganforge.
 import hashlib
 import logging
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from ganforge.data.images import (
     read_image,
     typical_image_shape,
 )
-from ganforge.data.memory import check_disk_room, fits_in_memory
+from ganforge.data.memory import check_disk_room, fits_in_memory, remove_orphans, scratch_path
 from ganforge.errors import GanforgeError, first_line
 from ganforge.files import atomic_write
 
@@ -184,9 +183,10 @@ def decode_streamed(path: Path, files: list[Path], channels: int, image_size: in
     """``cached_folder``'s decode of images too big for memory: into a memory-mapped scratch file beside the
     entry ``path``, saved as the entry, and returned memory-mapped from it."""
     shape = (len(files), channels, image_size, image_size)
-    scratch = path.with_name(f"{path.stem}.decoding-{os.getpid()}.npy")
+    scratch = scratch_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphans(path.parent)  # before the room is counted: a killed decode's scratch file is no one's
         check_disk_room(path.parent, 2 * math.prod(shape), "decoding")
         out = torch.from_numpy(np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=shape))
         images, kept = decode_images(files, channels, image_size, progress=sys.stderr.isatty(), out=out)

@@ -18,6 +18,7 @@ score is defined, not of how data are read.
 """
 
 import collections
+import re
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,11 +35,25 @@ DEFAULT_SIZE = 64  # typical_image_shape's answer for files none of which could 
 
 
 class UnreadableImage(GanforgeError):
-    """A file (or upload) that cannot be read as an image: ``name`` says which, ``reason`` why."""
+    """A file (or upload) that cannot be read as an image, or is over a pixel cap: ``name`` says which,
+    ``reason`` why."""
 
-    def __init__(self, name: str, reason: str):
-        super().__init__(f"cannot read {name} as an image: {reason}")
+    def __init__(self, name: str, reason: str, message: str | None = None):
+        super().__init__(message or f"cannot read {name} as an image: {reason}")
         self.name, self.reason = name, reason
+
+
+def reason_of(error: BaseException) -> str:
+    """Why PIL could not read an image, in one line, without the repr PIL names a stream by
+    (<_io.BytesIO object at 0x7f...>: a heap address that means nothing to a person)."""
+    return re.sub(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>", "", first_line(error))
+
+
+def check_pixels(image: Image.Image, name: str, max_pixels: int | None) -> None:
+    """``UnreadableImage`` for an image over ``max_pixels`` (None: no cap but PIL's decompression-bomb check)."""
+    if max_pixels is not None and image.width * image.height > max_pixels:
+        reason = f"{image.width}x{image.height}, over the {max_pixels:,}-pixel cap"
+        raise UnreadableImage(name, reason, f"{name} is {reason}: shrink it first")
 
 
 def is_image_file(path: Path) -> bool:
@@ -86,13 +101,22 @@ def open_image(
     name = name or str(source)
     try:
         with Image.open(source) as image:
-            if max_pixels is not None and image.width * image.height > max_pixels:
-                raise GanforgeError(
-                    f"{name} is {image.width}x{image.height}, over the {max_pixels:,}-pixel cap: shrink it first"
-                )
+            check_pixels(image, name, max_pixels)
             return to_mode(ImageOps.exif_transpose(image), mode)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise UnreadableImage(name, first_line(error)) from None
+        raise UnreadableImage(name, reason_of(error)) from None
+
+
+def probe_image(source: Path | BinaryIO, name: str | None = None, max_pixels: int | None = None) -> tuple[int, int]:
+    """(width, height) of the image at ``source``, from its header alone (no pixels decoded); ``UnreadableImage``
+    as ``open_image`` would raise it."""
+    name = name or str(source)
+    try:
+        with Image.open(source) as image:
+            check_pixels(image, name, max_pixels)
+            return image.size
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise UnreadableImage(name, reason_of(error)) from None
 
 
 def fit(image: Image.Image, size: int, crop: bool = True) -> Image.Image:

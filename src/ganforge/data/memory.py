@@ -1,12 +1,21 @@
 """Budgets: how much of the machine's memory a dataset may hold, and whether a folder has the disk room to write."""
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 from ganforge.errors import GanforgeError
 
 MEMORY_FRACTION = 0.5  # data needing more than this share of RAM: a folder streams from its cache, others refused
+
+
+def size_text(count: float) -> str:
+    """Bytes as people read them: '256 bytes', '6.6 MiB', '107.3 GiB' (never '0.0 GiB')."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{int(count)} bytes"
 
 
 def memory_budget() -> int | None:
@@ -31,8 +40,8 @@ def check_fits_in_memory(count: int, channels: int, height: int, width: int, wha
     if not fits_in_memory(count, channels, height, width):
         needed, total = count * channels * height * width, memory_budget() / MEMORY_FRACTION
         raise GanforgeError(
-            f"{what}: {count:,} images at {channels}x{height}x{width} need {needed / 2**30:.1f} GiB in memory, "
-            f"more than half of this machine's {total / 2**30:.1f} GiB; {hint}"
+            f"{what}: {count:,} images at {channels}x{height}x{width} need {size_text(needed)} in memory, "
+            f"more than half of this machine's {size_text(total)}; {hint}"
         )
 
 
@@ -41,7 +50,40 @@ def check_disk_room(folder: Path, needed: int, what: str) -> None:
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise GanforgeError(
-            f"images too big for memory stream from the decode cache, and {what} them needs {needed / 2**30:.1f} "
-            f"GiB free in {folder}, which has {free / 2**30:.1f} GiB: free some space, point $XDG_CACHE_HOME "
-            "elsewhere, or use a smaller --image-size"
+            f"images too big for memory stream from the decode cache, and {what} them needs {size_text(needed)} "
+            f"free in {folder}, which has {size_text(free)}: free some space, point $XDG_CACHE_HOME elsewhere, "
+            "or use a smaller --image-size"
         )
+
+
+SCRATCH = re.compile(r"\.decoding-(\d+)\.npy$")  # the scratch file a streamed decode writes: NAME.decoding-PID.npy
+
+
+def scratch_path(path: Path) -> Path:
+    """The scratch file this process decodes ``path`` into before it is complete (``remove_orphans`` can tell it
+    from another's)."""
+    return path.with_name(f"{path.stem}.decoding-{os.getpid()}.npy")
+
+
+def remove_orphans(folder: Path) -> None:
+    """Delete the scratch files in ``folder`` whose process is gone (killed mid-decode: SIGKILL, out of memory, a
+    power cut): each can be as big as a dataset, and would stay for ever."""
+    try:
+        candidates = list(folder.glob("*.decoding-*.npy"))
+    except OSError:
+        return
+    for path in candidates:
+        match = SCRATCH.search(path.name)
+        if match and not process_alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (one that is not ours to signal counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True

@@ -25,6 +25,7 @@ from ganforge.data.images import conform_images
 from ganforge.data.memory import check_fits_in_memory
 from ganforge.data.split import split_holdout
 from ganforge.errors import GanforgeError, UsageError, first_line
+from ganforge.settings import short
 
 log = logging.getLogger("ganforge")
 
@@ -119,9 +120,15 @@ SOURCES: dict[str, DataSource] = {
 def resolve_source(data: str) -> DataSource:
     """The kind of source ``data`` names; a one-line UsageError when it names none."""
     for source in SOURCES.values():
-        if source.matches(data):
+        try:
+            matched = source.matches(data)
+        except (OSError, ValueError):  # a name no path can have: too long, or with a NUL byte
+            matched = False
+        if matched:
             return source
-    raise UsageError(f"{data!r} is neither a known dataset ({', '.join(BUILTIN_DATASETS)}), a folder nor an .npz file")
+    raise UsageError(
+        f"{short(data)} is neither a known dataset ({', '.join(BUILTIN_DATASETS)}), a folder nor an .npz file"
+    )
 
 
 def load_dataset(

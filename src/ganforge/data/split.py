@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ganforge.data.dataset import ImageDataset
-from ganforge.data.memory import check_disk_room, fits_in_memory
+from ganforge.data.memory import check_disk_room, fits_in_memory, remove_orphans, scratch_path
 from ganforge.errors import GanforgeError, first_line
 
 log = logging.getLogger("ganforge")
@@ -49,8 +49,9 @@ def streamed_part(images: torch.Tensor, indices: torch.Tensor, path: Path) -> to
                 return torch.from_numpy(array)
         except (OSError, ValueError) as error:
             log.warning(f"discarding the unreadable {path} ({first_line(error)}); writing it again")
-    scratch = path.with_name(f"{path.stem}.decoding-{os.getpid()}.npy")
+    scratch = scratch_path(path)
     try:
+        remove_orphans(path.parent)
         check_disk_room(path.parent, math.prod(shape), "splitting")
         array = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=shape)
         for start in range(0, len(indices), STREAM_CHUNK):

@@ -19,6 +19,8 @@ from ganforge.errors import GanforgeError, UsageError
 from ganforge.files import refuse_to_replace
 from ganforge.sampling import (
     MAX_FPS,
+    MAX_FRAMES,
+    MAX_WALKS,
     MIN_FPS,
     balanced_labels,
     class_folder_names,
@@ -250,10 +252,10 @@ def interpolate(
     overwrite: bool = False,  # replace a file already at ``out``
 ) -> Path:
     """Write an animated GIF of ``n`` latent walks (per-class rows for a conditional model) of ``steps`` frames."""
-    if steps < 2:
-        raise UsageError(f"--steps must be at least 2, got {steps}")
-    if n < 1:
-        raise UsageError(f"--n must be at least 1, got {n}")
+    if not 2 <= steps <= MAX_FRAMES:
+        raise UsageError(f"--steps must be between 2 and {MAX_FRAMES:,} frames, got {steps:,}")
+    if not 1 <= n <= MAX_WALKS:
+        raise UsageError(f"--n must be between 1 and {MAX_WALKS} walks, got {n:,}")
     if not MIN_FPS <= fps <= MAX_FPS:  # a GIF stores each frame's delay in 1/100 s, at most 655 s
         raise UsageError(f"--fps must be between {MIN_FPS} and {MAX_FPS}, got {fps}")
     if Path(out).suffix.lower() != ".gif":

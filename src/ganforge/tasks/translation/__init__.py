@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from ganforge.errors import UsageError
 from ganforge.losses import LOSSES
-from ganforge.settings import setting
+from ganforge.settings import setting, short
 from ganforge.tasks.base import RunData, Statistic, Task
 
 if TYPE_CHECKING:
@@ -84,6 +84,14 @@ class CycleGANSettings(TranslationSettings):
 LOGIT = "mean patch logit"
 
 
+def is_folder(path: str) -> bool:
+    """Whether ``path`` names a folder (False for what no path can be: too long, a NUL byte)."""
+    try:
+        return Path(path).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 class Translation(Task):
     """What pix2pix and CycleGAN share: the translators, the data layouts, the handle, page and exports."""
 
@@ -112,10 +120,10 @@ class Translation(Task):
     def validate(self, config: TrainConfig) -> None:
         if config.loss is not None and LOSSES[config.loss].penalties:
             raise UsageError(f"--task {self.name} takes no discriminator penalty (--loss {config.loss})")
-        if not Path(config.data).is_dir():
+        if not is_folder(config.data):
             raise UsageError(
                 f"--task {self.name} needs --data DIR: a folder of image pairs or of two domains; "
-                f"{config.data!r} is not a folder"
+                f"{short(config.data)} is not a folder"
             )
 
     def load_data(self, config: TrainConfig) -> RunData:

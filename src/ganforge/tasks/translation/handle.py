@@ -8,6 +8,7 @@ reflection) to a multiple of the network's stride, translated and cropped back.
 the scale it was trained on.
 """
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,12 @@ from torch import nn
 
 from ganforge.checkpoint import generator_weights, rebuild_generators
 from ganforge.data import conform_images, list_images, read_image, scale_images, to_uint8
-from ganforge.data.images import to_picture
+from ganforge.data.images import UnreadableImage, probe_image, to_picture
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.files import atomic_write, refuse_to_replace
 from ganforge.tasks import Trained, load
+
+log = logging.getLogger("ganforge")
 
 MAX_PIXELS = 4096 * 4096  # an input larger than this is refused (a translator's memory grows with the area)
 
@@ -112,11 +115,12 @@ class TrainedTranslator(Trained):
 
         return evaluate_translator(self, reference, features, inception_weights)
 
-    def app(self, allowed_hosts: list[str] | None = None):
-        """The page that translates an uploaded image (``web.py``)."""
-        from ganforge.tasks.translation.web import create_app
+    def app(self, allowed_hosts: list[str] | None = None, max_pixels: int | None = None):
+        """The page that translates an uploaded image (``web.py``), of at most ``max_pixels`` a request (default:
+        ``web.SERVE_MAX_PIXELS``)."""
+        from ganforge.tasks.translation.web import SERVE_MAX_PIXELS, create_app
 
-        return create_app(self, allowed_hosts=allowed_hosts)
+        return create_app(self, allowed_hosts=allowed_hosts, max_pixels=max_pixels or SERVE_MAX_PIXELS)
 
     def export(
         self, format: str, out: Path, overwrite: bool = False, license: str = "other", direction: str = "AtoB"
@@ -162,6 +166,55 @@ def read_input(path: Path | BinaryIO, channels: int, size: int, name: str | None
     return read_image(path, channels, size or None, crop=False, name=name, max_pixels=MAX_PIXELS)[None]
 
 
+def check_size(size: int | None) -> None:
+    """One line, before any work, for a --size that is negative or whose square is over ``MAX_PIXELS``."""
+    if size is not None and size < 0:
+        raise UsageError(f"--size must be 0 or more, got {size}")
+    if size and size * size > MAX_PIXELS:
+        raise UsageError(
+            f"--size {size} would translate {size}x{size} images, over the {MAX_PIXELS:,}-pixel cap of a "
+            f"translation: use --size {int(MAX_PIXELS**0.5)} or less"
+        )
+
+
+def check_outside_inputs(out: Path, inputs: Sequence[Path], files: list[tuple[Path, Path]]) -> None:
+    """Refuse, even with --overwrite, an ``out`` that is or lies inside an input folder, or that would write over
+    an input file (paths resolved through symlinks): translate never touches what it reads."""
+    resolved = out.resolve()
+    for item in inputs:
+        if item.is_dir() and (resolved == item.resolve() or resolved.is_relative_to(item.resolve())):
+            raise UsageError(
+                f"--out {out} is inside the input folder {item}: translate never writes among its inputs; "
+                "choose another --out"
+            )
+    read = {path.resolve(): path for path, _ in files}
+    for _, name in files:
+        if (out / name).resolve() in read:
+            raise UsageError(
+                f"--out {out} would write over the input {read[(out / name).resolve()]}: translate never "
+                "replaces its inputs; choose another --out"
+            )
+
+
+def readable_inputs(files: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """The inputs whose header reads as an image within ``MAX_PIXELS``, each other one skipped with a warning
+    (as training skips unreadable images in a folder): checked before anything is written."""
+    readable, unreadable = [], []
+    for path, name in files:
+        try:
+            probe_image(path, max_pixels=MAX_PIXELS)
+        except UnreadableImage as error:
+            unreadable.append(error)
+            continue
+        readable.append((path, name))
+    if not readable:  # nothing to do: the error itself (of the one input), or how many
+        first = unreadable[0]
+        raise first if len(files) == 1 else GanforgeError(f"none of the {len(files)} inputs reads as an image: {first}")
+    for error in unreadable:
+        log.warning(f"skipping {error.name}: {error.reason}")
+    return readable
+
+
 def translate(
     source: str | Path | Trained,
     inputs: Sequence[str | Path],
@@ -169,28 +222,44 @@ def translate(
     direction: str = "AtoB",
     size: int | None = None,  # None: the run's training size; 0: each image's own
     device: str = "auto",
-    overwrite: bool = False,
+    overwrite: bool = False,  # replace earlier outputs at ``out`` (never an input)
+    skip_existing: bool = False,  # leave the outputs already at ``out`` as they are: continue a translate
     progress: bool = True,
     ema: bool = True,  # the translator's moving average when the run kept one
 ) -> list[Path]:
-    """Translate image files and folders into PNGs in the folder ``out``; returns the files written."""
+    """Translate image files and folders into PNGs in the folder ``out``; returns the files written.
+
+    Nothing is written before every input's header has been read: an unreadable input is skipped with a
+    warning. ``out`` may not be an input folder or lie inside one, whatever ``overwrite`` says.
+    """
     from tqdm import tqdm
 
+    if overwrite and skip_existing:
+        raise UsageError("--overwrite replaces the outputs already there and --skip-existing keeps them: give one")
+    check_size(size)
+    files, out = input_files(inputs), Path(out)
+    check_outside_inputs(out, [Path(item) for item in inputs], files)
+    if skip_existing:
+        files = [(path, name) for path, name in files if not (out / name).exists()]
+    else:
+        refuse_to_replace([out / name for _, name in files], overwrite)
+    files = readable_inputs(files) if files else files
     translator = load_translator(source, device, ema)
     generator = translator.generator(direction)
     size = translator.config["image_size"] if size is None else size
-    if size < 0:
-        raise UsageError(f"--size must be 0 or more, got {size}")
-    files = input_files(inputs)
-    out = Path(out)
-    targets = [out / name for _, name in files]
-    refuse_to_replace(targets, overwrite)
-    for (path, _), target in tqdm(list(zip(files, targets)), desc="translate", unit="image", disable=not progress):
-        translated = translate_images(generator, read_input(path, generator.in_channels, size))[0]  # (C, H, W)
-        picture = to_picture(translated)
+    written = []
+    for path, name in tqdm(files, desc="translate", unit="image", disable=not progress):
+        try:
+            image = read_input(path, generator.in_channels, size)
+        except UnreadableImage as error:  # a header that read, over data that do not
+            log.warning(f"skipping {error.name}: {error.reason}")
+            continue
+        picture = to_picture(translate_images(generator, image)[0])  # (C, H, W) uint8
+        target = out / name
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise GanforgeError(f"cannot write {target.parent}: {error.strerror or error}") from None
         atomic_write(target, lambda file, picture=picture: picture.save(file, format="PNG"), durable=False)
-    return targets
+        written.append(target)
+    return written

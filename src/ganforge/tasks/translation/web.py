@@ -4,24 +4,28 @@ The upload is read as training reads its test images (``handle.read_input``: upr
 by the one kernel) and translated by the run's translator (its moving average when kept), one at a time.
 """
 
+import asyncio
 import io
 import threading
 
-from ganforge.data.images import to_picture
-from ganforge.errors import GanforgeError
+from ganforge.data.images import probe_image, to_picture
+from ganforge.errors import GanforgeError, UsageError
 from ganforge.serve import import_fastapi, new_page_app, png_response
 from ganforge.tasks import Trained
 from ganforge.tasks.translation import DIRECTIONS
 from ganforge.tasks.translation.handle import MAX_PIXELS, read_input
 
 MAX_UPLOAD_BYTES = 20 * 2**20  # the largest image file POST /api/translate takes
+# The most pixels one request may translate by default (--max-pixels): at 256 px training size, 2 MP takes a
+# second or two of a CPU core and well under a GiB; 4096x4096 took 78 s and 8.3 GB (reliability review, turn 3).
+SERVE_MAX_PIXELS = 2**21
 
 
 class Translator:
-    """A translation run's translators, loaded once, with the lock ``Sampler`` has."""
+    """A translation run's translators, loaded once; one translation at a time, of at most ``max_pixels``."""
 
-    def __init__(self, model: Trained):
-        self.model = model
+    def __init__(self, model: Trained, max_pixels: int = SERVE_MAX_PIXELS):
+        self.model, self.max_pixels = model, max_pixels
         generator = model.generators["AtoB"]
         self.info = {
             "task": model.task,
@@ -31,29 +35,61 @@ class Translator:
             "in_channels": generator.in_channels,
             "out_channels": generator.out_channels,
         }
-        self.lock = threading.Lock()
+        self.busy = asyncio.Lock()  # one forward pass at a time: every core for it, and the modules left alone
+
+    def pixels(self, upload: bytes, size: int) -> int:
+        """How many pixels translating ``upload`` at ``size`` (0: its own) computes; GanforgeError for what is
+        not an image (its header alone is read)."""
+        if size:
+            return size * size
+        width, height = probe_image(io.BytesIO(upload), name="the upload", max_pixels=MAX_PIXELS)
+        return width * height
 
     def png(self, upload: bytes, direction: str, size: int) -> bytes:
         """The translation of an uploaded image file, as PNG bytes; GanforgeError for what is not an image."""
         channels = self.model.generator(direction).in_channels
         image = read_input(io.BytesIO(upload), channels, size, name="the upload")  # (1, C, H, W) uint8
-        with self.lock:
-            translated = self.model.translate(image, direction)[0]  # (C, H, W) uint8
+        translated = self.model.translate(image, direction)[0]  # (C, H, W) uint8
         buffer = io.BytesIO()
         to_picture(translated).save(buffer, format="PNG")
         return buffer.getvalue()
 
 
-def create_app(model: Trained, allowed_hosts: list[str] | None = None):
+async def in_daemon_thread(work, *args):
+    """``work(*args)`` in a daemon thread, awaited: the event loop stays free, and a server that stops (SIGTERM,
+    Ctrl-C) does not wait for a translation to finish, as it would for a worker of the thread pool."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(outcome: str, value) -> None:
+        if not future.done():  # the request may have been cancelled meanwhile (the server stopping)
+            future.set_result(value) if outcome == "result" else future.set_exception(value)
+
+    def run() -> None:
+        try:
+            loop.call_soon_threadsafe(settle, "result", work(*args))
+        except BaseException as error:  # handed to the awaiting request, which answers with it
+            loop.call_soon_threadsafe(settle, "error", error)
+
+    threading.Thread(target=run, name="ganforge translation", daemon=True).start()
+    return await future
+
+
+def create_app(model: Trained, allowed_hosts: list[str] | None = None, max_pixels: int = SERVE_MAX_PIXELS):
     """The app for a loaded translation run (``TrainedTranslator.app``): a page that translates an uploaded image,
     and ``POST /api/translate`` (the image file as the request body; a PNG back). Uploads over
-    ``MAX_UPLOAD_BYTES`` get 413, anything that is not an image or is over ``MAX_PIXELS`` pixels 422."""
+    ``MAX_UPLOAD_BYTES`` get 413; anything that is not an image, or whose translation would compute more than
+    ``max_pixels`` pixels (the requested size squared, or the image's own at size=0), 422 at once. A request
+    whose client has gone while it waited for its turn is dropped."""
     fastapi = import_fastapi()
     from fastapi import Query, Request
-    from starlette.concurrency import run_in_threadpool
+    from fastapi.responses import Response
+    from starlette.requests import ClientDisconnect
 
-    translator = Translator(model)
-    info = translator.info | {"max_bytes": MAX_UPLOAD_BYTES, "max_pixels": MAX_PIXELS}
+    if max_pixels < 1:
+        raise UsageError(f"--max-pixels must be at least 1, got {max_pixels}")
+    translator = Translator(model, max_pixels)
+    info = translator.info | {"max_bytes": MAX_UPLOAD_BYTES, "max_pixels": max_pixels}
     app = new_page_app("translate.html", info, allowed_hosts)
     app.state.translator = translator
 
@@ -66,18 +102,34 @@ def create_app(model: Trained, allowed_hosts: list[str] | None = None):
         if direction not in translator.info["directions"]:
             raise fastapi.HTTPException(422, f"direction: this {translator.info['task']} run translates AtoB only")
         upload, received = bytearray(), 0
-        async for chunk in request.stream():  # counted as it arrives: a huge body is refused, never held
-            received += len(chunk)
-            if received > MAX_UPLOAD_BYTES:
-                raise fastapi.HTTPException(413, f"image: over the {MAX_UPLOAD_BYTES:,}-byte limit")
-            upload += chunk
+        try:
+            async for chunk in request.stream():  # counted as it arrives: a huge body is refused, never held
+                received += len(chunk)
+                if received > MAX_UPLOAD_BYTES:
+                    raise fastapi.HTTPException(413, f"image: over the {MAX_UPLOAD_BYTES:,}-byte limit")
+                upload += chunk
+        except ClientDisconnect:  # the client left mid-upload: nobody to answer, nothing to log
+            return Response(status_code=400)
         if not upload:
             raise fastapi.HTTPException(422, "image: the request body is empty; send an image file")
         size = translator.info["image_size"] if size is None else size
         try:
-            data = await run_in_threadpool(translator.png, bytes(upload), direction, size)
+            pixels = translator.pixels(bytes(upload), size)
         except GanforgeError as error:
             raise fastapi.HTTPException(422, f"image: {error}") from None
+        if pixels > translator.max_pixels:
+            raise fastapi.HTTPException(
+                422,
+                f"image: translating it would compute {pixels:,} pixels, over this server's {translator.max_pixels:,} "
+                "(ganforge serve --max-pixels)",
+            )
+        async with translator.busy:
+            if await request.is_disconnected():  # gone while it waited: the work is dropped
+                return Response(status_code=400)
+            try:
+                data = await in_daemon_thread(translator.png, bytes(upload), direction, size)
+            except GanforgeError as error:
+                raise fastapi.HTTPException(422, f"image: {error}") from None
         return png_response(data)
 
     return app

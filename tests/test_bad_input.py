@@ -652,21 +652,29 @@ def test_numbers_that_make_no_sense_are_refused(capsys, tmp_path, run, args, mes
 
 
 @pytest.mark.slow
-def test_ctrl_c_at_any_moment_is_one_line(run):
-    """Review bug 12: Ctrl-C in the first seconds (while torch imports) printed a 25-47-line traceback."""
+def interrupted_after(command: list, delay: float, timeout: float = 90) -> tuple:
+    """(the process, its stderr) of ``command`` sent SIGINT ``delay`` seconds after it started (killed, and its
+    returncode negative, if it is still running ``timeout`` seconds later)."""
     import signal
     import time
 
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    try:
+        _, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, err = process.communicate()
+    return process, err
+
+
+def test_ctrl_c_at_any_moment_is_one_line(run):
+    """Review bug 12: Ctrl-C in the first seconds (while torch imports) printed a 25-47-line traceback."""
+
     command = [sys.executable, "-m", "ganforge", "resume", str(run), "--steps", "100000", "--no-progress"]
     for delay in (0.5, 1.0, 2.0, 2.5, 3.0, 3.5, 4.0):  # torch's imports take 2-5 s on 2 cores
-        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-        time.sleep(delay)
-        process.send_signal(signal.SIGINT)
-        try:
-            _, err = process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
+        process, err = interrupted_after(command, delay)
         assert "Traceback" not in err, f"SIGINT after {delay} s:\n{err}"
         assert process.returncode in (0, 130), f"SIGINT after {delay} s: exit {process.returncode}\n{err}"
         assert "interrupted" in err or "stopped" in err, err
@@ -867,8 +875,6 @@ def test_a_ctrl_c_at_any_moment_after_enter_stops_the_command(tmp_path, run, tra
     machine) and the command ran to its end. Swept from 0.1 s on, twice, over train, resume, generate and
     translate: each stops, with exit 130 and `ganforge: interrupted`, or (a training loop that has begun) after
     its step with a checkpoint and the command to go on; never a traceback, never run to its end."""
-    import signal
-    import time
 
     import numpy as np
     from PIL import Image
@@ -891,14 +897,7 @@ def test_a_ctrl_c_at_any_moment_after_enter_stops_the_command(tmp_path, run, tra
     for trial, delay in enumerate([0.1, 0.3, 0.6, 1.0, 1.6, 2.5] * 2):
         for name, args in commands.items():
             command = [sys.executable, "-m", "ganforge", *map(str, args(trial))]
-            process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-            time.sleep(delay)
-            process.send_signal(signal.SIGINT)
-            try:
-                _, err = process.communicate(timeout=90)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                _, err = process.communicate()
+            process, err = interrupted_after(command, delay)
             last = (err.strip().splitlines() or [""])[-1]
             stopped = process.returncode == 0 and name in ("train", "resume") and "stopped at step" in last
             honoured = (process.returncode == 130 and last == "ganforge: interrupted") or stopped

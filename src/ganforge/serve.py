@@ -15,14 +15,20 @@ however slowly it trickles it in (slowloris); a kept-alive connection idle for
 ``KEEP_ALIVE_TIMEOUT`` (5) seconds is closed; and a request that arrives while
 ``MAX_CONNECTIONS`` (100) connections are open, its own included, gets 503 at
 once (uvicorn's ``limit_concurrency``). SIGTERM or Ctrl-C stops the server
-within about ``SHUTDOWN_GRACE`` (2) seconds, whatever is in progress: a
-translation (the longest work a page asks for) computes in a daemon thread,
-which the process does not wait for.
+within a few seconds, whatever is in progress: requests have ``SHUTDOWN_GRACE``
+(2) seconds to finish, then work still running is told to stop (each page's
+``app.state.on_stop``: a translation ends at its next layer) and its request
+answered 503; the command says "server stopped" and exits 0.
 """
 
+import contextlib
 import ipaddress
 import logging
+import os
+import signal
 import socket
+import sys
+import threading
 from importlib import resources
 from pathlib import Path
 
@@ -88,6 +94,7 @@ def new_app(allowed_hosts: list[str] | None):
     from fastapi.responses import JSONResponse
 
     app = fastapi.FastAPI(title="ganforge", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.on_stop = []  # what ``serve`` calls when the server stops: each returns whether its work has ended
     if allowed_hosts is not None:
         from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -223,6 +230,31 @@ def server_config(app):
     )
 
 
+class WithoutCancelNotice(logging.Filter):
+    """Drops uvicorn's "Cancel N running task(s)" error: the stop is ganforge's to report (``serve``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Cancel %s running task")
+
+
+@contextlib.contextmanager
+def terminate_as_ctrl_c():
+    """SIGTERM stops the server as Ctrl-C does: uvicorn shuts down, then raises the signal again once its own
+    handlers are gone, and here that is a KeyboardInterrupt (a clean stop, exit 0) instead of death by signal."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def serve(
     source: str | Path | Trained,
     host: str = "127.0.0.1",
@@ -259,8 +291,19 @@ def serve(
         raise
     url = f"http://{shown}:{listener.getsockname()[1]}/"
     print(f"ganforge: serving {model.run_name} at {url} (Ctrl-C to stop)", flush=True)
+    config = server_config(app)
+    cancel_notice = WithoutCancelNotice()
+    logging.getLogger("uvicorn.error").addFilter(cancel_notice)
     try:
-        uvicorn.Server(server_config(app)).run(sockets=[listener])
+        with terminate_as_ctrl_c():
+            uvicorn.Server(config).run(sockets=[listener])
     except KeyboardInterrupt:  # uvicorn shuts down cleanly, then re-raises Ctrl-C: the normal way to stop
         pass
+    finally:
+        logging.getLogger("uvicorn.error").removeFilter(cancel_notice)
+        ended = all([stop() for stop in app.state.on_stop])
     print("ganforge: server stopped", flush=True)
+    if not ended:  # torch still computing in a thread would abort the process at exit ("terminate called ...")
+        log.warning("work in progress did not stop in time; the process ends without waiting for it")
+        sys.stderr.flush()
+        os._exit(0)

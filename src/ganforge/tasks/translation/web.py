@@ -5,6 +5,7 @@ by the one kernel) and translated by the run's translator (its moving average wh
 """
 
 import asyncio
+import contextlib
 import io
 import threading
 
@@ -19,6 +20,7 @@ MAX_UPLOAD_BYTES = 20 * 2**20  # the largest image file POST /api/translate take
 # The most pixels one request may translate by default (--max-pixels): at 256 px training size, 2 MP takes a
 # second or two of a CPU core and well under a GiB; 4096x4096 took 78 s and 8.3 GB (reliability review, turn 3).
 SERVE_MAX_PIXELS = 2**21
+STOP_WAIT = 1.5  # seconds a stopping server waits for a translation to reach its next layer (one takes well under)
 
 
 class Translator:
@@ -36,6 +38,8 @@ class Translator:
             "out_channels": generator.out_channels,
         }
         self.busy = asyncio.Lock()  # one forward pass at a time: every core for it, and the modules left alone
+        self.stopping = threading.Event()  # the server is stopping: a translation in progress ends at its next layer
+        self.worker: threading.Thread | None = None  # the thread of the latest translation
 
     def pixels(self, upload: bytes, size: int) -> int:
         """How many pixels translating ``upload`` at ``size`` (0: its own) computes; GanforgeError for what is
@@ -49,30 +53,63 @@ class Translator:
         """The translation of an uploaded image file, as PNG bytes; GanforgeError for what is not an image."""
         channels = self.model.generator(direction).in_channels
         image = read_input(io.BytesIO(upload), channels, size, name="the upload")  # (1, C, H, W) uint8
-        translated = self.model.translate(image, direction)[0]  # (C, H, W) uint8
+        with stoppable(self.model.generator(direction), self.stopping):
+            translated = self.model.translate(image, direction)[0]  # (C, H, W) uint8
         buffer = io.BytesIO()
         to_picture(translated).save(buffer, format="PNG")
         return buffer.getvalue()
 
+    async def png_in_thread(self, upload: bytes, direction: str, size: int) -> bytes:
+        """``png`` in a daemon thread, awaited: the event loop stays free, and a server that stops (SIGTERM,
+        Ctrl-C) is not held by a translation, as it would be by a worker of the thread pool (``stop``)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
 
-async def in_daemon_thread(work, *args):
-    """``work(*args)`` in a daemon thread, awaited: the event loop stays free, and a server that stops (SIGTERM,
-    Ctrl-C) does not wait for a translation to finish, as it would for a worker of the thread pool."""
-    loop = asyncio.get_running_loop()
-    future = loop.create_future()
+        def settle(outcome: str, value) -> None:
+            if not future.done():  # the request may have been cancelled meanwhile (the server stopping)
+                future.set_result(value) if outcome == "result" else future.set_exception(value)
 
-    def settle(outcome: str, value) -> None:
-        if not future.done():  # the request may have been cancelled meanwhile (the server stopping)
-            future.set_result(value) if outcome == "result" else future.set_exception(value)
+        def run() -> None:
+            try:
+                result = self.png(upload, direction, size)
+            except BaseException as error:  # handed to the awaiting request, which answers with it
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(settle, "error", error)
+            else:
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(settle, "result", result)
 
-    def run() -> None:
-        try:
-            loop.call_soon_threadsafe(settle, "result", work(*args))
-        except BaseException as error:  # handed to the awaiting request, which answers with it
-            loop.call_soon_threadsafe(settle, "error", error)
+        self.worker = threading.Thread(target=run, name="ganforge translation", daemon=True)
+        self.worker.start()
+        return await future
 
-    threading.Thread(target=run, name="ganforge translation", daemon=True).start()
-    return await future
+    def stop(self, seconds: float = STOP_WAIT) -> bool:
+        """End the translation in progress at its next layer, waiting up to ``seconds`` for it (the server is
+        stopping: a process that exits while torch computes in a thread aborts); whether none runs now."""
+        self.stopping.set()
+        if self.worker is not None:
+            self.worker.join(seconds)
+        return self.worker is None or not self.worker.is_alive()
+
+
+class Stopped(Exception):
+    """Raised in a translation's forward pass when the server stops: the work ends at its next layer."""
+
+
+@contextlib.contextmanager
+def stoppable(network, stopping: threading.Event):
+    """While in the block, each layer of ``network`` raises ``Stopped`` before it computes once ``stopping`` is set."""
+
+    def check(module, inputs) -> None:
+        if stopping.is_set():
+            raise Stopped("the server is stopping")
+
+    hooks = [module.register_forward_pre_hook(check) for module in network.modules()]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def create_app(model: Trained, allowed_hosts: list[str] | None = None, max_pixels: int = SERVE_MAX_PIXELS):
@@ -92,6 +129,7 @@ def create_app(model: Trained, allowed_hosts: list[str] | None = None, max_pixel
     info = translator.info | {"max_bytes": MAX_UPLOAD_BYTES, "max_pixels": max_pixels}
     app = new_page_app("translate.html", info, allowed_hosts)
     app.state.translator = translator
+    app.state.on_stop.append(translator.stop)
 
     @app.post("/api/translate")
     async def translate(
@@ -123,13 +161,15 @@ def create_app(model: Trained, allowed_hosts: list[str] | None = None, max_pixel
                 f"image: translating it would compute {pixels:,} pixels, over this server's {translator.max_pixels:,} "
                 "(ganforge serve --max-pixels)",
             )
-        async with translator.busy:
-            if await request.is_disconnected():  # gone while it waited: the work is dropped
-                return Response(status_code=400)
-            try:
-                data = await in_daemon_thread(translator.png, bytes(upload), direction, size)
-            except GanforgeError as error:
-                raise fastapi.HTTPException(422, f"image: {error}") from None
+        try:
+            async with translator.busy:
+                if await request.is_disconnected():  # gone while it waited: the work is dropped
+                    return Response(status_code=400)
+                data = await translator.png_in_thread(bytes(upload), direction, size)
+        except GanforgeError as error:
+            raise fastapi.HTTPException(422, f"image: {error}") from None
+        except (asyncio.CancelledError, Stopped):  # the server stopping past its grace: an answer, not a traceback
+            return Response("the server is stopping", status_code=503, media_type="text/plain")
         return png_response(data)
 
     return app

@@ -869,6 +869,89 @@ def test_translate_size_is_bounded_up_front(capsys, tmp_path):
     assert_one_line_error(err, "--size 100000 would translate 100000x100000 images, over the 16,777,216-pixel cap")
 
 
+PIL_WARNS_EARLY = """
+import sys
+from PIL import Image
+Image.MAX_IMAGE_PIXELS = 1000  # a 40x40 image now lies between PIL's warning and its refusal, as 100 MP does
+from ganforge.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_what_libraries_warn_about_a_users_file_is_not_shown_raw(tmp_path, translation_run):
+    """Review turn 3 rerun: an image between 89 and 179 MP put PIL's DecompressionBombWarning, with its file and
+    line of source, before ganforge's own line (translate refuses it over its pixel cap anyway; training takes
+    it); a raw pickle of Python's default protocol put torch's "Detected pickle protocol 4" before the refusal.
+    In a process of its own, as a user runs it (pytest would capture the warnings)."""
+    script = tmp_path / "ganforge_pil.py"
+    script.write_text(PIL_WARNS_EARLY)
+    image_folder(tmp_path / "in", names=("01.png",))
+    Image.new("RGB", (40, 40)).save(tmp_path / "in" / "02.png")
+
+    def ganforge(*args) -> subprocess.CompletedProcess:
+        command = [sys.executable, script, *args, "--no-progress"]
+        return subprocess.run([str(a) for a in command], capture_output=True, text=True, timeout=120)
+
+    result = ganforge("translate", translation_run, tmp_path / "in", "--out", tmp_path / "out")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["01.png", "02.png"]
+    with open(tmp_path / "raw.pt", "wb") as file:
+        pickle.dump({"a": 1}, file, protocol=4)
+    result = ganforge("translate", tmp_path / "raw.pt", tmp_path / "in", "--out", tmp_path / "out2")
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert_one_line_error(result.stderr, "raw.pt is not a readable ganforge checkpoint (it holds pickled Python")
+
+
+def test_a_librarys_warning_is_one_line_of_ganforges(capsys, tmp_path, monkeypatch):
+    """Whatever a library warns about while a command runs reaches the terminal as one line, control characters
+    escaped, not as Python's file:line and source."""
+    import warnings
+
+    import ganforge.cli
+
+    def plot_that_warns(args) -> int:
+        warnings.warn("a library's\nwarning", UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(ganforge.cli, "run_plot", plot_that_warns)
+    code, err = run_cli(capsys, "plot", tmp_path)
+    assert code == 0 and err == "ganforge: warning: a library's\\nwarning\n", err
+
+
+def test_running_out_of_memory_translating_is_one_line(capsys, tmp_path, translation_run, monkeypatch):
+    """Review turn 3 rerun: at a size the caps allow, on a machine with less memory, `translate` printed torch's
+    allocator error (`RuntimeError: [enforce fail at alloc_cpu.cpp:127] ...`) and the page answered 500 with a
+    traceback in its log. Now one line saying what ran out, and a 422 saying the same."""
+    from ganforge.models.translation import UNetGenerator
+
+    def allocation_fails(self, x):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to "
+            "allocate 536870912 bytes. Error code 12 (Cannot allocate memory)"
+        )
+
+    image_folder(tmp_path / "in", names=("01.png",))
+    monkeypatch.setattr(UNetGenerator, "forward", allocation_fails)
+    code, err = run_cli(
+        capsys, "translate", translation_run, tmp_path / "in", "--out", tmp_path / "out", "--size", "64"
+    )
+    assert code == 1
+    assert_one_line_error(err, "not enough memory to translate an image of 64x64: translate at a smaller size")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    pytest.importorskip("fastapi", reason="the page needs the serve extra")
+    from fastapi.testclient import TestClient
+
+    import ganforge
+
+    with TestClient(ganforge.load(translation_run).app(), base_url="http://127.0.0.1:8000") as client:
+        answer = client.post("/api/translate?size=64", content=(tmp_path / "in" / "01.png").read_bytes())
+    assert answer.status_code == 422
+    assert (
+        answer.json()["detail"]
+        == "image: not enough memory to translate an image of 64x64: translate at a smaller size"
+    )
+
+
 @pytest.mark.slow
 def test_a_ctrl_c_at_any_moment_after_enter_stops_the_command(tmp_path, run, translation_run):
     """Review turn 3, B3: a Ctrl-C in the first second was silently lost (5 of 5 at 0.2 to 1.1 s on a busy
@@ -965,6 +1048,33 @@ def test_print_config_refuses_what_training_would(capsys, tmp_path):
     code, err = run_cli(capsys, *args, "--print-config")
     assert code == 2
     assert_one_line_error(err, "--load-size 16 is smaller than the crop, --image-size 32")
+
+
+@pytest.mark.parametrize("task", ["pix2pix", "cyclegan"])
+@pytest.mark.parametrize("size", ["33", "4"])
+def test_a_crop_the_translators_cannot_take_is_refused_up_front(capsys, tmp_path, task, size):
+    """Review turn 3 rerun: `--image-size 33 --print-config` printed a config that training refused, and CycleGAN
+    trained into `RuntimeError: The size of tensor a (36) must match ... (33)`; at 4 px both tasks ended in a raw
+    ValueError from the instance norm. Both refused in one line, by --print-config as by train."""
+    from test_translation import side_by_side_folder
+
+    side_by_side_folder(tmp_path / "data", train=2, test=0)
+    for last in ("--print-config", "--steps"):
+        args = ["train", "--task", task, "--data", tmp_path / "data", "--image-size", size, "--load-size", "40"]
+        code, err = run_cli(
+            capsys, *args, *([last] if last == "--print-config" else [last, "1", "--out", tmp_path / "r"])
+        )
+        assert code == 2
+        assert_one_line_error(err, f"--image-size {size}: image-to-image models train on crops a multiple of 4 pixels")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_translation_without_data_is_not_told_about_mnist(capsys):
+    """Review turn 3, B11: `train --task pix2pix --print-config` said "'mnist' is not a folder" to a user who
+    never typed mnist (the GAN's default data)."""
+    code, err = run_cli(capsys, "train", "--task", "pix2pix", "--print-config")
+    assert code == 2 and "mnist" not in err
+    assert_one_line_error(err, "--task pix2pix needs --data DIR: a folder of image pairs or of two domains")
 
 
 def test_translate_of_a_gan_says_which_runs_translate(capsys, tmp_path, run):

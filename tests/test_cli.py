@@ -266,11 +266,22 @@ def test_a_runs_config_yaml_starts_a_new_run_elsewhere(capsys, trained_run):
     assert code == 0 and yaml.safe_load(out)["out"] == str(trained_run) and not yaml.safe_load(out)["overwrite"]
 
 
+def test_a_config_file_with_another_task_given_on_the_command_line(capsys, tmp_path):
+    """--task other than the file's keeps the file's shared fields and the new task's section when it has one
+    (review turn 3 rerun: the file's `gan:` values were dropped silently); the file's own task's section goes."""
+    (tmp_path / "both.yaml").write_text("task: pix2pix\nsteps: 7\npix2pix:\n  lambda_l1: 50.0\ngan:\n  z_dim: 7\n")
+    code, out, err = run_cli(capsys, "train", "--config", tmp_path / "both.yaml", "--task", "gan", "--print-config")
+    assert code == 0, err
+    config = yaml.safe_load(out)
+    assert config["task"] == "gan" and config["steps"] == 7 and config["gan"]["z_dim"] == 7 and "pix2pix" not in config
+
+
 @pytest.mark.parametrize(
     "text,message",
     [
         ("model: mlp\nlearning_rate: 0.1\n", "unknown config keys: learning_rate"),
-        ("steps: many\n", "config value steps: 'many' is not of type"),
+        ("steps: many\n", "config value steps: 'many' is not a whole number"),
+        ("task: pix2pix\nlambda_l1: [1, 2]\n", "config value lambda_l1: [1, 2] is not a number"),
         ("- not\n- a mapping\n", "does not hold a ganforge config"),
     ],
 )

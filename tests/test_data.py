@@ -492,3 +492,23 @@ def test_a_killed_streamed_decode_leaves_nothing_for_good(tmp_path, decode_cache
     streamed = load_dataset(str(data), image_size=16)
     assert streamed.streamed_from is not None and room == [False]  # removed before the room was counted
     assert not gone.exists() and live.exists()
+
+
+def test_a_cache_entry_killed_while_saved_leaves_nothing_for_good(tmp_path, decode_cache):
+    """Review turn 3 rerun: SIGKILL while a decoded folder was being saved to the cache left the half-written
+    .NAME.pt.PID.tmp for ever (27 MB of them in a user's cache after a few kills), also once the entry was
+    cached by a later run. Every load of a cached folder removes those whose process is gone; a live one stays."""
+    import os
+
+    data = make_folder(tmp_path / "data")
+    load_dataset(str(data), image_size=16)  # cached now: the next load reads the entry
+    folder = tmp_path / "cache" / "ganforge" / "folders"
+    (entry,) = folder.glob("*.pt")
+    gone = folder / f".{entry.name}.{2**22 + 12345}.tmp"  # PIDs stop at 2**22 on Linux: that one is no process
+    gone.write_bytes(b"\0" * 4096)
+    live = folder / f".{entry.name}.{os.getpid()}.tmp"
+    live.write_bytes(b"\0" * 10)
+    mine = folder / "notes.1.tmp"  # not a ganforge temporary (no leading dot): never touched
+    mine.write_bytes(b"mine")
+    assert len(load_dataset(str(data), image_size=16)) > 0
+    assert not gone.exists() and live.exists() and mine.read_bytes() == b"mine"

@@ -22,7 +22,7 @@ from torch import nn
 from ganforge.config import config_to_dict, upgrade_config
 from ganforge.device import to_fast_layout
 from ganforge.errors import GanforgeError, first_line
-from ganforge.files import atomic_write
+from ganforge.files import atomic_write, load_tensors
 from ganforge.models import MODELS, build_generator
 from ganforge.settings import short
 from ganforge.tasks import DEFAULT_TASK
@@ -191,7 +191,7 @@ def load_checkpoint(source: str | Path, map_location: str | torch.device = "cpu"
     """Read a ganforge checkpoint (file or run directory) without unpickling any object."""
     path = resolve_checkpoint(source)
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = load_tensors(path, map_location=map_location)
     except Exception as error:  # torch raises several types for foreign or corrupt files
         reason = first_line(error)
         if "Weights only load failed" in str(error):  # not torch's advice to unpickle it after all

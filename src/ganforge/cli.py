@@ -21,6 +21,7 @@ import sys
 import threading
 import types
 import typing
+import warnings
 
 from ganforge.config import (
     DEVICES,
@@ -277,8 +278,8 @@ def new_run_config(config_file: str | None, given: dict) -> TrainConfig:
     if config_file is None:
         return config_from_dict(given, foreign="refuse")
     try:
-        if given.get("task", task) != values.get("task", DEFAULT_TASK):  # the file's section is another task's
-            values = {name: value for name, value in values.items() if name in SHARED}
+        if task != values.get("task", DEFAULT_TASK):  # --task another than the file's: its section, if it has one
+            values = {name: value for name, value in values.items() if name in SHARED or name == task}
         return config_from_dict(values | given)
     except GanforgeError as error:
         raise UsageError(f"--config {config_file}: {error}") from None
@@ -773,7 +774,10 @@ def run_command(argv: list[str] | None) -> int:
 
         for module in args.imports.split(","):  # the seconds torch takes to import, before the command starts
             importlib.import_module(module)
-    with RememberedInterrupts():
+    with RememberedInterrupts(), warnings.catch_warnings():
+        warnings.showwarning = show_warning
+        # ganforge's own pixel caps speak for images between PIL's warning (89 MP) and its refusal (179 MP)
+        warnings.filterwarnings("ignore", message="Image size .* could be decompression bomb")
         try:
             with logging_redirect_tqdm(loggers=[log]):
                 return args.func(args)
@@ -788,6 +792,11 @@ def run_command(argv: list[str] | None) -> int:
             reason = f"{type(error).__name__}: {one_line(str(error))}"
             print(f"ganforge: error{rank_tag()}: {reason} (rerun with --debug for the traceback)", file=sys.stderr)
             return 1
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library's warning as one line of ganforge's (Python's shows the file, the line and its source)."""
+    print(f"ganforge: warning{rank_tag()}: {one_line(str(message))}", file=sys.stderr)
 
 
 class RememberedInterrupts:

@@ -10,12 +10,25 @@ when the user passed ``--overwrite``.
 """
 
 import os
+import re
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ganforge.errors import GanforgeError, UsageError
 
 SHOWN = 3  # existing files named in a refusal
+TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")  # atomic_write's temporary beside a target: .NAME.PID.tmp
+
+
+def load_tensors(path: str | Path, **options):
+    """``torch.load(path, weights_only=True)``: tensors and plain data only, never an unpickled object. A raw
+    pickle of Python's default protocol (4) is refused like any other without torch's warning about it first."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        return torch.load(path, weights_only=True, **options)
 
 
 class RecordingFile:
@@ -51,7 +64,7 @@ def atomic_write(path: str | Path, write: Callable, durable: bool = True) -> Pat
     """
     path = Path(path)
     existed = path.exists()
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # TEMPORARY
     try:
         with open(temporary, "wb") as raw:
             file = RecordingFile(raw)

@@ -101,7 +101,18 @@ def check_types(cls, values: dict, where: str = "config value") -> None:
         allowed = typing.get_args(hints[name]) or (hints[name],)
         allowed += (int,) if float in allowed else ()
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-            raise GanforgeError(f"{where} {name}: {short(value)} is not of type {hints[name]}")
+            raise GanforgeError(f"{where} {name}: {short(value)} is not {type_name(hints[name])}")
+
+
+TYPE_NAMES = {bool: "true/false", int: "a whole number", float: "a number", str: "a string", type(None): "null"}
+
+
+def type_name(hint) -> str:
+    """A field's type as a message says it: 'a number', 'a string or null', 'a list' (never <class 'float'>)."""
+    if typing.get_origin(hint) in (list, tuple):
+        return "a list"
+    names = [TYPE_NAMES.get(option, getattr(option, "__name__", str(option))) for option in typing.get_args(hint)]
+    return " or ".join(names) if names else TYPE_NAMES.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def parse_interval(text: str, name: str = "checkpoint-every") -> tuple[str, float]:

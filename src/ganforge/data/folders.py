@@ -151,6 +151,7 @@ def cached_folder(root: Path, files: list[Path], channels: int, image_size: int,
     never changed). The cache must then have room for them, twice while decoding, or the load fails at once.
     """
     path = folder_cache_path(root, files, channels, image_size)
+    remove_orphans(path.parent)  # what a decode killed mid-way left, no one's now: before any room is counted
     if path.is_file():
         try:
             entry = torch.load(path, weights_only=True, mmap=stream)
@@ -186,7 +187,6 @@ def decode_streamed(path: Path, files: list[Path], channels: int, image_size: in
     scratch = scratch_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_orphans(path.parent)  # before the room is counted: a killed decode's scratch file is no one's
         check_disk_room(path.parent, 2 * math.prod(shape), "decoding")
         out = torch.from_numpy(np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=shape))
         images, kept = decode_images(files, channels, image_size, progress=sys.stderr.isatty(), out=out)

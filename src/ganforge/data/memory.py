@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from ganforge.errors import GanforgeError
+from ganforge.files import TEMPORARY
 
 MEMORY_FRACTION = 0.5  # data needing more than this share of RAM: a folder streams from its cache, others refused
 
@@ -66,15 +67,16 @@ def scratch_path(path: Path) -> Path:
 
 
 def remove_orphans(folder: Path) -> None:
-    """Delete the scratch files in ``folder`` whose process is gone (killed mid-decode: SIGKILL, out of memory, a
-    power cut): each can be as big as a dataset, and would stay for ever."""
+    """Delete the scratch files (``scratch_path``) and half-written entries (``atomic_write``'s temporaries) in
+    ``folder`` whose process is gone (killed mid-decode or mid-save: SIGKILL, out of memory, a power cut): each can
+    be as big as a dataset, and would stay for ever."""
     try:
-        candidates = list(folder.glob("*.decoding-*.npy"))
+        candidates = [path for path in folder.iterdir() if SCRATCH.search(path.name) or TEMPORARY.match(path.name)]
     except OSError:
         return
     for path in candidates:
-        match = SCRATCH.search(path.name)
-        if match and not process_alive(int(match.group(1))):
+        match = SCRATCH.search(path.name) or TEMPORARY.match(path.name)
+        if not process_alive(int(match.group(1))):
             path.unlink(missing_ok=True)
 
 

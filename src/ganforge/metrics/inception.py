@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ganforge.errors import GanforgeError
+from ganforge.files import load_tensors
 
 log = logging.getLogger("ganforge")
 
@@ -70,7 +71,7 @@ def check_weights_file(path: Path) -> None:
     if not path.is_file():
         raise GanforgeError(f"no Inception weights file at {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_tensors(path, map_location="cpu")
     except Exception as error:  # torch raises several types for foreign or unsafe files
         raise GanforgeError(f"{path} is not a plain weights file ({str(error).splitlines()[0][:120]})") from None
     if not isinstance(state, dict) or "Conv2d_1a_3x3.conv.weight" not in state:

@@ -27,6 +27,15 @@ from ganforge.models.dcgan import init_dcgan_weights
 
 MAX_UNET_DEPTH = 8  # pix2pix's unet_256: 256 px down to a 1x1 bottleneck
 NORMS = ("instance", "batch")
+MIN_IMAGE_SIZE = 8  # below it the ResNet blocks and the PatchGAN's last layers see maps of 1 pixel
+
+
+def check_image_size(image_size: int) -> None:
+    """ValueError unless both translators and the PatchGAN train on ``image_size`` crops: a multiple of 4 (two
+    halvings there and back, so the output has the input's size) and at least 8 (a 4-pixel crop leaves the
+    discriminator's instance norm, and the ResNet blocks' reflection padding, a single pixel)."""
+    if image_size % 4 or image_size < MIN_IMAGE_SIZE:
+        raise ValueError(f"image-to-image models train on crops a multiple of 4 pixels wide, at least {MIN_IMAGE_SIZE}")
 
 
 def norm_layer(norm: str, channels: int) -> nn.Module:

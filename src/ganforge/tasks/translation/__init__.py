@@ -121,10 +121,16 @@ class Translation(Task):
         if config.loss is not None and LOSSES[config.loss].penalties:
             raise UsageError(f"--task {self.name} takes no discriminator penalty (--loss {config.loss})")
         if not is_folder(config.data):
-            raise UsageError(
-                f"--task {self.name} needs --data DIR: a folder of image pairs or of two domains; "
-                f"{short(config.data)} is not a folder"
-            )
+            unset = config.data == next(f.default for f in dataclasses.fields(config) if f.name == "data")
+            why = "" if unset else f"; {short(config.data)} is not a folder"  # the GAN's default, not the user's
+            raise UsageError(f"--task {self.name} needs --data DIR: a folder of image pairs or of two domains{why}")
+        if config.image_size is not None:
+            from ganforge.models.translation import check_image_size
+
+            try:
+                check_image_size(config.image_size)
+            except ValueError as error:
+                raise UsageError(f"--image-size {config.image_size}: {error}") from None
 
     def load_data(self, config: TrainConfig) -> RunData:
         from ganforge.tasks.translation.training import load_data

@@ -21,7 +21,7 @@ from torch import nn
 from ganforge.checkpoint import generator_weights, rebuild_generators
 from ganforge.data import conform_images, list_images, read_image, scale_images, to_uint8
 from ganforge.data.images import UnreadableImage, probe_image, to_picture
-from ganforge.errors import GanforgeError, UsageError
+from ganforge.errors import GanforgeError, UsageError, out_of_memory
 from ganforge.files import atomic_write, refuse_to_replace
 from ganforge.tasks import Trained, load
 
@@ -50,6 +50,12 @@ def translate_images(generator: nn.Module, images: torch.Tensor) -> torch.Tensor
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
         out = generator(x.contiguous(memory_format=torch.channels_last))[..., :height, :width]
         return to_uint8(out, (-1.0, 1.0)).cpu()
+    except (MemoryError, RuntimeError) as error:  # a size the caps allow, on a machine with less memory
+        if not out_of_memory(error):
+            raise
+        what = "an image" if len(images) == 1 else f"{len(images)} images"
+        shape = f"{images.shape[-1]}x{images.shape[-2]}"
+        raise GanforgeError(f"not enough memory to translate {what} of {shape}: translate at a smaller size") from None
     finally:
         generator.train(training)
 

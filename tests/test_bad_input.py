@@ -225,6 +225,10 @@ def test_checkpoint_with_a_pickle_payload(capsys, tmp_path):
     assert_one_line_error(err, "is not a readable ganforge checkpoint (it holds pickled Python objects, which ganforge")
     assert "weights_only set to False" not in err  # no advice to unpickle it after all
     assert not marker.exists()
+    (tmp_path / "junk.pt").write_bytes(bytes(range(210, 256)) * 50)  # review rerun: called "pickled objects" too
+    code, err = run_cli(capsys, "generate", tmp_path / "junk.pt", "--out", tmp_path / "grid.png")
+    assert code == 1
+    assert_one_line_error(err, "junk.pt is not a readable ganforge checkpoint (its bytes are neither a torch file nor")
 
 
 @pytest.mark.parametrize(
@@ -850,11 +854,16 @@ def test_translate_skips_what_it_cannot_read_and_continues_where_it_stopped(caps
     code, err = run_cli(capsys, "translate", translation_run, inputs, "--out", out, "--no-progress")
     assert code == 2
     assert_one_line_error(err, "--out would replace")
+    assert "pass --overwrite to replace it, --skip-existing to keep them, or choose another --out" in err
     code, err = run_cli(capsys, "translate", translation_run, inputs, "--out", out, "--no-progress", "--skip-existing")
     assert code == 0, err
     assert (
         sorted(p.name for p in out.iterdir()) == ["01.png", "03.png"] and (out / "01.png").stat().st_mtime_ns == written
     )
+    # Again: only the unreadable inputs are left, skipped as the first run skipped them (was exit 1).
+    code, err = run_cli(capsys, "translate", translation_run, inputs, "--out", out, "--no-progress", "--skip-existing")
+    assert code == 0 and f"skipping {inputs / '02.png'}" in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["01.png", "03.png"]
     code, err = run_cli(capsys, "translate", translation_run, inputs, "--out", out, "--skip-existing", "--overwrite")
     assert code == 2
     assert_one_line_error(err, "--overwrite replaces the outputs already there and --skip-existing keeps them")

@@ -187,6 +187,13 @@ def set_global_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state(cuda[0] if isinstance(cuda, list) else cuda)
 
 
+def is_pickle(path: Path) -> bool:
+    """Whether the file at ``path`` starts as a pickle of protocol 2 or later does (PROTO, then its number)."""
+    with open(path, "rb") as file:
+        head = file.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
 def load_checkpoint(source: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Read a ganforge checkpoint (file or run directory) without unpickling any object."""
     path = resolve_checkpoint(source)
@@ -195,7 +202,11 @@ def load_checkpoint(source: str | Path, map_location: str | torch.device = "cpu"
     except Exception as error:  # torch raises several types for foreign or corrupt files
         reason = first_line(error)
         if "Weights only load failed" in str(error):  # not torch's advice to unpickle it after all
-            reason = "it holds pickled Python objects, which ganforge never unpickles"
+            reason = (
+                "it holds pickled Python objects, which ganforge never unpickles"
+                if is_pickle(path)
+                else "its bytes are neither a torch file nor a pickle"
+            )
         raise GanforgeError(f"{path} is not a readable ganforge checkpoint ({reason})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise GanforgeError(f"{path} is not a ganforge checkpoint")

@@ -533,7 +533,7 @@ def run_translate(args: argparse.Namespace) -> int:
         progress=args.progress,
         ema=args.ema,
     )
-    print(f"wrote {len(written)} translated images to {args.out}")
+    print(f"wrote {len(written):,} translated image{'' if len(written) == 1 else 's'} to {args.out}")
     return 0
 
 

@@ -108,8 +108,9 @@ def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda file: file.write(text.encode()))
 
 
-def refuse_to_replace(paths: Iterable[Path], overwrite: bool, flag: str = "--out") -> None:
-    """Raise one line naming the files among ``paths`` that exist, unless ``overwrite``."""
+def refuse_to_replace(paths: Iterable[Path], overwrite: bool, flag: str = "--out", other: str = "") -> None:
+    """Raise one line naming the files among ``paths`` that exist, unless ``overwrite``; ``other`` is one more
+    way out, said before the last ("--skip-existing to keep them")."""
     if overwrite:
         return
     existing = [path for path in paths if path.exists()]
@@ -119,5 +120,5 @@ def refuse_to_replace(paths: Iterable[Path], overwrite: bool, flag: str = "--out
     more = f" and {len(existing) - SHOWN:,} more" if len(existing) > SHOWN else ""
     raise UsageError(
         f"{flag} would replace {names}{more}: pass --overwrite to replace {'it' if len(existing) == 1 else 'them'}, "
-        f"or choose another {flag}"
+        f"{other + ', ' if other else ''}or choose another {flag}"
     )

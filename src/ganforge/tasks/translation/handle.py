@@ -202,9 +202,10 @@ def check_outside_inputs(out: Path, inputs: Sequence[Path], files: list[tuple[Pa
             )
 
 
-def readable_inputs(files: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+def readable_inputs(files: list[tuple[Path, Path]], required: bool = True) -> list[tuple[Path, Path]]:
     """The inputs whose header reads as an image within ``MAX_PIXELS``, each other one skipped with a warning
-    (as training skips unreadable images in a folder): checked before anything is written."""
+    (as training skips unreadable images in a folder): checked before anything is written. None readable is an
+    error where ``required``."""
     readable, unreadable = [], []
     for path, name in files:
         try:
@@ -213,7 +214,7 @@ def readable_inputs(files: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
             unreadable.append(error)
             continue
         readable.append((path, name))
-    if not readable:  # nothing to do: the error itself (of the one input), or how many
+    if not readable and required:  # nothing to do: the error itself (of the one input), or how many
         first = unreadable[0]
         raise first if len(files) == 1 else GanforgeError(f"none of the {len(files)} inputs reads as an image: {first}")
     for error in unreadable:
@@ -245,11 +246,13 @@ def translate(
     check_size(size)
     files, out = input_files(inputs), Path(out)
     check_outside_inputs(out, [Path(item) for item in inputs], files)
+    every = len(files)
     if skip_existing:
         files = [(path, name) for path, name in files if not (out / name).exists()]
     else:
-        refuse_to_replace([out / name for _, name in files], overwrite)
-    files = readable_inputs(files) if files else files
+        refuse_to_replace([out / name for _, name in files], overwrite, other="--skip-existing to keep them")
+    # Continuing a translate whose first run skipped an unreadable input: that input left alone is not an error.
+    files = readable_inputs(files, required=len(files) == every) if files else files
     translator = load_translator(source, device, ema)
     generator = translator.generator(direction)
     size = translator.config["image_size"] if size is None else size

@@ -476,8 +476,10 @@ def test_serve_translates_an_upload_as_translate_does(trained, tmp_path, capsys)
     from ganforge.serve import create_app
 
     pix2pix, cyclegan, data = trained
-    picture = data / "test" / "0.png"
-    code, _, err = run_cli(capsys, "translate", pix2pix, picture, "--out", tmp_path / "cli", "--no-progress")
+    picture = data / "test" / "0.png"  # a pair side by side: the page translates an upload whole, as asked here
+    code, _, err = run_cli(
+        capsys, "translate", pix2pix, picture, "--out", tmp_path / "cli", "--side-by-side", "no", "--no-progress"
+    )
     assert code == 0, err
     with TestClient(create_app(pix2pix)) as client:
         assert client.get("/api/model").json()["directions"] == ["AtoB"]

@@ -323,6 +323,7 @@ def read_hub_folder(folder: Path) -> tuple[dict, Path]:
         "exported_ema": bool(description.get("ema")),
         "config": config_to_dict(upgrade_config(description["config"])) if description.get("config") else {},
         "classes": list(description.get("classes") or []),
+        "side_by_side": description.get("side_by_side"),
         "step": description.get("step", 0),
     }
     return checkpoint, weights_path

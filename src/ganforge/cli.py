@@ -41,7 +41,7 @@ from ganforge.errors import GanforgeError, UsageError, one_line
 from ganforge.models import MODELS
 from ganforge.settings import flag
 from ganforge.tasks import DEFAULT_TASK, TASKS, serving
-from ganforge.tasks.translation import DIRECTIONS
+from ganforge.tasks.translation import DIRECTIONS, SIDE_BY_SIDE
 from ganforge.version import __version__
 
 log = logging.getLogger("ganforge")
@@ -497,6 +497,14 @@ def add_translate(commands, common: argparse.ArgumentParser) -> None:
         help="resize each input to SIZE x SIZE pixels first; 0: translate it at its own size "
         "(default: the run's --image-size)",
     )
+    translate.add_argument(
+        "--side-by-side",
+        choices=SIDE_BY_SIDE,
+        default="auto",
+        help="whether each input holds a pair side by side (A | B), of which the translator's input half is "
+        "translated; auto: yes for an input twice as wide as tall when the run trained on such pairs "
+        "(default: auto)",
+    )
     add_device(translate, help="device to translate on")
     add_overwrite(translate)
     translate.add_argument(
@@ -532,6 +540,7 @@ def run_translate(args: argparse.Namespace) -> int:
         skip_existing=args.skip_existing,
         progress=args.progress,
         ema=args.ema,
+        side_by_side=args.side_by_side,
     )
     print(f"wrote {len(written):,} translated image{'' if len(written) == 1 else 's'} to {args.out}")
     return 0

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ganforge.config import TrainConfig
 
 DIRECTIONS = ("AtoB", "BtoA")
+SIDE_BY_SIDE = ("auto", "yes", "no")  # translate's --side-by-side: whether an input holds a pair, A | B
 NORMS = ("instance", "batch")
 IMAGE_SIZE = 256  # pix2pix's and CycleGAN's crop size: the default --image-size of translation
 LOAD_SIZE_RATIO = 286 / 256  # pix2pix's jitter: load 286 px, randomly crop 256

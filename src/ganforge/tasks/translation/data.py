@@ -38,6 +38,7 @@ class TranslationData:
     b: torch.Tensor  # (M, C_out, S, S) uint8: what it is translated into
     paired: bool  # b[i] is a[i]'s target (then M == N)
     description: str  # where the images came from, for the log
+    side_by_side: bool = False  # read from files that each hold a pair, A | B
 
     def __len__(self) -> int:
         return max(len(self.a), len(self.b))
@@ -144,7 +145,8 @@ def decode_split(split: Split, size: int, channels: int | None, what: str) -> Tr
             a[index] = to_square_tensor(image, size)
     for index, path in enumerate(split.b or []):
         b[index] = to_square_tensor(open_image(path, mode_b), size)
-    return TranslationData(a, b, split.paired, f"{what}, {len(a):,} A and {len(b):,} B images")
+    description = f"{what}, {len(a):,} A and {len(b):,} B images"
+    return TranslationData(a, b, split.paired, description, side_by_side=split.b is None)
 
 
 def holdout_indices(count: int, fraction: float) -> tuple[list[int], list[int]]:

@@ -20,10 +20,11 @@ from torch import nn
 
 from ganforge.checkpoint import generator_weights, rebuild_generators
 from ganforge.data import conform_images, list_images, read_image, scale_images, to_uint8
-from ganforge.data.images import UnreadableImage, probe_image, to_picture
+from ganforge.data.images import UnreadableImage, fit, mode_of, open_image, probe_image, to_picture, to_tensor
 from ganforge.errors import GanforgeError, UsageError, out_of_memory
 from ganforge.files import atomic_write, refuse_to_replace
 from ganforge.tasks import Trained, load
+from ganforge.tasks.translation import SIDE_BY_SIDE
 
 log = logging.getLogger("ganforge")
 
@@ -88,6 +89,7 @@ class TrainedTranslator(Trained):
             "step": checkpoint.get("step", 0),
             "ema": averaged,
             "image_size": config.get("image_size"),
+            "side_by_side": checkpoint.get("side_by_side"),  # None: a run from before it was recorded
         }
         return cls(generators, config, checkpoint["task"], path, description)
 
@@ -165,11 +167,66 @@ def input_files(inputs: Sequence[str | Path]) -> list[tuple[Path, Path]]:
     return found
 
 
-def read_input(path: Path | BinaryIO, channels: int, size: int, name: str | None = None) -> torch.Tensor:
-    """(1, C, H, W) uint8 of ``path`` (a file, or an open binary stream called ``name``) in ``channels``, stretched
-    to ``size`` square unless 0: read as training reads its test images (``data.images.read_image``); one line
-    for a non-image or one over ``MAX_PIXELS``."""
-    return read_image(path, channels, size or None, crop=False, name=name, max_pixels=MAX_PIXELS)[None]
+def read_input(
+    path: Path | BinaryIO, channels: int, size: int, name: str | None = None, half: str | None = None
+) -> torch.Tensor:
+    """(1, C, H, W) uint8 of ``path`` (a file, or an open binary stream called ``name``) in ``channels``, its
+    ``half`` alone ('left', 'right') when it holds a pair side by side, stretched to ``size`` square unless 0:
+    read as training reads its test images; one line for a non-image or one over ``MAX_PIXELS``."""
+    if half is None:
+        return read_image(path, channels, size or None, crop=False, name=name, max_pixels=MAX_PIXELS)[None]
+    image = open_image(path, mode_of(channels), name, MAX_PIXELS)
+    width, height = image.size
+    image = image.crop((0, 0, width // 2, height) if half == "left" else (width // 2, 0, width, height))
+    return to_tensor(fit(image, size, crop=False) if size else image)[None]
+
+
+def trained_side_by_side(translator: "TrainedTranslator") -> bool:
+    """Whether the run trained on files that each hold a pair side by side (pix2pix's layout). A run from before
+    this was recorded is asked through its data folder, where that still exists."""
+    recorded = translator.description.get("side_by_side")
+    if recorded is not None:
+        return bool(recorded)
+    from ganforge.tasks.translation.data import find_splits
+
+    try:
+        return find_splits(Path(str(translator.config.get("data"))), need_pairs=False)[0].b is None
+    except (GanforgeError, OSError, ValueError):
+        return False
+
+
+def input_halves(
+    translator: "TrainedTranslator", direction: str, side_by_side: str, sizes: list[tuple[Path, tuple[int, int]]]
+) -> tuple[list[str | None], str]:
+    """Which half of each input to translate (None: the whole image), and what to say of it.
+
+    ``side_by_side`` 'yes': every input holds a pair, A on the left, B on the right; 'no': none does; 'auto': an
+    input exactly twice as wide as tall does when the run trained on pairs side by side. The half is the one the
+    translator for ``direction`` reads: A's with the run's own direction, else B's.
+    """
+    if side_by_side not in SIDE_BY_SIDE:
+        raise UsageError(f"--side-by-side must be one of {', '.join(SIDE_BY_SIDE)}, got {side_by_side}")
+    if side_by_side == "no":
+        return [None] * len(sizes), ""
+    reads_a = (translator.settings.get("direction", "AtoB") == "AtoB") == (direction == "AtoB")
+    half, letter = ("left", "A") if reads_a else ("right", "B")
+    if side_by_side == "yes":
+        for path, (width, height) in sizes:
+            if width % 2:
+                raise GanforgeError(
+                    f"{path} is {width}x{height}: it cannot hold a pair side by side (two images of equal width); "
+                    "--side-by-side no translates it whole"
+                )
+        return [half] * len(sizes), f"translating the {half} half ({letter}) of each input (--side-by-side yes)"
+    if not trained_side_by_side(translator):
+        return [None] * len(sizes), ""
+    halves = [half if width == 2 * height else None for _, (width, height) in sizes]
+    count = sum(h is not None for h in halves)
+    said = (
+        f"{count:,} of the {len(sizes):,} inputs are twice as wide as tall, pairs side by side as the run trained on: "
+        f"translating their {half} halves ({letter}); --side-by-side no translates them whole"
+    )
+    return halves, said if count else ""
 
 
 def check_size(size: int | None) -> None:
@@ -202,18 +259,18 @@ def check_outside_inputs(out: Path, inputs: Sequence[Path], files: list[tuple[Pa
             )
 
 
-def readable_inputs(files: list[tuple[Path, Path]], required: bool = True) -> list[tuple[Path, Path]]:
-    """The inputs whose header reads as an image within ``MAX_PIXELS``, each other one skipped with a warning
-    (as training skips unreadable images in a folder): checked before anything is written. None readable is an
-    error where ``required``."""
+def readable_inputs(files: list[tuple[Path, Path]], required: bool = True) -> list[tuple[Path, Path, tuple[int, int]]]:
+    """(file, name, (width, height)) of the inputs whose header reads as an image within ``MAX_PIXELS``, each other
+    one skipped with a warning (as training skips unreadable images in a folder): checked before anything is
+    written. None readable is an error where ``required``."""
     readable, unreadable = [], []
     for path, name in files:
         try:
-            probe_image(path, max_pixels=MAX_PIXELS)
+            size = probe_image(path, max_pixels=MAX_PIXELS)
         except UnreadableImage as error:
             unreadable.append(error)
             continue
-        readable.append((path, name))
+        readable.append((path, name, size))
     if not readable and required:  # nothing to do: the error itself (of the one input), or how many
         first = unreadable[0]
         raise first if len(files) == 1 else GanforgeError(f"none of the {len(files)} inputs reads as an image: {first}")
@@ -233,11 +290,14 @@ def translate(
     skip_existing: bool = False,  # leave the outputs already at ``out`` as they are: continue a translate
     progress: bool = True,
     ema: bool = True,  # the translator's moving average when the run kept one
+    side_by_side: str = "auto",  # 'yes', 'no' or 'auto': whether each input holds a pair, A | B (``input_halves``)
 ) -> list[Path]:
     """Translate image files and folders into PNGs in the folder ``out``; returns the files written.
 
     Nothing is written before every input's header has been read: an unreadable input is skipped with a
-    warning. ``out`` may not be an input folder or lie inside one, whatever ``overwrite`` says.
+    warning. ``out`` may not be an input folder or lie inside one, whatever ``overwrite`` says. An input that
+    holds a pair side by side, as the run's training files did (its test split, say), has its input half
+    translated, and the log says so.
     """
     from tqdm import tqdm
 
@@ -255,11 +315,14 @@ def translate(
     files = readable_inputs(files, required=len(files) == every) if files else files
     translator = load_translator(source, device, ema)
     generator = translator.generator(direction)
+    halves, said = input_halves(translator, direction, side_by_side, [(path, wh) for path, _, wh in files])
+    if said:
+        log.info(said)
     size = translator.config["image_size"] if size is None else size
     written = []
-    for path, name in tqdm(files, desc="translate", unit="image", disable=not progress):
+    for (path, name, _), half in tqdm(list(zip(files, halves)), desc="translate", unit="image", disable=not progress):
         try:
-            image = read_input(path, generator.in_channels, size)
+            image = read_input(path, generator.in_channels, size, half=half)
         except UnreadableImage as error:  # a header that read, over data that do not
             log.warning(f"skipping {error.name}: {error.reason}")
             continue

@@ -44,7 +44,7 @@ def load_data(config: TrainConfig, need_pairs: bool) -> RunData:
         signature=(tuple(data.a.shape), tuple(data.b.shape)),
         num_images=len(data.a),
         protected_paths=[Path(config.data)],
-        facts={"split": split, "channels": (data.a.shape[1], data.b.shape[1])},
+        facts={"split": split, "channels": (data.a.shape[1], data.b.shape[1]), "side_by_side": data.side_by_side},
     )
 
 
@@ -187,6 +187,11 @@ class TranslationTrainer(Trainer):
     def evaluate(self) -> dict:
         """L1, PSNR and SSIM of the held-out translations against their targets (paired), the cycle error."""
         return score_translator(self.state.sampling_generators, self.test)
+
+    def checkpoint_extra(self) -> dict:
+        """Plain data a checkpoint carries beside the state: whether each training file held a pair side by side
+        (what ``translate`` reads an input's half by)."""
+        return {"side_by_side": self.data.side_by_side}
 
     def describe(self, results: dict) -> str:
         """One line of an evaluation for the log."""

@@ -138,6 +138,7 @@ def kill_and_resume(work: Path, recipe: str, kills: int, seed: int, steps: int, 
     figures["identical"] = got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
     figures["model"] = f"{final['model']}, {'conditional' if final['config'].get('conditional') else 'unconditional'}"
     figures["model"] += ", EMA" if "ema_generators" in final else ""
+    figures["model"] += f", batch {final['config'].get('batch_size')}"
     figures["model"] += (
         f", precision {describe_precision(final['config'].get('precision') or '32', torch.device('cpu'))}"
     )

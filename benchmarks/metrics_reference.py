@@ -19,6 +19,7 @@ from torchvision.transforms.functional import gaussian_blur
 import ganforge
 from ganforge.data import load_torchvision_dataset
 from ganforge.metrics import evaluate_images
+from ganforge.tasks import TASKS
 from machine import describe_machine
 
 COLUMNS = ("fid", "kid", "classifier_score", "precision", "recall", "classes_covered", "class_kl")
@@ -42,7 +43,7 @@ def degraded_sets(root: Path, n: int, seed: int) -> dict[str, torch.Tensor]:
 def trained_sets(root: Path, n: int, minutes: float, work: Path) -> dict[str, torch.Tensor]:
     """Samples from each model trained for ``minutes`` with its defaults."""
     sets = {}
-    for model in ganforge.MODELS:
+    for model in TASKS["gan"].models:  # the noise-to-image models (MODELS also holds the translators)
         config = ganforge.TrainConfig(
             model=model, data_root=str(root), minutes=minutes, out=str(work / model), progress=False, tensorboard=False
         )

@@ -1,9 +1,10 @@
-"""README.md is executed: every ``ganforge ...`` command and every Python block runs, in README order, made small.
+"""The documentation is executed: every ``ganforge ...`` command and every Python block of README.md,
+CONTRIBUTING.md and docs/*.md (``DOCS``, in that order) runs, made small; every relative link is checked.
 
-Blocks. README.md is split into its fenced blocks (```bash, ```python and plain ```), each named by the line of
-its opening fence: the test ``test_readme_block[README.md:16]`` runs the block whose fence is on line 16. A bash
-block's lines (``\\`` continuations joined, ``#`` comments dropped) are split at ``&&`` into commands; a plain
-block counts only its lines that start with ``ganforge`` (the others are trees). Each command is one of:
+Blocks. Each page is split into its fenced blocks (```bash, ```python and plain ```), each named by its page
+and the line of its opening fence: ``test_readme_block[README.md:16]`` runs the block whose fence is on line
+16. A bash block's lines (``\\`` continuations joined, ``#`` comments dropped) are split at ``&&`` into commands; a
+plain block counts only its lines that start with ``ganforge`` (the others are trees). Each command is one of:
 
 - ``ganforge ...`` or ``python -m ganforge ...``: run in-process by ``ganforge.cli.main``, which must return 0;
 - ``cp SOURCE... FOLDER``: copied with shutil;
@@ -12,8 +13,8 @@ block counts only its lines that start with ``ganforge`` (the others are trees).
 - ``pip install ...``, ``pytest``: not run (the package is installed; the suite is what runs this file);
 - anything else fails: mark its block (below), or teach ``Command.kind`` the command.
 
-A Python block runs with ``exec`` in a fresh namespace, after every block above it; its tracebacks name README.md
-and its line numbers. Blocks run once, in README order, so a later one uses what an earlier one wrote (``ganforge
+A Python block runs with ``exec`` in a fresh namespace, after every block above it; its tracebacks name its page
+and line numbers. Blocks run once, in ``DOCS`` order, so a later one uses what an earlier one wrote (``ganforge
 export ... --out generator.onnx``, then the block that loads ``generator.onnx``); once a block has failed, a later
 one that fails too is skipped, naming both errors (it may fail only for want of what the first would have
 made), so the failing block is the one reported; a later one that passes still passes.
@@ -36,9 +37,10 @@ Made small. Commands run as written, except:
 - ``generate``, ``interpolate``, ``evaluate``: --n, --per-class and interpolate's --steps are capped by
   ``SMALL`` (and set to the cap when absent).
 
-Paths. The run directories that the README names without making them (``runs/my-run``, ``runs/cond``) are
-replaced, in commands and in Python string literals, by tiny runs the test trained (``RUNS``). Everything runs
-in one scratch working directory laid out like a checkout beside ``../shared/data`` (as CI has it):
+Paths. The run directories that the pages name without making them (``runs/my-run``, ``runs/cond``) are
+replaced, in commands and in Python string literals, by tiny runs the test trained (``RUNS``). The pages of
+docs/ run in one scratch working directory laid out like a checkout beside ``../shared/data`` (as CI has it),
+README.md's in a folder of its own beside it, as a newcomer's commands would:
 ``docs/images`` holds a copy of the committed pictures, so a command that would replace one without
 --overwrite fails as it would in a checkout, and ``../shared/data`` is the real MNIST root when one is found
 (``conftest.find_mnist_root``), else an empty folder; ``evaluate`` (which scores against MNIST's test split)
@@ -63,6 +65,23 @@ from ganforge.config import flag
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+# Every page of documentation, in the order its blocks run (a later page may use what an earlier one made).
+DOCS = [
+    "README.md",
+    "docs/training.md",
+    "docs/generate.md",
+    "docs/metrics.md",
+    "docs/translation.md",
+    "docs/serve.md",
+    "docs/export.md",
+    "docs/performance.md",
+    "docs/distributed.md",
+    "docs/quality.md",
+    "docs/kill_resume.md",
+    "docs/errors.md",
+    "docs/architecture.md",
+    "CONTRIBUTING.md",
+]
 
 SKIP_MARKER = re.compile(r"<!--\s*readme-test:\s*skip\s*\((?P<reason>.*)\)\s*-->")
 FENCE = re.compile(r"^```(?P<language>\w*)\s*$")
@@ -81,10 +100,15 @@ FACADES = "../shared/data/facades"  # CMP Facades; where a checkout lacks it, sm
 
 @dataclasses.dataclass(frozen=True)
 class Command:
-    """One command of a block: its README line and its words (shlex-split, comments dropped)."""
+    """One command of a block: its page, line and words (shlex-split, comments dropped)."""
 
+    doc: str
     line: int
     words: tuple[str, ...]
+
+    @property
+    def where(self) -> str:
+        return f"{self.doc}:{self.line}"
 
     @property
     def kind(self) -> str:
@@ -109,21 +133,26 @@ class Command:
 
     def check(self) -> None:
         """What holds without running: a known kind, existing scripts, ganforge flags its command knows."""
-        assert self.kind != "unknown", f"README.md:{self.line}: cannot run {shlex.join(self.words)!r}: mark its block"
+        assert self.kind != "unknown", f"{self.where}: cannot run {shlex.join(self.words)!r}: mark its block"
         if self.kind == "script":
-            assert (REPO / self.words[1]).is_file(), f"README.md:{self.line}: no such script {self.words[1]}"
+            assert (REPO / self.words[1]).is_file(), f"{self.where}: no such script {self.words[1]}"
         if self.kind in ("ganforge", "torchrun"):
-            check_flags(self.ganforge_args, self.line)
+            check_flags(self.ganforge_args, self.where)
 
 
 @dataclasses.dataclass(frozen=True)
 class Block:
-    """A fenced block of README.md: the line of its opening fence, its language, text and skip reason."""
+    """A fenced block of a page: the page, the line of its opening fence, its language, text and skip reason."""
 
+    doc: str
     line: int
     language: str  # "bash", "python", ... or "" for a plain fence
     text: str
     skip: str | None  # the reason of a skip marker on the line before the fence
+
+    @property
+    def where(self) -> str:
+        return f"{self.doc}:{self.line}"
 
     @property
     def commands(self) -> list[Command]:
@@ -144,15 +173,15 @@ class Block:
                 continue  # a tree or a listing, not a command
             words = shlex.split(text, comments=True)
             while "&&" in words:
-                commands.append(Command(line, tuple(words[: words.index("&&")])))
+                commands.append(Command(self.doc, line, tuple(words[: words.index("&&")])))
                 words = words[words.index("&&") + 1 :]
             if words:
-                commands.append(Command(line, tuple(words)))
+                commands.append(Command(self.doc, line, tuple(words)))
         return commands
 
 
-def parse_readme(text: str) -> list[Block]:
-    """The fenced blocks of a Markdown text, in order."""
+def parse_readme(text: str, doc: str = "README.md") -> list[Block]:
+    """The fenced blocks of a Markdown text (the page ``doc``), in order."""
     blocks, lines, index = [], text.splitlines(), 0
     while index < len(lines):
         opening = FENCE.match(lines[index])
@@ -162,12 +191,13 @@ def parse_readme(text: str) -> list[Block]:
         end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith("```"))
         marker = SKIP_MARKER.search(lines[index - 1]) if index else None
         skip = marker.group("reason").strip() if marker else None
-        blocks.append(Block(index + 1, opening.group("language"), "\n".join(lines[index + 1 : end]) + "\n", skip))
+        text = "\n".join(lines[index + 1 : end]) + "\n"
+        blocks.append(Block(doc, index + 1, opening.group("language"), text, skip))
         index = end + 1
     return blocks
 
 
-BLOCKS = parse_readme(README.read_text())
+BLOCKS = [block for doc in DOCS if (REPO / doc).is_file() for block in parse_readme((REPO / doc).read_text(), doc)]
 RUNNABLE = [block for block in BLOCKS if block.language == "python" or block.commands]
 
 
@@ -177,15 +207,15 @@ def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
     return next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction)).choices
 
 
-def check_flags(args: list[str], line: int) -> None:
+def check_flags(args: list[str], where: str) -> None:
     """Every --flag in ``args`` (a command or a synopsis with [optional] and {choice} parts) is its command's."""
     name = next((word for word in args if not word.startswith("-")), None)
     parsers = subcommand_parsers()
-    assert name in parsers, f"README.md:{line}: ganforge has no command {name!r}"
+    assert name in parsers, f"{where}: ganforge has no command {name!r}"
     known = set(parsers[name]._option_string_actions)
     named = [word.strip("[]{}").split("=")[0] for word in args]
     unknown = [word for word in named if word.startswith("--") and word not in known]
-    assert not unknown, f"README.md:{line}: ganforge {name} has no flag {', '.join(unknown)}"
+    assert not unknown, f"{where}: ganforge {name} has no flag {', '.join(unknown)}"
 
 
 def without_flags(args: list[str], valued: set[str], switches: set[str]) -> list[str]:
@@ -273,35 +303,36 @@ class ReadmeRun:
     def __init__(self, workdir: Path, runs: dict[str, Path], empty_root: Path, has_mnist: bool, facades: Path):
         self.workdir, self.runs, self.empty_root, self.has_mnist = workdir, runs, empty_root, has_mnist
         self.facades = facades  # what FACADES names: the real one, or a stand-in
-        self.failed: dict[int, str] = {}  # block line -> why it failed
-        self.attempted: set[int] = set()
+        self.failed: dict[str, str] = {}  # "page:line" of a block -> why it failed
+        self.attempted: set[str] = set()
 
     def run_through(self, block: Block) -> None:
         """Run every runnable block above ``block`` that has not run yet, then ``block`` itself."""
         for earlier in RUNNABLE[: RUNNABLE.index(block)]:
-            if earlier.skip is None and earlier.line not in self.attempted:
+            if earlier.skip is None and earlier.where not in self.attempted:
                 with contextlib.suppress(Exception, pytest.fail.Exception, pytest.skip.Exception):
                     self.attempt(earlier)
         if not self.failed:
             self.attempt(block)
             return
-        line = min(self.failed)
+        first = next(iter(self.failed))
         try:
             self.attempt(block)
-        except (Exception, pytest.fail.Exception) as error:  # perhaps only for want of what README.md:line makes
-            pytest.skip(f"README.md:{line} above failed ({self.failed[line]}), then this block: {first_line(error)}")
+        except (Exception, pytest.fail.Exception) as error:  # perhaps only for want of what the first one makes
+            pytest.skip(f"{first} above failed ({self.failed[first]}), then this block: {first_line(error)}")
 
     def attempt(self, block: Block) -> None:
         """Run ``block`` once, remembering whether it failed."""
-        self.attempted.add(block.line)
+        self.attempted.add(block.where)
         try:
-            with working_directory(self.workdir):
+            # README.md's commands run beside the checkout, as a newcomer's would: its files never meet the pages'.
+            with working_directory(self.workdir.parent / "newcomer" if block.doc == "README.md" else self.workdir):
                 if block.language == "python":
                     self.run_python(block)
                 else:
                     self.run_commands(block)
         except (Exception, pytest.fail.Exception) as error:
-            self.failed[block.line] = first_line(error)
+            self.failed[block.where] = first_line(error)
             raise
 
     def run_commands(self, block: Block) -> None:
@@ -334,7 +365,7 @@ class ReadmeRun:
             except SystemExit as exit:  # argparse's usage errors
                 code = exit.code
         last = (err.getvalue().strip().splitlines() or [""])[-1]
-        ran = f"README.md:{command.line}: ganforge {shlex.join(args)}"
+        ran = f"{command.where}: ganforge {shlex.join(args)}"
         assert code == 0, f"{ran} exited {code}: {last}\n{err.getvalue()}"
 
     def run_python(self, block: Block) -> None:
@@ -353,7 +384,7 @@ class ReadmeRun:
                 fields = {name: value for name, value in fields.items() if name not in GAN_ONLY}
             return train(dataclasses.replace(config, **fields), *args, **kwargs)
 
-        code = compile("\n" * block.line + source, str(README), "exec")
+        code = compile("\n" * block.line + source, str(REPO / block.doc), "exec")
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(ganforge, "train", small_train, raising=False)
             exec(code, {"__name__": "__readme__"})
@@ -365,6 +396,7 @@ def readme_run(tmp_path_factory, tiny_run):
     root = tmp_path_factory.mktemp("readme")
     workdir = root / "checkout"
     shutil.copytree(REPO / "docs" / "images", workdir / "docs" / "images")
+    (root / "newcomer").mkdir()
     (root / "shared").mkdir()
     mnist = find_mnist_root()
     if mnist is not None:
@@ -384,12 +416,13 @@ def readme_run(tmp_path_factory, tiny_run):
         yield ReadmeRun(workdir, runs, empty_root, mnist is not None, facades)
 
 
-@pytest.mark.parametrize("block", RUNNABLE, ids=[f"README.md:{block.line}" for block in RUNNABLE])
+@pytest.mark.parametrize("block", RUNNABLE, ids=[block.where for block in RUNNABLE])
 def test_readme_block(readme_run, block):
-    if block.skip is not None:
+    if block.skip is not None:  # still checked: the ganforge commands' flags, the scripts named
         for command in block.commands:
-            command.check()
-        pytest.skip(f"marked in README.md: {block.skip}")
+            if command.kind != "unknown":  # a skipped block may be a shell script (SLURM's)
+                command.check()
+        pytest.skip(f"marked in {block.doc}: {block.skip}")
     readme_run.run_through(block)
 
 
@@ -404,28 +437,81 @@ def fenced_lines(text: str) -> list[tuple[int, str]]:
     return lines
 
 
-def test_the_parser_finds_every_readme_block_and_command():
-    # Checked against a count made without the parser, not against the README's counts on one day: the README
-    # may lose or gain examples, but a parser that stops seeing a block or a command fails here.
-    text = README.read_text()
-    assert len(BLOCKS) == sum(line.startswith("```") for line in text.splitlines()) // 2
-    ganforge_commands = [c for block in BLOCKS for c in block.commands if c.kind == "ganforge"]
-    found = {c.line for c in ganforge_commands}
-    written = [number for number, line in fenced_lines(text) if re.match(r"\s*(ganforge|python -m ganforge) ", line)]
-    assert written and set(written) <= found, f"README lines the parser did not see: {set(written) - found}"
+def test_the_parser_finds_every_block_and_command_of_every_page():
+    # Checked against a count made without the parser, not against the pages' counts on one day: a page may
+    # lose or gain examples, but a parser that stops seeing a block or a command fails here.
+    for doc in DOCS:
+        text = (REPO / doc).read_text()
+        blocks = [block for block in BLOCKS if block.doc == doc]
+        assert len(blocks) == sum(line.startswith("```") for line in text.splitlines()) // 2, doc
+        found = {c.line for block in blocks for c in block.commands if c.kind == "ganforge"}
+        written = [n for n, line in fenced_lines(text) if re.match(r"\s*(ganforge|python -m ganforge) ", line)]
+        assert set(written) <= found, f"{doc} lines the parser did not see: {set(written) - found}"
     assert any(block.language == "python" for block in RUNNABLE) and any(block.commands for block in RUNNABLE)
-    continued = next(c for c in ganforge_commands if "[--precision" in c.words)  # the synopsis, 4 lines joined
+    commands = [c for block in BLOCKS for c in block.commands if c.kind == "ganforge"]
+    continued = next(c for c in commands if "[--precision" in c.words)  # the synopsis, 4 lines joined
     assert continued.words[:2] == ("ganforge", "train") and continued.words[-1] == "RUN_DIR]"
+
+
+def test_every_page_of_documentation_is_run():
+    pages = {"README.md", "CONTRIBUTING.md"} | {f"docs/{path.name}" for path in (REPO / "docs").glob("*.md")}
+    assert set(DOCS) == pages, f"pages DOCS does not list, or lists but the checkout lacks: {set(DOCS) ^ pages}"
 
 
 def test_every_command_is_known_and_every_marker_names_a_block_and_a_reason():
     for block in BLOCKS:
-        for command in block.commands:
-            assert command.kind != "unknown", f"README.md:{command.line}: {shlex.join(command.words)}"
-    markers = SKIP_MARKER.findall(README.read_text())
-    skipped = [block for block in BLOCKS if block.skip is not None]
-    assert len(markers) == len(skipped), "a readme-test marker that is not on the line before a block's fence"
-    assert all(block.skip for block in skipped), "a readme-test marker without a reason"
+        for command in block.commands if block.skip is None else []:
+            assert command.kind != "unknown", f"{command.where}: {shlex.join(command.words)}"
+    for doc in DOCS:
+        markers = SKIP_MARKER.findall((REPO / doc).read_text())
+        skipped = [block for block in BLOCKS if block.doc == doc and block.skip is not None]
+        assert len(markers) == len(skipped), f"{doc}: a readme-test marker not on the line before a block's fence"
+        assert all(block.skip for block in skipped), f"{doc}: a readme-test marker without a reason"
+
+
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\((?P<target>[^)\s]+)\)|!\[[^\]]*\]\((?P<image>[^)\s]+)\)")
+
+
+def anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    found = set()
+    for line in text.splitlines():
+        heading = re.match(r"#+\s+(.*)", line)
+        if heading and not line.startswith("#!"):
+            title = re.sub(r"[`*]", "", heading.group(1)).strip().lower()
+            found.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return found
+
+
+def relative_links(text: str) -> list[tuple[int, str]]:
+    """(line, target) of every link and image of a page's text that is not a URL, code blocks left out."""
+    fenced = {number for number, _ in fenced_lines(text)}
+    links = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for match in LINK.finditer(line if number not in fenced else ""):
+            target = match.group("target") or match.group("image")
+            if not re.match(r"[a-z]+:", target):
+                links.append((number, target))
+    return links
+
+
+def test_every_relative_link_of_every_page_names_a_file_and_a_heading_that_exist():
+    checked = 0
+    for doc in DOCS:
+        for line, target in relative_links((REPO / doc).read_text()):
+            path, _, anchor = target.partition("#")
+            file = (REPO / doc).parent / path if path else REPO / doc
+            assert file.exists(), f"{doc}:{line}: {target} names no file"
+            if anchor and file.suffix == ".md":
+                assert anchor in anchors(file.read_text()), f"{doc}:{line}: {file.name} has no heading #{anchor}"
+            checked += 1
+    assert checked > len(DOCS), "the link parser found almost no links"
+
+
+def test_the_link_check_finds_links_images_and_anchors_outside_code():
+    text = "# A title, with `code`\n\nsee [there](#a-title-with-code) and ![x](pic.png)\n```\n[not](a.md)\n```\n"
+    assert anchors(text) == {"a-title-with-code"}
+    assert relative_links(text + "[web](https://x.org/a.md)\n") == [(3, "#a-title-with-code"), (3, "pic.png")]
 
 
 def test_every_stand_in_run_is_used():

@@ -101,6 +101,15 @@ def test_model_description_is_plain_data_without_paths(client, tiny_run):
     assert not any("/" in str(value) for value in model.values())
 
 
+def test_an_exported_folder_is_served_under_its_own_name(tiny_run, tmp_path):
+    pytest.importorskip("safetensors")
+    from ganforge.export import export_generator
+
+    export_generator(tiny_run("dcgan"), "hub", tmp_path / "my-gan")
+    with TestClient(create_app(tmp_path / "my-gan")) as client:
+        assert client.get("/api/model").json()["run"] == "my-gan"  # not "model.safetensors"
+
+
 def test_the_page_is_served_with_its_controls_and_a_content_security_policy(client):
     response = client.get("/")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")

@@ -104,7 +104,8 @@ def export_generator(
     card's), ``direction`` (a run that translates both ways: which of its translators).
 
     >>> export_generator("runs/my-run", "onnx", "generator.onnx")
-    >>> export_generator("runs/my-run", "hub", "my-gan/")  # then ganforge.load("my-gan/")
+    PosixPath('generator.onnx')
+    >>> folder = export_generator("runs/my-run", "hub", "my-gan/")  # then ganforge.load("my-gan/")
     """
     if format not in FORMATS:
         raise UsageError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")

@@ -168,8 +168,12 @@ class Trained:
 
     @property
     def run_name(self) -> str:
-        """A name to show, never a path: the run directory's name, else the checkpoint file's."""
-        return (self.path.parent.parent if self.path.parent.name == "checkpoints" else self.path).name
+        """A name to show, never a path: the run directory's name, an exported folder's, else the checkpoint file's."""
+        if self.path.parent.name == "checkpoints":
+            return self.path.parent.parent.name
+        if self.path.suffix == ".safetensors" and (self.path.parent / "config.json").is_file():
+            return self.path.resolve().parent.name  # a model-repository folder (export --format hub)
+        return self.path.name
 
     def evaluate(self, **options) -> dict:
         raise NotImplementedError

@@ -169,8 +169,9 @@ def load_generator(source: str | Path, device: str | torch.device = "cpu", ema: 
     With ``ema`` (the default), the generator's moving average when the run kept one.
     ``ganforge.load(source)`` gives it together with its config, classes and a ``sample`` method.
 
-    >>> generator = load_generator("runs/my-run")
-    >>> images = generator(torch.randn(16, generator.z_dim))  # (16, C, H, W)
+    >>> generator = load_generator("runs/my-run")  # the default recipe: conditional, 10 classes
+    >>> labels = torch.arange(16) % generator.num_classes  # an unconditional model takes none
+    >>> images = generator(torch.randn(16, generator.z_dim), labels)  # (16, C, H, W) floats
     """
     return load(source, device, ema, command="generate").generator
 

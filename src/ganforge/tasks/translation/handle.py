@@ -68,6 +68,8 @@ class TrainedTranslator(Trained):
 
     >>> translator = ganforge.load("runs/facades")
     >>> photos = translator.translate(label_maps)  # (N, C, H, W) uint8 in and out, any H and W
+    >>> photos.shape == label_maps.shape
+    True
     """
 
     generators: dict[str, nn.Module]  # 'AtoB' (and 'BtoA' for CycleGAN), eval mode

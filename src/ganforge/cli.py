@@ -39,6 +39,7 @@ from ganforge.config import (
 from ganforge.entry import InterruptsAfterImports
 from ganforge.errors import GanforgeError, UsageError, one_line
 from ganforge.models import MODELS
+from ganforge.progress import progress_shown
 from ganforge.settings import flag
 from ganforge.tasks import DEFAULT_TASK, TASKS, serving
 from ganforge.tasks.translation import DIRECTIONS, SIDE_BY_SIDE
@@ -219,6 +220,16 @@ def add_overwrite(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_progress(parser: argparse.ArgumentParser) -> None:
+    """--progress/--no-progress: a bar on stderr for what takes a while, where stderr is a terminal."""
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="show a progress bar on stderr when it is a terminal (default: on)",
+    )
+
+
 def add_train(commands, common: argparse.ArgumentParser) -> None:
     """ganforge train: one flag per TrainConfig field, plus --resume, --config and --print-config."""
     train = commands.add_parser(
@@ -361,6 +372,7 @@ def add_generate(commands, common: argparse.ArgumentParser) -> None:
         "--per-class", type=positive_int, default=1000, help="images per class with --dataset (default: 1000)"
     )
     add_overwrite(generate)
+    add_progress(generate)
     generate.add_argument(
         "--ema",
         action=argparse.BooleanOptionalAction,
@@ -447,6 +459,7 @@ def add_evaluate(commands, common: argparse.ArgumentParser) -> None:
         "--cas-epochs", type=positive_int, default=given, help="epochs of each --cas classifier (default: 3)"
     )
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout (default: a table)")
+    add_progress(evaluate)
     evaluate.set_defaults(func=run_evaluate, imports="ganforge.commands")
 
 
@@ -519,9 +532,7 @@ def add_translate(commands, common: argparse.ArgumentParser) -> None:
         default=True,
         help="translate with the translator's moving average when the run kept one (default: on)",
     )
-    translate.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar (default: on)"
-    )
+    add_progress(translate)
     translate.set_defaults(func=run_translate, imports="ganforge.tasks.translation.handle")
 
 
@@ -563,6 +574,7 @@ def add_interpolate(commands, common: argparse.ArgumentParser) -> None:
     interpolate.add_argument("--fps", type=float, default=20.0, help="frames per second (default: 20)")
     add_device(interpolate)
     add_overwrite(interpolate)
+    add_progress(interpolate)
     interpolate.set_defaults(func=run_interpolate, imports="ganforge.tasks.gan.handle")
 
 
@@ -787,8 +799,10 @@ def run_command(argv: list[str] | None) -> int:
         warnings.showwarning = show_warning
         # ganforge's own pixel caps speak for images between PIL's warning (89 MP) and its refusal (179 MP)
         warnings.filterwarnings("ignore", message="Image size .* could be decompression bomb")
+        # Bars for what takes a while; a training has its own, and --json asks for nothing but the JSON.
+        bars = args.command not in ("train", "resume") and getattr(args, "progress", True)
         try:
-            with logging_redirect_tqdm(loggers=[log]):
+            with logging_redirect_tqdm(loggers=[log]), progress_shown(bars and not getattr(args, "json", False)):
                 return args.func(args)
         except GanforgeError as error:
             if debug:

@@ -17,6 +17,7 @@ from torchvision.utils import make_grid
 from ganforge.data import to_uint8
 from ganforge.errors import GanforgeError
 from ganforge.files import atomic_write, refuse_to_replace
+from ganforge.progress import progress_bar
 
 
 def sample_noise(n: int, z_dim: int, seed: int) -> torch.Tensor:
@@ -84,12 +85,14 @@ def generate_images(
     generator.eval()  # BatchNorm uses running statistics: samples do not depend on the batch
     images = []
     try:
-        for start in range(0, len(noise), batch_size):
-            z = noise[start : start + batch_size].to(device)
-            batch_labels = labels[start : start + batch_size].to(device) if labels is not None else None
-            fake = generator(z) if batch_labels is None else generator(z, batch_labels)  # (B, C, H, W)
-            fake = to_uint8(fake, generator.output_range) if dtype == torch.uint8 else fake.to(dtype)
-            images.append(fake.cpu())
+        with progress_bar(len(noise), "generate") as bar:
+            for start in range(0, len(noise), batch_size):
+                z = noise[start : start + batch_size].to(device)
+                batch_labels = labels[start : start + batch_size].to(device) if labels is not None else None
+                fake = generator(z) if batch_labels is None else generator(z, batch_labels)  # (B, C, H, W)
+                fake = to_uint8(fake, generator.output_range) if dtype == torch.uint8 else fake.to(dtype)
+                images.append(fake.cpu())
+                bar.update(len(z))
     finally:
         generator.train(was_training)
     return torch.cat(images)

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge.progress import progress_bar
+
 
 class SmallClassifier(nn.Module):
     """Images (B, C, H, W) in [0, 1] -> class logits (B, num_classes): two conv blocks and an MLP head."""
@@ -53,15 +55,17 @@ def train_classifier(
     torch.manual_seed(seed)
     model = SmallClassifier(images.shape[1], num_classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(epochs):
-        order = torch.randperm(len(images), generator=generator)
-        for start in range(0, len(images), batch_size):
-            index = order[start : start + batch_size]
-            batch = images[index].to(device).float() / 255  # (B, C, H, W)
-            loss = F.cross_entropy(model(batch), labels[index].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+    with progress_bar(epochs * len(images), "CAS: training a classifier") as bar:
+        for _ in range(epochs):
+            order = torch.randperm(len(images), generator=generator)
+            for start in range(0, len(images), batch_size):
+                index = order[start : start + batch_size]
+                batch = images[index].to(device).float() / 255  # (B, C, H, W)
+                loss = F.cross_entropy(model(batch), labels[index].to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                bar.update(len(index))
     return model.eval()
 
 

@@ -16,6 +16,7 @@ from ganforge.errors import GanforgeError
 from ganforge.metrics.cifar10_classifier import load_cifar10_classifier
 from ganforge.metrics.inception import InceptionFeatures
 from ganforge.metrics.mnist_classifier import load_mnist_classifier
+from ganforge.progress import progress_bar
 
 log = logging.getLogger("ganforge")
 
@@ -77,11 +78,12 @@ class ClassifierFeatures:
             )
             images = to_shape(images, size, channels)
         features, probabilities = [], []
-        for batch in images.split(batch_size):
-            batch = batch.to(self.device).float() / 255
-            batch_features = self.model.features(batch)
-            features.append(batch_features.cpu())
-            probabilities.append(self.model.head(batch_features).softmax(1).cpu())
+        with progress_bar(len(images), f"features ({self.name})") as bar:
+            for batch in images.split(batch_size):
+                batch_features = self.model.features(batch.to(self.device).float() / 255)
+                features.append(batch_features.cpu())
+                probabilities.append(self.model.head(batch_features).softmax(1).cpu())
+                bar.update(len(batch))
         return torch.cat(features), torch.cat(probabilities)
 
 
@@ -136,5 +138,9 @@ class ModuleFeatures:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, None]:
         """(features, None): a plain module gives no class probabilities."""
-        batches = [self.module(batch.to(self.device).float() / 255).cpu() for batch in images.split(batch_size)]
+        batches = []
+        with progress_bar(len(images), "features") as bar:
+            for batch in images.split(batch_size):
+                batches.append(self.module(batch.to(self.device).float() / 255).cpu())
+                bar.update(len(batch))
         return torch.cat(batches).flatten(1), None

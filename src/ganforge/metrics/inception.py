@@ -16,6 +16,7 @@ import torch
 
 from ganforge.errors import GanforgeError
 from ganforge.files import load_tensors
+from ganforge.progress import progress_bar
 
 log = logging.getLogger("ganforge")
 
@@ -59,10 +60,12 @@ class InceptionFeatures:
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
         features, probabilities = [], []
-        for batch in images.split(batch_size):
-            pool, logits = self.model(batch.to(self.device))  # resized to 299x299 inside, as TensorFlow did
-            features.append(pool.cpu())
-            probabilities.append(logits.softmax(1).cpu())
+        with progress_bar(len(images), "features (inception)") as bar:
+            for batch in images.split(batch_size):
+                pool, logits = self.model(batch.to(self.device))  # resized to 299x299 inside, as TensorFlow did
+                features.append(pool.cpu())
+                probabilities.append(logits.softmax(1).cpu())
+                bar.update(len(batch))
         return torch.cat(features), torch.cat(probabilities)
 
 

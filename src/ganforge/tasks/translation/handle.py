@@ -23,6 +23,7 @@ from ganforge.data import conform_images, list_images, read_image, scale_images,
 from ganforge.data.images import UnreadableImage, fit, mode_of, open_image, probe_image, to_picture, to_tensor
 from ganforge.errors import GanforgeError, UsageError, out_of_memory
 from ganforge.files import atomic_write, refuse_to_replace
+from ganforge.progress import progress_bar, progress_shown
 from ganforge.tasks import Trained, load
 from ganforge.tasks.translation import SIDE_BY_SIDE
 
@@ -301,8 +302,6 @@ def translate(
     holds a pair side by side, as the run's training files did (its test split, say), has its input half
     translated, and the log says so.
     """
-    from tqdm import tqdm
-
     if overwrite and skip_existing:
         raise UsageError("--overwrite replaces the outputs already there and --skip-existing keeps them: give one")
     check_size(size)
@@ -322,18 +321,20 @@ def translate(
         log.info(said)
     size = translator.config["image_size"] if size is None else size
     written = []
-    for (path, name, _), half in tqdm(list(zip(files, halves)), desc="translate", unit="image", disable=not progress):
-        try:
-            image = read_input(path, generator.in_channels, size, half=half)
-        except UnreadableImage as error:  # a header that read, over data that do not
-            log.warning(f"skipping {error.name}: {error.reason}")
-            continue
-        picture = to_picture(translate_images(generator, image)[0])  # (C, H, W) uint8
-        target = out / name
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise GanforgeError(f"cannot write {target.parent}: {error.strerror or error}") from None
-        atomic_write(target, lambda file, picture=picture: picture.save(file, format="PNG"), durable=False)
-        written.append(target)
+    with progress_shown(progress), progress_bar(len(files), "translate") as bar:
+        for (path, name, _), half in zip(files, halves):
+            bar.update()
+            try:
+                image = read_input(path, generator.in_channels, size, half=half)
+            except UnreadableImage as error:  # a header that read, over data that do not
+                log.warning(f"skipping {error.name}: {error.reason}")
+                continue
+            picture = to_picture(translate_images(generator, image)[0])  # (C, H, W) uint8
+            target = out / name
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise GanforgeError(f"cannot write {target.parent}: {error.strerror or error}") from None
+            atomic_write(target, lambda file, picture=picture: picture.save(file, format="PNG"), durable=False)
+            written.append(target)
     return written

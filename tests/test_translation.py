@@ -549,7 +549,7 @@ def test_onnx_export_translates_any_multiple_of_the_stride_as_pytorch_does(train
     assert meta["task"] == which and meta["direction"] == direction and meta["stride"] == stride
     assert meta["ema"] == (which == "pix2pix")  # pix2pix keeps a moving average by default, and exports it
     code, _, err = run_cli(capsys, "export", run, "--format", "torchscript", "--out", tmp_path / "t.pt")
-    assert code == 2 and f"a {which} run exports as onnx, safetensors or hub, not torchscript" in err
+    assert code == 2 and f"a {which} run exports as pt2, onnx, safetensors or hub, not torchscript" in err
 
 
 SERVE_MEMORY_BOUND = 1.5 * 2**30  # bytes: the most a translation page's process may reach under this test's load

@@ -53,7 +53,7 @@ DEFAULT_HOLDOUT = 0.1  # share of a folder or .npz held out as the evaluation re
 
 # The other commands' choices, here (torch-free) so that the command line offers them without importing torch.
 FEATURE_EXTRACTORS = ("auto", "mnist", "cifar10", "inception", "swd")  # ganforge evaluate --features (swd: no network)
-EXPORT_FORMATS = ("torchscript", "onnx", "safetensors", "hub")  # ganforge export --format, every task's together
+EXPORT_FORMATS = ("pt2", "onnx", "safetensors", "hub", "torchscript")  # ganforge export --format, every task's together
 SERVE_MAX_N = 64  # ganforge serve: images per request, an 8x8 grid
 MAX_SEED = 2**32 - 1  # noise seeds of generate, interpolate and the page: unsigned 32-bit, safe in JavaScript
 

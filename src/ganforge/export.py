@@ -5,9 +5,11 @@ under ``METADATA_KEY``, and a folder in the layout of a Hugging Face model repos
 model.safetensors, a README.md model card) that ``ganforge.load`` and every command read back.
 """
 
+import io
 import json
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ganforge.checkpoint import HUB_CONFIG, HUB_WEIGHTS
@@ -36,6 +38,15 @@ def onnx_bytes(program, metadata: dict) -> bytes:
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
     return model.SerializeToString()
+
+
+def exported_program_bytes(module: nn.Module, inputs: tuple, dynamic_shapes: tuple, metadata: dict) -> bytes:
+    """``module`` as a ``torch.export`` ExportedProgram (a .pt2 file that ``torch.export.load`` reads, and
+    ``.module()`` runs without ganforge), with ``metadata`` as the extra file ``ganforge.json``."""
+    program = torch.export.export(module.eval(), inputs, dynamic_shapes=dynamic_shapes)
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer, extra_files={f"{METADATA_KEY}.json": json.dumps(metadata)})
+    return buffer.getvalue()
 
 
 def to_safetensors(generator: nn.Module, metadata: dict) -> bytes:

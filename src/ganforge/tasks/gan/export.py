@@ -12,6 +12,7 @@ image shape, output range, step) as JSON metadata.
 
 import io
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from ganforge.errors import GanforgeError
 from ganforge.export import (
     METADATA_KEY,
     check_output_path,
+    exported_program_bytes,
     last_evaluation,
     onnx_bytes,
     require_onnx,
@@ -33,6 +35,8 @@ from ganforge.export import (
 from ganforge.files import atomic_write, refuse_to_replace
 from ganforge.tasks.base import Trained
 from ganforge.version import __version__
+
+log = logging.getLogger("ganforge")
 
 FORMAT = "ganforge-generator"  # the metadata's and config.json's "format"
 
@@ -78,7 +82,15 @@ def to_onnx(generator: nn.Module, metadata: dict) -> bytes:
     return onnx_bytes(program, metadata)
 
 
-WRITERS = {"torchscript": to_torchscript, "onnx": to_onnx, "safetensors": to_safetensors}
+def to_pt2(generator: nn.Module, metadata: dict) -> bytes:
+    """A ``torch.export`` program (inputs ``z`` and, when conditional, ``labels``) with a dynamic batch axis: what
+    ``torch.export.load(path).module()`` runs, the format torch 2.14 asks for in place of TorchScript."""
+    inputs = example_inputs(generator)
+    batch = torch.export.Dim("batch", min=1)
+    return exported_program_bytes(generator, inputs, tuple({0: batch} for _ in inputs), metadata)
+
+
+WRITERS = {"pt2": to_pt2, "torchscript": to_torchscript, "onnx": to_onnx, "safetensors": to_safetensors}
 
 
 def model_card(description: dict, evaluation: dict | None, license: str) -> str:
@@ -166,6 +178,11 @@ def export(model: Trained, format: str, out: Path, overwrite: bool = False, lice
         return export_hub(model, out, license, overwrite)
     check_output_path(out)
     refuse_to_replace([out], overwrite)
+    if format == "torchscript":
+        log.warning(
+            "TorchScript is deprecated (torch 2.14 warns on torch.jit.trace and torch.jit.load): --format pt2 writes "
+            "a torch.export program, read with torch.export.load"
+        )
     metadata = {"format": FORMAT, "ganforge_version": __version__, "task": model.task} | model.description
     data = WRITERS[format](model.generator, metadata)
     atomic_write(out, lambda file: file.write(data))

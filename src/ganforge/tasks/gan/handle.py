@@ -53,7 +53,7 @@ class TrainedGenerator(Trained):
     classes: list[str]  # the training data's class names, label order; [] when unknown
     description: dict  # describe_generator's: model, generator_args, z_dim, image_shape, ...
     task: ClassVar[str] = GAN_TASK.name
-    export_formats: ClassVar[tuple[str, ...]] = ("torchscript", "onnx", "safetensors", "hub")
+    export_formats: ClassVar[tuple[str, ...]] = ("pt2", "onnx", "safetensors", "hub", "torchscript")
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict, path: Path, device: torch.device, ema: bool) -> "TrainedGenerator":

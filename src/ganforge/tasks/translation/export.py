@@ -17,6 +17,7 @@ from ganforge.errors import GanforgeError
 from ganforge.export import (
     METADATA_KEY,
     check_output_path,
+    exported_program_bytes,
     last_evaluation,
     onnx_bytes,
     require_onnx,
@@ -51,13 +52,27 @@ def translator_to_onnx(generator: nn.Module, metadata: dict) -> bytes:
     return onnx_bytes(program, metadata)
 
 
+def translator_to_pt2(generator: nn.Module, metadata: dict) -> bytes:
+    """A translator as a ``torch.export`` program with dynamic batch, height and width: each side a multiple of the
+    network's ``stride``, at least two (the exporter specialises a side of one stride, where the U-Net's innermost
+    features are 1x1)."""
+    stride = generator.stride
+    example = torch.zeros(2, generator.in_channels, 2 * stride, 3 * stride)
+    height, width = torch.export.Dim("height_blocks", min=2, max=64), torch.export.Dim("width_blocks", min=2, max=64)
+    shapes = ({0: torch.export.Dim("batch", min=1), 2: stride * height, 3: stride * width},)
+    return exported_program_bytes(generator, (example,), shapes, metadata)
+
+
+WRITERS = {"pt2": translator_to_pt2, "onnx": translator_to_onnx, "safetensors": to_safetensors}
+
+
 def plain(generator: nn.Module) -> nn.Module:
     """The translator in float32 and the default memory layout, as files hold it."""
     return generator.float().to(memory_format=torch.contiguous_format)
 
 
 def export(model: Trained, format: str, out: Path, overwrite: bool, license: str, direction: str) -> Path:
-    """Write the ``direction`` translator of ``model`` as ONNX or safetensors, or all of them as a hub folder."""
+    """Write the ``direction`` translator of ``model`` as pt2, ONNX or safetensors, or all of them as a hub folder."""
     if format == "hub":
         return export_hub(model, out, license, overwrite)
     check_output_path(out)
@@ -67,8 +82,7 @@ def export(model: Trained, format: str, out: Path, overwrite: bool, license: str
     metadata |= {"model": model.description["model"], "direction": direction, "stride": generator.stride}
     metadata |= {"image_size": model.config.get("image_size"), "output_range": [-1.0, 1.0]}
     metadata |= {"ema": model.description["ema"]}  # whether the weights are the translator's moving average
-    write = translator_to_onnx if format == "onnx" else to_safetensors
-    data = write(plain(generator), metadata)
+    data = WRITERS[format](plain(generator), metadata)
     atomic_write(out, lambda file: file.write(data))
     return out
 

@@ -78,7 +78,7 @@ class TrainedTranslator(Trained):
     task: str  # its TASKS name
     path: Path  # the checkpoint read
     description: dict  # model, generator_args (by direction), step, ema: what export writes as metadata
-    export_formats: ClassVar[tuple[str, ...]] = ("onnx", "safetensors", "hub")
+    export_formats: ClassVar[tuple[str, ...]] = ("pt2", "onnx", "safetensors", "hub")
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict, path: Path, device: torch.device, ema: bool) -> "TrainedTranslator":

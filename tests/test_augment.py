@@ -12,13 +12,48 @@ def test_diffaugment_is_differentiable_and_keeps_the_shape():
     assert images.grad is not None and images.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("policy", ["color", "translation", "cutout", "color,translation,cutout"])
-def test_real_and_fake_batches_get_the_same_kind_of_augmentation(policy):
+def recoloured(image: torch.Tensor, view: torch.Tensor) -> bool:
+    """Whether ``view`` is ``image`` (C, H, W) under one brightness and contrast change: a * image + b, a != 1."""
+    centred = image - image.mean()
+    a = ((view - view.mean()) * centred).sum() / centred.square().sum()
+    b = view.mean() - a * image.mean()
+    return torch.allclose(view, a * image + b, atol=1e-5) and abs(a - 1) > 1e-4
+
+
+def moved(image: torch.Tensor, view: torch.Tensor, most: int = 4) -> bool:
+    """Whether ``view`` is ``image`` shifted by at most ``most`` pixels each way, zeros filled in."""
+    height, width = image.shape[-2:]
+    padded = torch.nn.functional.pad(image, (most,) * 4)
+    shifts = [(dy, dx) for dy in range(2 * most + 1) for dx in range(2 * most + 1)]
+    return any(torch.equal(view, padded[:, dy : dy + height, dx : dx + width]) for dy, dx in shifts)
+
+
+def cut_out(image: torch.Tensor, view: torch.Tensor, side: int = 14) -> bool:
+    """Whether ``view`` is ``image`` with one rectangle, at most ``side`` a side, zeroed in every channel."""
+    changed = (view != image).any(0)  # (H, W)
+    rows, cols = changed.any(1).nonzero().flatten(), changed.any(0).nonzero().flatten()
+    if not len(rows):
+        return False
+    box = torch.zeros_like(changed)
+    box[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] = True
+    small = rows.max() - rows.min() < side and cols.max() - cols.min() < side
+    return bool(small and torch.equal(changed, box) and (view[:, box] == 0).all())
+
+
+@pytest.mark.parametrize("policy, kind", [("color", recoloured), ("translation", moved), ("cutout", cut_out)])
+def test_real_and_fake_batches_get_the_same_kind_of_augmentation(policy, kind):
+    """Each image of both batches changes as its policy says, and only so; each by its own random amount."""
     torch.manual_seed(0)
     real, fake = torch.rand(8, 1, 28, 28), torch.rand(8, 1, 28, 28)
     real_view, fake_view = diff_augment(real, policy), diff_augment(fake, policy)
     assert real_view.shape == fake_view.shape == real.shape
-    assert not torch.equal(real_view, real) and not torch.equal(fake_view, fake)
+    for images, views in ((real, real_view), (fake, fake_view)):
+        assert all(kind(image, view) for image, view in zip(images, views))
+        others = [other for other in (recoloured, moved, cut_out) if other is not kind]
+        assert not any(other(images[0], views[0]) for other in others)
+    # Per-image draws: the same image in every row of a batch is changed in more than one way.
+    same = diff_augment(real[:1].expand(8, -1, -1, -1), policy)
+    assert len({view.sum().item() for view in same}) > 1
 
 
 def test_translation_moves_pixels_and_fills_with_zeros():

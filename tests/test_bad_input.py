@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import unavailable
 from ganforge.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from ganforge.cli import main
 from ganforge.errors import GanforgeError
@@ -312,6 +313,31 @@ def test_one_writer_per_run(capsys, tmp_path, run):
     assert load_checkpoint(run)["step"] == 4
 
 
+def test_a_training_run_holds_its_lock_until_it_ends(capsys, tmp_path):
+    """Review turn 3, row 28: a run that let its lock go after starting was never caught; the test above locks
+    the run from a stand-in process. Here a real ``ganforge train`` trains on while a resume is refused."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    args = train_args(gray_folder(tmp_path / "data"), run, steps=100_000)
+    trainer = subprocess.Popen([sys.executable, "-m", "ganforge", *map(str, args)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run / "checkpoints" / "ckpt_00000000.pt").exists():  # training: the step-0 checkpoint is saved
+            assert trainer.poll() is None, trainer.communicate()[1]
+            assert time.monotonic() < deadline, "no step-0 checkpoint within 60 s"
+            time.sleep(0.1)
+        code, err = run_cli(capsys, "resume", run, "--steps", "4")
+        assert code == 1
+        assert_one_line_error(err, f"is being written by another ganforge process (PID {trainer.pid})")
+        assert trainer.poll() is None  # still training
+    finally:
+        trainer.send_signal(signal.SIGINT)
+        _, err = trainer.communicate(timeout=60)
+    assert trainer.returncode in (0, 130) and "Traceback" not in err, err
+
+
 def test_a_run_that_fails_before_training_leaves_no_folder(capsys, tmp_path, monkeypatch):
     """Review rows 18, 19, 28: a run that failed at its first step left a run directory with a step-0 checkpoint."""
     import ganforge.tasks.gan.training
@@ -602,7 +628,7 @@ def test_a_read_only_folder_gives_the_real_reason(capsys, tmp_path, run):
     ro = tmp_path / "ro"
     ro.mkdir()
     if subprocess.run(["mount", "--bind", "-o", "ro", str(ro), str(ro)], capture_output=True).returncode:
-        pytest.skip("cannot make a read-only bind mount here (needs root)")
+        unavailable("cannot make a read-only bind mount here (needs root)")
     try:
         subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], capture_output=True)
         code, err = run_cli(capsys, "export", run, "--format", "safetensors", "--out", ro / "g.safetensors")

@@ -49,6 +49,43 @@ def test_the_classifier_gives_features_and_logits_and_loads_as_the_script_saves_
     assert (loaded(images) - model(images)).abs().max() < 0.05
 
 
+SHIPPED_SHA256 = "542d35de3ae8967b58a907e16831c22c93c83c69016721f2ed230efb04b09fca"  # the asset of 7ac2f08 (#17)
+# Its logits for golden_images(), measured when it shipped; a retrained classifier must update both.
+SHIPPED_LOGITS = [
+    [1.263, -0.787, 0.206, 1.326, -0.229, -0.204, -0.303, -0.358, -0.265, -0.719],
+    [2.324, -0.432, -0.263, -0.092, -0.603, 0.002, -0.769, -0.700, 0.735, -0.249],
+    [-0.707, 0.884, -0.119, 0.680, -1.033, -0.157, 1.190, -0.191, -0.842, 0.203],
+    [0.695, -0.934, 0.064, 0.967, 0.332, -0.119, 1.319, -0.447, -0.869, -1.107],
+]
+
+
+def golden_images() -> torch.Tensor:
+    """(4, 3, 32, 32) in [0, 1], drawn without a random stream: a grey ramp, a red square on blue, a checkerboard,
+    a green ramp on red."""
+    ramp = torch.linspace(0, 1, 32)
+    images = torch.zeros(4, 3, 32, 32)
+    images[0] = ramp.view(1, 1, 32)
+    images[1, 2], images[1, 0, 8:24, 8:24] = 0.8, 0.9
+    images[2] = ((torch.arange(32).view(32, 1) // 4 + torch.arange(32) // 4) % 2).float()
+    images[3, 1], images[3, 0] = ramp.view(32, 1), 0.35
+    return images
+
+
+def test_the_shipped_weights_are_the_trained_ones():
+    """A fast check of what --features cifar10 loads (review turn 3, row 26: without CIFAR-10's images, an
+    untrained network passed every test): the asset's bytes, and the logits of four fixed images."""
+    import hashlib
+
+    with resources.files("ganforge.assets").joinpath(WEIGHTS).open("rb") as file:
+        assert hashlib.sha256(file.read()).hexdigest() == SHIPPED_SHA256
+    with torch.no_grad():
+        logits = load_cifar10_classifier()(golden_images())
+    assert logits.tolist() == [pytest.approx(row, abs=2e-3) for row in SHIPPED_LOGITS]
+    extractor = make_extractor("cifar10", (3, 32, 32), torch.device("cpu"))
+    _, probabilities = extractor((golden_images() * 255).round().to(torch.uint8))
+    assert probabilities.argmax(1).tolist() == [3, 0, 6, 6]
+
+
 def test_augment_gives_a_crop_of_the_reflected_image_or_its_mirror():
     augment = load_script().augment
     images = torch.rand(6, 3, 32, 32)

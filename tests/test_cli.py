@@ -255,6 +255,22 @@ def test_config_file_and_flags_resolve_in_print_config(capsys, tmp_path, monkeyp
     assert sorted(path.name for path in tmp_path.iterdir()) == ["mine.yaml"]  # no run directory
 
 
+def test_train_with_a_config_file_trains_what_the_file_says(capsys, tmp_path, monkeypatch):
+    """Not only --print-config (review turn 3, row 22): the run's config.yaml and its generator have the file's
+    values, the flags' too, and the file's ``out`` is not where it writes."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.yaml").write_text("model: mlp\nz_dim: 32\nbatch_size: 8\nout: somewhere-old\n")
+    offline = ["--data-root", tmp_path / "empty", "--no-download", "--no-progress", "--no-tensorboard"]
+    (tmp_path / "empty").mkdir()  # no MNIST there: the embedded subset
+    code, _, err = run_cli(capsys, "train", "--config", "mine.yaml", "--out", "run", "--steps", "2", *offline)
+    assert code == 0, err
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert (saved["model"], saved["gan"]["z_dim"], saved["batch_size"], saved["steps"]) == ("mlp", 32, 8, 2)
+    checkpoint = load_checkpoint(tmp_path / "run")
+    assert checkpoint["step"] == 2 and checkpoint["generator_args"]["generator"]["z_dim"] == 32
+    assert not (tmp_path / "somewhere-old").exists()
+
+
 def test_a_runs_config_yaml_starts_a_new_run_elsewhere(capsys, trained_run):
     code, out, err = run_cli(capsys, "train", "--config", trained_run / "config.yaml", "--print-config")
     assert code == 0, err

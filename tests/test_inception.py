@@ -16,7 +16,11 @@ from ganforge.sampling import write_images
 
 @pytest.fixture(scope="module")
 def local_weights(tmp_path_factory):
-    """Randomly initialised weights in the layout of the FID Inception, saved as a plain state dict."""
+    """Randomly initialised weights in the layout of the FID Inception, saved as a plain state dict.
+
+    The convolutions are drawn as He et al. (2015) do for ReLU networks: with torch's default draws the signal
+    fades over the 94 layers, every image gets nearly the same features, and any two sets score FID ~1e-12.
+    """
     from torch_fidelity import feature_extractor_inceptionv3 as fidelity
 
     path = tmp_path_factory.mktemp("inception") / "weights.pt"
@@ -30,6 +34,9 @@ def local_weights(tmp_path_factory):
         )
     finally:
         fidelity.FeatureExtractorInceptionV3.load_state_dict = original
+    for module in network.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
     torch.save(network.state_dict(), path)
     return path
 
@@ -53,6 +60,10 @@ def test_inception_features_score_a_set_against_itself(tmp_path, local_weights, 
     assert results["fid"] == pytest.approx(0.0, abs=1e-3)
     assert results["feature_spread"] > 0  # the features do vary between images
     assert "class_histogram" not in results  # ImageNet classes say nothing about the dataset's
+    # Other images against the same reference: far from zero (a broken extractor scores every set zero).
+    options = dict(features="inception", inception_weights=str(local_weights), cache=tmp_path)
+    darker = evaluate_images(rgb_images // 4, str(tmp_path / "reference.npz"), **options)
+    assert darker["fid"] > 1.0  # measured: 17
 
 
 @pytest.mark.slow
@@ -66,6 +77,10 @@ def test_evaluate_command_with_local_inception_weights(tmp_path, local_weights, 
     assert code == 0
     results = json.loads(capsys.readouterr().out)
     assert results["features"] == "inception" and results["fid"] == pytest.approx(0.0, abs=1e-3)
+    write_images(rgb_images // 4, tmp_path / "darker.npz")  # other images, the same reference: not zero
+    assert main(["evaluate", str(tmp_path / "darker.npz"), *reference, "--features", "inception", "--json"]) == 0
+    darker = json.loads(capsys.readouterr().out)
+    assert darker["fid"] > 1.0  # measured: 17
 
 
 def test_missing_weights_offline_is_one_clear_error(monkeypatch):

@@ -128,6 +128,8 @@ def start(moving_run) -> Path:
     return run
 
 
+# torch deprecates torch.jit.load: a FutureWarning in 2.14, a DeprecationWarning in 2.13; not ganforge's to test.
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
 def test_a_run_still_training_never_makes_a_command_mix_two_checkpoints(moving_run, tmp_path, monkeypatch):
     run, first, other, reads = moving_run
     expected = generate(first, n=10, seed=0)  # a checkpoint file: no pointer to follow
@@ -157,8 +159,7 @@ def test_a_run_still_training_never_makes_a_command_mix_two_checkpoints(moving_r
 
     export_generator(start(moving_run), "torchscript", tmp_path / "g.pt")
     extra = {"ganforge.json": ""}
-    with pytest.warns(FutureWarning):  # torch 2.14 deprecates torch.jit.load
-        torch.jit.load(str(tmp_path / "g.pt"), _extra_files=extra)
+    torch.jit.load(str(tmp_path / "g.pt"), _extra_files=extra)
     assert reads == [first.name] and json.loads(extra["ganforge.json"])["step"] == 6
 
     sampler = Sampler(start(moving_run))

@@ -44,6 +44,31 @@ def test_a_translation_run_is_not_warned_about_a_winning_discriminator(tmp_path,
     monitor.close()
 
 
+@pytest.mark.parametrize("task", ["pix2pix", "cyclegan", "gan"])
+def test_the_loop_watches_the_discriminator_of_gan_runs_only(tmp_path, monkeypatch, task):
+    """The loop's own monitor, spied on in a real run (review turn 3, row 13: the test above builds its own)."""
+    import ganforge.training.loop
+    from ganforge import train
+    from test_training import recipe_config
+    from test_translation import side_by_side_folder, translation_config
+
+    watched = []
+
+    class SpiedMonitor(RunMonitor):
+        def __init__(self, *args, **kwargs):
+            watched.append(kwargs["watch_d"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(ganforge.training.loop, "RunMonitor", SpiedMonitor)
+    if task == "gan":
+        config = recipe_config(tmp_path, "run", model="mlp", steps=1)
+    else:
+        data = side_by_side_folder(tmp_path / "data", train=4, test=1)
+        config = translation_config(data, tmp_path / "run", task=task, steps=1, batch_size=2)
+    train(config)
+    assert watched == [task == "gan"]
+
+
 def test_reports_average_the_steps_since_the_last_one(tmp_path):
     monitor = RunMonitor(tmp_path, 100, 0, 8, 10, log_every=2, tensorboard=False, progress=False)
     rest = {"g_loss": torch.tensor(0.5), "d_real": torch.tensor(0.5), "d_fake": torch.tensor(0.5)}

@@ -99,6 +99,7 @@ def test_new_samples_the_walk_slider_and_errors_in_chromium(browser, server_thre
         assert "/api/walk?" in walk and "t=0.5" in walk
         assert grid_png(browser).tobytes() not in (before.tobytes(), after.tobytes())
         browser.save_screenshot(str(tmp_path / "serve-page.png"))
+        viewport = browser.execute_script("return [innerWidth, innerHeight].map(side => side * devicePixelRatio)")
 
         # A bad seed typed into the box gets the server's message on the page.
         seed = browser.find_element(By.ID, "seed")
@@ -106,7 +107,9 @@ def test_new_samples_the_walk_slider_and_errors_in_chromium(browser, server_thre
         seed.send_keys("-5", Keys.ENTER)
         error = wait_for(browser, lambda d: d.find_element(By.ID, "error").text)
         assert error == "seed: Input should be greater than or equal to 0 (got '-5')"
-    assert Image.open(tmp_path / "serve-page.png").size[0] > 0
+    screenshot = Image.open(tmp_path / "serve-page.png").convert("RGB")
+    assert list(screenshot.size) == viewport  # the whole page as shown, for the docs
+    assert screenshot.getcolors(maxcolors=16) is None  # over 16 colours: the page and its grid, not a blank
 
 
 def test_the_class_picker_asks_for_the_class_chosen(browser, server_thread, conditional_app, tmp_path):

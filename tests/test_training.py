@@ -41,7 +41,10 @@ def tensors_of(checkpoint: dict) -> dict[str, torch.Tensor]:
 
 
 def assert_same_tensors(a: dict, b: dict):
+    """``a`` and ``b`` hold the same tensors at the same paths, bit for bit; and at least one (nothing compared
+    is no evidence)."""
     tensors_a, tensors_b = tensors_of(a), tensors_of(b)
+    assert tensors_a or tensors_b, "no tensor on either side: nothing was compared"
     assert tensors_a.keys() == tensors_b.keys()
     different = [path for path in tensors_a if not torch.equal(tensors_a[path], tensors_b[path])]
     assert not different, f"tensors differ: {different[:5]}"

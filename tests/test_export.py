@@ -114,7 +114,7 @@ def test_hub_model_card_names_library_licence_dataset_and_the_last_evaluation_wi
     card = (folder / "README.md").read_text()
     meta = front_matter(card)
     assert meta["library_name"] == "ganforge" and meta["license"] == "cc-by-sa-3.0" and meta["datasets"] == ["mnist"]
-    assert meta["pipeline_tag"] == "image-generation"  # conditional
+    assert meta["pipeline_tag"] == "unconditional-image-generation"  # the Hub's task, conditional or not
     last = [json.loads(line) for line in (evaluated_run / "metrics.jsonl").read_text().splitlines()]
     last = [record for record in last if record.get("event") == "eval"][-1]
     assert last["step"] == 6

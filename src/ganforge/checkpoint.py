@@ -282,6 +282,14 @@ def is_hub_folder(source: str | Path) -> bool:
     return (source / HUB_CONFIG).is_file() and (source / HUB_WEIGHTS).is_file()
 
 
+def read_weights(path: Path, load_file) -> dict:
+    """The tensors of a safetensors file (``load_file``: safetensors' reader), or one line saying why not."""
+    try:
+        return load_file(path)
+    except Exception as error:  # safetensors raises its own error types for a foreign or truncated file
+        raise GanforgeError(f"{path} is not a readable safetensors file ({first_line(error)})") from None
+
+
 def read_hub_folder(folder: Path) -> tuple[dict, Path]:
     """(a checkpoint of the one set of weights, the weights file) of an ``export --format hub`` folder:
     config.json (the task, model, constructor arguments, config; older GAN exports: no task, and one
@@ -300,21 +308,18 @@ def read_hub_folder(folder: Path) -> tuple[dict, Path]:
         from safetensors.torch import load_file
     except ImportError:
         raise GanforgeError(f'reading {weights_path} needs safetensors: pip install "ganforge[export]"') from None
-    try:
-        state = load_file(weights_path)
-    except Exception as error:  # safetensors raises its own error types for a foreign or truncated file
-        reason = first_line(error)
-        raise GanforgeError(f"{weights_path} is not a readable safetensors file ({reason})") from None
+    state = read_weights(weights_path, load_file)
     args = description.get("generator_args") or {}
     if not all(isinstance(value, dict) for value in args.values()):  # one generator's arguments, not by name
         args = {"generator": args}
-    if len(args) == 1:
-        weights = {next(iter(args)): state}
-    else:
+    first, *others = args
+    if others and all(key.startswith(tuple(f"{name}." for name in args)) for key in state):  # one file, prefixed
         weights = {
             name: {key.removeprefix(f"{name}."): t for key, t in state.items() if key.startswith(f"{name}.")}
             for name in args
         }
+    else:  # the first network's weights, each other one's in a subfolder of its name (BtoA/, say)
+        weights = {first: state} | {name: read_weights(folder / name / HUB_WEIGHTS, load_file) for name in others}
     checkpoint = {
         "task": description.get("task", DEFAULT_TASK),
         "model": description["model"],

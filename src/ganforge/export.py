@@ -86,21 +86,39 @@ def load_step(checkpoint: Path) -> int | None:
     return int(digits) if checkpoint.stem.startswith("ckpt_") and digits.isdigit() else None
 
 
-def write_hub_folder(out: Path, description: dict, weights: bytes, card: str, overwrite: bool) -> Path:
+def hub_config(constructor: dict, description: dict) -> dict:
+    """config.json of a hub folder: the network's constructor arguments at the top, as ``huggingface_hub``'s
+    ``PyTorchModelHubMixin`` passes them to ``__init__`` (so a mixin subclass of the model's class loads the
+    folder), then ganforge's own description beside them (which reads only its own keys: where a name is both,
+    the constructor's value stays at the top, and ganforge's copy is in ``generator_args``)."""
+    return dict(constructor) | {key: value for key, value in description.items() if key not in constructor}
+
+
+def write_hub_folder(
+    out: Path, description: dict, weights: bytes, card: str, overwrite: bool, more: dict | None = None
+) -> Path:
     """Write ``out/`` in a Hugging Face model repository's layout: ``description`` as config.json, ``weights``
-    (safetensors bytes) as model.safetensors, ``card`` as README.md."""
+    (safetensors bytes) as model.safetensors, ``card`` as README.md; ``more``: a subfolder each, with its own
+    config.json and model.safetensors, by name (a run's second network)."""
+    more = more or {}
     if out.exists() and not out.is_dir():
         raise GanforgeError(f"cannot write {out}: it is a file; --format hub writes a folder")
     if not out.parent.is_dir():
         raise GanforgeError(f"cannot write {out}: the folder {out.parent} does not exist")
     paths = [out / HUB_CONFIG, out / HUB_WEIGHTS, out / "README.md"]
-    refuse_to_replace(paths, overwrite)
+    refuse_to_replace(paths + [out / name / file for name in more for file in (HUB_CONFIG, HUB_WEIGHTS)], overwrite)
     try:
         out.mkdir(exist_ok=True)
+        for name in more:
+            (out / name).mkdir(exist_ok=True)
     except OSError as error:
         raise GanforgeError(f"cannot write {out}: {error.strerror or error}") from None
+    as_json = lambda value: json.dumps(value, indent=2).encode() + b"\n"  # noqa: E731
+    for name, (config, data) in more.items():
+        atomic_write(out / name / HUB_WEIGHTS, lambda file, data=data: file.write(data))
+        atomic_write(out / name / HUB_CONFIG, lambda file, config=config: file.write(as_json(config)))
     atomic_write(paths[1], lambda file: file.write(weights))
-    atomic_write(paths[0], lambda file: file.write(json.dumps(description, indent=2).encode() + b"\n"))
+    atomic_write(paths[0], lambda file: file.write(as_json(description)))
     atomic_write(paths[2], lambda file: file.write(card.encode()))
     return out
 

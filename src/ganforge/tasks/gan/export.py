@@ -26,6 +26,7 @@ from ganforge.export import (
     METADATA_KEY,
     check_output_path,
     exported_program_bytes,
+    hub_config,
     last_evaluation,
     onnx_bytes,
     require_onnx,
@@ -102,7 +103,7 @@ def model_card(description: dict, evaluation: dict | None, license: str) -> str:
         builtin = not resolve_source(data).is_path  # a dataset with a name, such as mnist
     except GanforgeError:  # a folder or file that is no longer there
         builtin = False
-    task = "image-generation" if description["num_classes"] else "unconditional-image-generation"
+    task = "unconditional-image-generation"  # the Hub's task for noise to images (a class-conditional one too)
     front = ["---", "library_name: ganforge", f"license: {license}", f"pipeline_tag: {task}"]
     front += ["tags:", "- ganforge", "- gan", "- pytorch", f"- {description['model']}"]
     if builtin:
@@ -168,7 +169,8 @@ def export_hub(model: Trained, out: Path, license: str, overwrite: bool) -> Path
     description |= {"classes": model.classes, "config": model.config}
     card = model_card(description, last_evaluation(model.path), license)
     weights = to_safetensors(model.generator, {"format": FORMAT, "ganforge_version": __version__})
-    return write_hub_folder(out, description, weights, card, overwrite)
+    config = hub_config(model.description["generator_args"], description)
+    return write_hub_folder(out, config, weights, card, overwrite)
 
 
 def export(model: Trained, format: str, out: Path, overwrite: bool = False, license: str = "other") -> Path:

@@ -7,17 +7,15 @@ batch, height and width (each side a multiple of the network's ``stride``). Each
 JSON metadata.
 """
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ganforge.errors import GanforgeError
 from ganforge.export import (
-    METADATA_KEY,
     check_output_path,
     exported_program_bytes,
+    hub_config,
     last_evaluation,
     onnx_bytes,
     require_onnx,
@@ -88,24 +86,23 @@ def export(model: Trained, format: str, out: Path, overwrite: bool, license: str
 
 
 def export_hub(model: Trained, out: Path, license: str, overwrite: bool) -> Path:
-    """``out/``: config.json (task, model, each translator's constructor arguments, the training config),
-    model.safetensors (the translator's weights; CycleGAN's two prefixed by direction) and a model card."""
+    """``out/``: the first translator (AtoB) as config.json (its constructor arguments at the top, for
+    ``PyTorchModelHubMixin``; then the task, model, every translator's arguments, the training config) and
+    model.safetensors, with a model card; CycleGAN's second translator the same way in ``out/BtoA/``."""
     description = {"format": FORMAT, "ganforge_version": __version__, "task": model.task} | model.description
     description |= {"config": model.config}
-    generators = {name: plain(generator) for name, generator in model.generators.items()}
-    prefix = len(generators) > 1
-    states = {
-        (f"{name}." if prefix else "") + key: tensor.detach().cpu().contiguous()
-        for name, generator in generators.items()
-        for key, tensor in generator.state_dict().items()
+    arguments, stamp = model.description["generator_args"], {"format": FORMAT, "ganforge_version": __version__}
+    first, *others = model.generators
+    more = {
+        name: (
+            hub_config(arguments[name], stamp | {"task": model.task, "model": description["model"], "direction": name}),
+            to_safetensors(plain(model.generators[name]), stamp),
+        )
+        for name in others
     }
-    try:
-        from safetensors.torch import save
-    except ImportError:
-        raise GanforgeError('--format hub needs safetensors: pip install "ganforge[export]"') from None
-    weights = save(states, metadata={METADATA_KEY: json.dumps({"format": FORMAT, "ganforge_version": __version__})})
+    weights = to_safetensors(plain(model.generators[first]), stamp)
     card = model_card(model, description, last_evaluation(model.path), license)
-    return write_hub_folder(out, description, weights, card, overwrite)
+    return write_hub_folder(out, hub_config(arguments[first], description), weights, card, overwrite, more)
 
 
 def model_card(model: Trained, description: dict, evaluation: dict | None, license: str) -> str:

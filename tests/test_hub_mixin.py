@@ -1,0 +1,83 @@
+"""``export --format hub`` folders load with huggingface_hub's own ``PyTorchModelHubMixin``, offline, for every
+task (a grayscale and a colour GAN, pix2pix, CycleGAN both ways), to what ``ganforge.load`` gives; the model
+card parses with ``ModelCard.load`` and names a task from the Hub's list."""
+
+import numpy as np
+import pytest
+import torch
+
+huggingface_hub = pytest.importorskip("huggingface_hub", reason="the test loads with huggingface_hub's mixin")
+pytest.importorskip("safetensors")
+
+from ganforge import load, train  # noqa: E402
+from ganforge.cli import main  # noqa: E402
+from ganforge.export import export_generator  # noqa: E402
+from ganforge.models import MODELS  # noqa: E402
+from test_translation import side_by_side_folder, translation_config  # noqa: E402
+
+# The Hub's tasks for images made from noise and from images (huggingface.js, packages/tasks: PIPELINE_DATA).
+HUB_TASKS = {"unconditional-image-generation", "image-to-image", "text-to-image"}
+
+
+def mixin_of(model: str, direction: str = "generator") -> type:
+    """A ``PyTorchModelHubMixin`` subclass of ganforge's class for ``model``'s generator or translator."""
+    spec = MODELS[model]
+    return type(f"Hub{spec.generator.__name__}", (spec.generator, huggingface_hub.PyTorchModelHubMixin), {})
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, tiny_run):
+    """{name: (hub folder, ganforge handle of the run)} for each kind of run."""
+    root = tmp_path_factory.mktemp("hub")
+    rng = np.random.default_rng(0)
+    colour = root / "colour.npz"
+    np.savez(colour, images=rng.integers(0, 256, (64, 3, 32, 32), dtype=np.uint8))
+    args = ["train", "--data", colour, "--steps", "2", "--batch-size", "8", "--out", root / "colour-run"]
+    assert main([str(arg) for arg in [*args, "--no-progress", "--no-tensorboard"]]) == 0
+    pairs = side_by_side_folder(root / "pairs", train=4, test=1)
+    train(translation_config(pairs, root / "pix2pix", steps=1, batch_size=2))
+    train(translation_config(pairs, root / "cyclegan", task="cyclegan", steps=1, batch_size=2))
+    runs = {"gray": tiny_run("dcgan", "--conditional"), "colour": root / "colour-run"}
+    runs |= {"pix2pix": root / "pix2pix", "cyclegan": root / "cyclegan"}
+    folders = {}
+    for name, run in runs.items():
+        folders[name] = export_generator(run, "hub", root / f"hub-{name}")
+    return {name: (folders[name], load(runs[name])) for name in runs}
+
+
+@pytest.mark.parametrize("name", ["gray", "colour"])
+def test_a_gans_hub_folder_loads_with_the_mixin_to_the_same_images(name, exports):
+    folder, run = exports[name]
+    generator = mixin_of(run.description["model"]).from_pretrained(folder).eval()
+    z = torch.randn(6, run.z_dim, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(6) % run.num_classes if run.num_classes else None
+    with torch.no_grad():
+        ours = run.generator(z) if labels is None else run.generator(z, labels)
+        theirs = generator(z) if labels is None else generator(z, labels)
+    assert theirs.shape[1:] == tuple(run.description["image_shape"])
+    torch.testing.assert_close(theirs, ours)
+    assert torch.equal(load(folder).sample(8, seed=3), run.sample(8, seed=3))
+
+
+@pytest.mark.parametrize("name", ["pix2pix", "cyclegan"])
+def test_a_translators_hub_folder_loads_with_the_mixin_each_way(name, exports):
+    folder, run = exports[name]
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    for direction in run.generators:
+        where = folder if direction == "AtoB" else folder / direction
+        translator = mixin_of(run.description["model"]).from_pretrained(where).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(translator(images), run.generator(direction)(images))
+    again = load(folder)
+    assert again.generators.keys() == run.generators.keys()
+    uint8 = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    assert torch.equal(again.translate(uint8), run.translate(uint8))
+
+
+@pytest.mark.parametrize("name", ["gray", "colour", "pix2pix", "cyclegan"])
+def test_the_model_card_parses_and_names_a_hub_task(name, exports):
+    folder, _ = exports[name]
+    card = huggingface_hub.ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "ganforge" and card.data.pipeline_tag in HUB_TASKS
+    want = "image-to-image" if name in ("pix2pix", "cyclegan") else "unconditional-image-generation"
+    assert card.data.pipeline_tag == want

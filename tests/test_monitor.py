@@ -151,7 +151,7 @@ def test_tensorboard_holds_the_losses_and_the_evaluation_scores_of_metrics_jsonl
     events.Reload()
     tags = events.Tags()["scalars"]
     for name in ("d_loss", "g_loss", "d_real", "d_fake"):
-        scalars = events.Scalars(name)
+        scalars = events.Scalars(f"train/{name}")
         assert [s.step for s in scalars] == [2, 4], name
         assert [s.value for s in scalars] == pytest.approx([record[name] for record in reports], rel=1e-5)
     for name in ("fid", "precision", "recall"):

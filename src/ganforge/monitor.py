@@ -58,6 +58,7 @@ class RunMonitor:
         self.d_wins_since: int | None = None  # first step of the current stretch with D(G(z)) ~ 0
         self.watch_d = watch_d
         self.statistics = statistics
+        self.last_eval: dict = {}  # the scores of the latest evaluation, for the HPARAMS view
 
     def step(self, step: int, stats: dict[str, torch.Tensor]) -> None:
         """Add one step's statistics; report when ``step`` is a multiple of ``log_every``."""
@@ -80,7 +81,7 @@ class RunMonitor:
         self.write_record(record)
         if self.writer is not None:
             self.writer.add_scalars(
-                {name: value for name, value in record.items() if name not in ("step", "time")}, step
+                {f"train/{name}": value for name, value in record.items() if name not in ("step", "time")}, step
             )
         self.bar.set_postfix_str(f"{self.postfix(record)} {record['images_per_sec']:,.0f} img/s", refresh=False)
         self.bar.update(step - self.bar.n)
@@ -108,6 +109,8 @@ class RunMonitor:
 
     def add_scalars(self, prefix: str, values: dict, step: int) -> None:
         """Log numbers (an evaluation's scores, say) to TensorBoard as PREFIX/NAME."""
+        if prefix == "eval":
+            self.last_eval = dict(values)
         if self.writer is not None:
             self.writer.add_scalars({f"{prefix}/{name}": value for name, value in values.items()}, step)
 
@@ -132,10 +135,14 @@ class RunMonitor:
     def add_grid(self, grid: torch.Tensor, step: int) -> None:
         """Log a (C, H, W) uint8 sample grid to TensorBoard."""
         if self.writer is not None:
-            self.writer.add_image("samples", grid, step)
+            self.writer.add_image("train/samples", grid, step)
 
-    def close(self) -> None:
-        """Close the progress bar, metrics.jsonl and TensorBoard writer."""
+    def close(self, hyperparameters: dict | None = None) -> None:
+        """Close the progress bar, metrics.jsonl and TensorBoard writer; with ``hyperparameters``, first record
+        them in TensorBoard's HPARAMS view beside the run's last scores (its last evaluation, else its losses)."""
+        if self.writer is not None and hyperparameters:
+            scores = self.last_eval or {k: v for k, v in self.last.items() if k not in REPORT_KEYS}
+            self.writer.add_hparams(hyperparameters, {f"final/{name}": value for name, value in scores.items()})
         self.bar.close()
         try:
             self.metrics_file.close()
@@ -192,6 +199,11 @@ class TensorBoardLog:
     def add_image(self, tag: str, image: torch.Tensor, step: int) -> None:
         if self.writer is not None:
             self.guarded(lambda: self.writer.add_image(tag, image, step))
+
+    def add_hparams(self, hyperparameters: dict, scores: dict) -> None:
+        """One row of TensorBoard's HPARAMS view, written into the run's own log folder."""
+        if self.writer is not None:
+            self.guarded(lambda: self.writer.add_hparams(hyperparameters, scores, run_name="."))
 
     def close(self) -> None:
         if self.writer is not None:

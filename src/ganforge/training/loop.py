@@ -23,7 +23,7 @@ from ganforge.checkpoint import (
     save_checkpoint,
     save_run_checkpoint,
 )
-from ganforge.config import TrainConfig, config_to_dict
+from ganforge.config import TrainConfig, config_to_dict, flat_values
 from ganforge.distributed import Distributed
 from ganforge.errors import GanforgeError
 from ganforge.monitor import RunMonitor, StopSignal
@@ -64,6 +64,19 @@ class Diverged(Exception):
         when = f"at step {step}" if since is None or since + 1 >= step else f"between steps {since + 1} and {step}"
         super().__init__(f"{what} became non-finite {when}")
         self.step, self.what = step, what
+
+
+# Settings that say where or how often, not what is learnt: left out of TensorBoard's HPARAMS view.
+NOT_HYPERPARAMETERS = {"out", "data_root", "download", "device", "threads", "compile", "overwrite", "progress"}
+NOT_HYPERPARAMETERS |= {"tensorboard", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints"}
+NOT_HYPERPARAMETERS |= {"snapshot_every", "on_nan", "max_rollbacks", "eval_every", "eval_samples"}
+
+
+def hyperparameters(config: TrainConfig) -> dict:
+    """What TensorBoard's HPARAMS view compares runs by: every setting of the run (shared and its task's) that
+    decides what is learnt, as a number, a switch or a word."""
+    values = {name: value for name, value in flat_values(config).items() if name not in NOT_HYPERPARAMETERS}
+    return {name: value if isinstance(value, (int, float, str, bool)) else str(value) for name, value in values.items()}
 
 
 def all_finite(module: nn.Module) -> torch.Tensor:
@@ -140,7 +153,7 @@ class TrainingLoop:
                     except Diverged as divergence:
                         step, stopping = self.recover(divergence, monitor), False
         finally:
-            monitor.close()
+            monitor.close(hyperparameters=hyperparameters(config))
         stopped = stopping or (total is not None and step < total)
         self.say_how_it_ended(step, stopped, interrupted=stop.requested or (stopped and not config.minutes))
         return step, stopped

@@ -88,7 +88,7 @@ def test_empty_folder(capsys, tmp_path):
     (tmp_path / "empty").mkdir()
     code, err = run_cli(capsys, *train_args(tmp_path / "empty", tmp_path / "run"))
     assert code == 1
-    assert_one_line_error(err, "no images (.png, .jpg, .jpeg, .bmp, .webp) found in")
+    assert_one_line_error(err, "no images (.jpg, .jpeg, .png, .ppm, .bmp, .pgm, .tif, .tiff, .webp) found in")
 
 
 def test_folder_with_only_non_image_files(capsys, tmp_path):
@@ -97,7 +97,7 @@ def test_folder_with_only_non_image_files(capsys, tmp_path):
     (tmp_path / "docs" / "readme.md").write_text("nor this")
     code, err = run_cli(capsys, *train_args(tmp_path / "docs", tmp_path / "run"))
     assert code == 1
-    assert_one_line_error(err, "no images (.png, .jpg, .jpeg, .bmp, .webp) found in")
+    assert_one_line_error(err, "no images (.jpg, .jpeg, .png, .ppm, .bmp, .pgm, .tif, .tiff, .webp) found in")
 
 
 def test_corrupt_images_among_good_ones_are_skipped_with_a_warning(capsys, tmp_path):

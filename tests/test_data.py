@@ -520,3 +520,26 @@ def test_a_cache_entry_killed_while_saved_leaves_nothing_for_good(tmp_path, deco
     mine.write_bytes(b"mine")
     assert len(load_dataset(str(data), image_size=16)) > 0
     assert not gone.exists() and live.exists() and mine.read_bytes() == b"mine"
+
+
+def test_a_folder_is_scanned_as_torchvisions_image_folder_reads_it(tmp_path):
+    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from ganforge.data.folders import scan_image_folder
+    from ganforge.data.images import IMAGE_EXTENSIONS
+
+    assert IMAGE_EXTENSIONS == IMG_EXTENSIONS  # .tif, .ppm and .pgm as torchvision reads them
+    rng = np.random.default_rng(0)
+    files = ["cat/a.png", "cat/b.tif", "cat/deep/c.ppm", "cat/deep.jpg", "dog/x.pgm", "dog/y.webp", "dog/z.BMP"]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(
+            tmp_path / name, format=None if not name.endswith(".ppm") else "PPM"
+        )
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")
+    found, labels, classes = scan_image_folder(tmp_path)
+    reference = ImageFolder(str(tmp_path))
+    assert [str(path) for path in found] == [path for path, _ in reference.samples]  # the same files, in order
+    assert labels == reference.targets and classes == reference.classes
+    assert len(found) == 7

@@ -24,6 +24,7 @@ from ganforge.data.images import (
     is_image_file,
     read_image,
     typical_image_shape,
+    walk_images,
 )
 from ganforge.data.memory import check_disk_room, fits_in_memory, remove_orphans, scratch_path
 from ganforge.errors import GanforgeError, first_line
@@ -52,8 +53,8 @@ def scan_image_folder(root: Path) -> tuple[list[Path], list[int] | None, list[st
     """``find_images`` without the error translation."""
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     files, labels, classes = [], [], []
-    for class_dir in class_dirs:
-        class_files = sorted(p for p in class_dir.rglob("*") if is_image_file(p))
+    for class_dir in class_dirs:  # torchvision's ImageFolder, less hidden folders and folders without images
+        class_files = walk_images(class_dir)
         if class_files:
             labels += [len(classes)] * len(class_files)
             classes.append(class_dir.name)

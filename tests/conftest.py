@@ -108,6 +108,7 @@ def _idle_machine(monkeypatch):
     import ganforge.device
 
     monkeypatch.setattr(ganforge.device, "busy_elsewhere", lambda cpus, sample_seconds: (None, "nothing"))
+    monkeypatch.setattr(ganforge.device, "busy_since", lambda cpus, mark: (None, mark))  # nor does it follow a load
 
 
 @pytest.fixture(scope="session")

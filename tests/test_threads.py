@@ -237,3 +237,98 @@ def test_a_cuda_run_keeps_torch_own_thread_count(tmp_path, monkeypatch, step_thr
         train(recipe_config(tmp_path, "run", model="mlp", steps=2, device="cuda", threads=1))
     assert step_threads == [3, 3] and measured == []
     assert "threads:" not in caplog.text
+
+
+# ---------------------------------------------------------------- following the machine while training
+
+
+def test_a_burst_at_the_start_is_not_a_load(machine, monkeypatch):
+    # Of count_cores' five looks, the first sees another process busy on a core and the rest see it gone: the
+    # calmest look wins, so a process busy for a moment when the run starts does not halve it.
+    looks = iter([1.0, 0.0, 0.0, 0.0, 0.0])
+    monkeypatch.setattr(ganforge.device, "busy_elsewhere", MEASURE)
+    monkeypatch.setattr(ganforge.device, "sample_cpu_use", lambda cpus, seconds: next(looks))
+    monkeypatch.setattr(ganforge.device.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert count_cores().free == 2
+
+
+class Machine:
+    """A clock and a /proc/stat for ``ThreadFollower``: ``advance(seconds, others)`` lets ``others`` cores' worth of
+    other processes' work pass on 2 cores."""
+
+    def __init__(self, monkeypatch, path):
+        self.now, self.busy, self.idle, self.path = 0.0, 0, 0, path
+        self.write()
+        monkeypatch.setattr(ganforge.device, "PROC_STAT", str(path))
+        monkeypatch.setattr(ganforge.device, "busy_since", BUSY_SINCE)
+        fake_time = types.SimpleNamespace(monotonic=lambda: self.now, process_time=lambda: 0.0)
+        monkeypatch.setattr(ganforge.device, "time", fake_time)
+        monkeypatch.setattr(ganforge.device.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+
+    def write(self):
+        half = self.busy // 2
+        self.path.write_text(proc_stat((half, self.idle // 2), (self.busy - half, self.idle - self.idle // 2)))
+
+    def advance(self, seconds: float, others: float):
+        ticks = round(seconds * 100 * 2)  # 2 CPUs at 100 Hz
+        self.busy += round(ticks * others / 2)
+        self.idle += ticks - round(ticks * others / 2)
+        self.now += seconds
+        self.write()
+
+
+BUSY_SINCE = ganforge.device.busy_since  # the real one: conftest's _idle_machine replaces it in every test
+
+
+def test_the_thread_count_follows_a_load_that_stays_and_one_that_goes(tmp_path, monkeypatch, caplog):
+    board = Machine(monkeypatch, tmp_path / "stat")
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: setattr(board, "threads", n))
+    follower = ganforge.device.ThreadFollower(threads=2)
+    every = ganforge.device.FOLLOW_EVERY
+    board.advance(every / 2, others=1.0)
+    assert follower.poll() is None  # not time to look yet
+    board.advance(every / 2, others=1.0)
+    assert follower.poll() is None  # one look at a busy core: perhaps a burst
+    board.advance(every, others=0.0)
+    assert follower.poll() is None and follower.threads == 2  # gone again: nothing changes
+    with caplog.at_level(logging.INFO, logger="ganforge"):
+        for _ in range(ganforge.device.FOLLOW_AFTER):
+            board.advance(every, others=1.0)
+            changed = follower.poll()
+        assert changed == 1 and board.threads == 1 and "threads: 2 -> 1" in caplog.text
+        for _ in range(ganforge.device.FOLLOW_AFTER):
+            board.advance(every, others=0.0)
+            changed = follower.poll()
+    assert changed == 2 and board.threads == 2 and "threads: 1 -> 2" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_busy_loop_beside_a_run_takes_a_thread_and_gives_it_back(tmp_path, monkeypatch, caplog):
+    import subprocess
+    import sys
+    import threading
+
+    if len(ganforge.device.os.sched_getaffinity(0)) != 2:
+        pytest.skip("measured on a 2-core machine, as the development machines are")
+    monkeypatch.setattr(ganforge.device, "busy_since", BUSY_SINCE)  # the real machine, not conftest's idle one
+    monkeypatch.setattr(ganforge.device, "FOLLOW_EVERY", 0.5)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    busy = {}
+
+    def start_and_stop():  # a busy loop for 4 s, from 1.5 s into the run
+        threading.Event().wait(1.5)
+        busy["process"] = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        threading.Event().wait(4.0)
+        busy["process"].kill()
+
+    timer = threading.Thread(target=start_and_stop)
+    config = recipe_config(tmp_path, "follow", model="mlp", minutes=0.15, threads=0)  # 9 s
+    timer.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="ganforge"):
+            train(config)
+    finally:
+        timer.join()
+        if "process" in busy:
+            busy["process"].kill()
+    assert "threads: 2 -> 1" in caplog.text and "threads: 1 -> 2" in caplog.text, caplog.text

@@ -16,7 +16,10 @@ from ganforge.errors import GanforgeError
 log = logging.getLogger("ganforge")
 
 PROC_STAT = "/proc/stat"  # Linux: each CPU's busy and idle time since boot, in clock ticks
-SAMPLE_SECONDS = 0.2  # how long count_cores watches /proc/stat: 20 ticks of each CPU at Linux's usual 100 Hz
+SAMPLE_SECONDS = 0.2  # how long count_cores watches /proc/stat at a time: 20 ticks of each CPU at Linux's usual 100 Hz
+WINDOW_SAMPLES = 5  # count_cores looks this many times in a row (1 s) and believes the calmest: a burst is no load
+FOLLOW_EVERY = 10.0  # seconds between a training's looks at how busy other processes keep its cores
+FOLLOW_AFTER = 2  # looks in a row that must agree on another count before the training's threads change
 BUSY_CORE_SHARE = 0.5  # other processes' use of a core (share of it) from which it counts as taken
 
 
@@ -81,9 +84,10 @@ def busy_elsewhere(cpus: set[int] | None, sample_seconds: float) -> tuple[float 
 
     ``cpus`` are CPU numbers (None: all of them); see ``count_cores``.
     """
-    sampled = sample_cpu_use(cpus, sample_seconds)
-    if sampled is not None:
-        return sampled, "/proc/stat"
+    samples = [sample_cpu_use(cpus, sample_seconds) for _ in range(WINDOW_SAMPLES)]
+    samples = [sample for sample in samples if sample is not None]
+    if samples:
+        return min(samples), "/proc/stat"
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # no getloadavg (Windows), or it could not be read
@@ -103,6 +107,59 @@ def sample_cpu_use(cpus: set[int] | None, seconds: float) -> float | None:
         return None  # /proc/stat vanished, a CPU went on or off line, or no tick passed
     busy, total, count = after[0] - before[0], after[1] - before[1], after[2]
     return max(0.0, busy / total * count - own / max(elapsed, 1e-9))
+
+
+def busy_since(cpus: set[int] | None, mark: tuple) -> tuple[float | None, tuple]:
+    """(cores' worth of CPU time other processes used on ``cpus`` since ``mark``, a new mark), without waiting:
+    ``mark`` is an earlier call's (or ``cpu_mark``'s). None where it cannot tell."""
+    now = cpu_mark(cpus)
+    (before, own_before, started), (after, own, ended) = mark, now
+    if before is None or after is None or after[2] != before[2] or after[1] <= before[1]:
+        return None, now
+    busy, total, count = after[0] - before[0], after[1] - before[1], after[2]
+    return max(0.0, busy / total * count - (own - own_before) / max(ended - started, 1e-9)), now
+
+
+def cpu_mark(cpus: set[int] | None) -> tuple:
+    """(/proc/stat's ticks of ``cpus``, this process's CPU time, the clock): where ``busy_since`` measures from."""
+    return read_cpu_times(cpus), time.process_time(), time.monotonic()
+
+
+class ThreadFollower:
+    """With ``--threads`` auto, a CPU training's thread count follows the machine: between steps, every
+    ``FOLLOW_EVERY`` seconds, it reads how busy other processes kept this process's cores since its last look
+    (``busy_since``: no waiting, no sampling inside the step), and when the free cores differ from its threads
+    for ``FOLLOW_AFTER`` looks in a row, it sets torch's count to them and says so in the log. A load of a
+    moment changes nothing; one that stays, or goes, is followed within about ``FOLLOW_EVERY * FOLLOW_AFTER``."""
+
+    def __init__(self, threads: int):
+        self.cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        self.allowed = len(self.cpus) if self.cpus else os.cpu_count() or 1
+        self.threads, self.mark, self.pending, self.agreed = threads, cpu_mark(self.cpus), None, 0
+
+    def poll(self) -> int | None:
+        """Between steps: the new thread count when it changed now, else None (almost always: one clock read)."""
+        if time.monotonic() - self.mark[2] < FOLLOW_EVERY:
+            return None
+        others, self.mark = busy_since(self.cpus, self.mark)
+        if others is None:
+            return None
+        free = max(1, self.allowed - max(0, math.floor(others + 1 - BUSY_CORE_SHARE)))
+        if free == self.threads:
+            self.pending, self.agreed = None, 0
+            return None
+        self.agreed = self.agreed + 1 if free == self.pending else 1
+        self.pending = free
+        if self.agreed < FOLLOW_AFTER:
+            return None
+        log.info(
+            f"threads: {self.threads} -> {free}: other processes kept {self.allowed - free} of the {self.allowed} "
+            f"cores this process may use busy for the last {FOLLOW_EVERY * FOLLOW_AFTER:.0f} s (--threads fixes "
+            "the count)"
+        )
+        torch.set_num_threads(free)
+        self.threads, self.pending, self.agreed = free, None, 0
+        return free
 
 
 def read_cpu_times(cpus: set[int] | None) -> tuple[int, int, int] | None:

@@ -7,6 +7,7 @@ logging, TensorBoard, best-by-metric) and is handed the task's ``Trainer``
 """
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from ganforge.checkpoint import (
     save_run_checkpoint,
 )
 from ganforge.config import TrainConfig, config_to_dict, flat_values
+from ganforge.device import ThreadFollower
 from ganforge.distributed import Distributed
 from ganforge.errors import GanforgeError
 from ganforge.monitor import RunMonitor, StopSignal
@@ -136,6 +138,7 @@ class TrainingLoop:
             statistics=self.trainer.statistics,
         )
         self.checked_step = step
+        self.follower = ThreadFollower(torch.get_num_threads()) if self.follows_the_machine() else None
         stopping = False
         try:
             with StopSignal(repeat_grace=STOP_ECHO_SECONDS if self.context.enabled else 0.0) as stop:
@@ -157,6 +160,12 @@ class TrainingLoop:
         stopped = stopping or (total is not None and step < total)
         self.say_how_it_ended(step, stopped, interrupted=stop.requested or (stopped and not config.minutes))
         return step, stopped
+
+    def follows_the_machine(self) -> bool:
+        """Whether the thread count follows the load while training (``device.ThreadFollower``): a CPU run of
+        one process with ``--threads`` auto and no $OMP_NUM_THREADS, which the user set on purpose."""
+        auto = self.config.threads == 0 and not os.environ.get("OMP_NUM_THREADS")
+        return self.device.type == "cpu" and auto and not self.context.enabled
 
     def say_how_it_ended(self, step: int, stopped: bool, interrupted: bool) -> None:
         """One line: finished (its --steps, --epochs or --minutes) or interrupted, where the grid and checkpoint are."""
@@ -193,6 +202,8 @@ class TrainingLoop:
         if saving or step % self.config.log_every == 0:
             self.check_finite(step, weights=saving)  # nothing non-finite is saved or reported
         monitor.step(step, stats)
+        if self.follower is not None:
+            self.follower.poll()  # between steps: the other processes' load, and threads to match it
         if sample:
             self.save_samples(step, monitor)
         if checkpoint:

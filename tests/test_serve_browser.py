@@ -112,6 +112,19 @@ def test_new_samples_the_walk_slider_and_errors_in_chromium(browser, server_thre
     assert screenshot.getcolors(maxcolors=16) is None  # over 16 colours: the page and its grid, not a blank
 
 
+def test_the_pretrained_mnist_generator_is_served_by_name(browser, server_thread):
+    # `ganforge serve mnist` on a fresh install: the generator shipped in the package, no data, no network.
+    with server_thread(create_app("mnist")) as server:
+        browser.get(server.url)
+        first = grid_loaded(browser)
+        wait_for(browser, lambda d: "dcgan" in d.find_element(By.ID, "model").text)
+        choices = Select(browser.find_element(By.ID, "label"))
+        assert len(choices.options) == 11  # all classes, then the ten digits
+        choices.select_by_value("7")
+        assert "label=7" in grid_loaded(browser, src_other_than=first)
+        assert grid_png(browser).convert("L").getextrema()[1] > 200  # digits: bright strokes on black
+
+
 def test_the_class_picker_asks_for_the_class_chosen(browser, server_thread, conditional_app, tmp_path):
     with server_thread(conditional_app) as server:
         browser.get(server.url)

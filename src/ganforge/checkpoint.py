@@ -12,6 +12,7 @@ weights (``read_hub_folder``), so no reader needs to know either.
 """
 
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -24,9 +25,12 @@ from ganforge.device import to_fast_layout
 from ganforge.errors import GanforgeError, first_line
 from ganforge.files import atomic_write, load_tensors
 from ganforge.models import MODELS, build_generator
+from ganforge.pretrained import PRETRAINED, card, pretrained_file
 from ganforge.settings import short
 from ganforge.tasks import DEFAULT_TASK
 from ganforge.version import __version__
+
+log = logging.getLogger("ganforge")
 
 FORMAT = "ganforge-checkpoint"
 # 2: optional ema_generator and classes; num_classes in the models' arguments.
@@ -157,7 +161,9 @@ def resolve_checkpoint(source: str | Path) -> Path:
             raise GanforgeError(f"{source} holds no checkpoint (looked in {folder})")
         return latest
     if not source.is_file():
-        raise GanforgeError(f"no such run directory or checkpoint: {source}")
+        raise GanforgeError(
+            f"no such run directory or checkpoint: {source} (pretrained models by name: {', '.join(PRETRAINED)})"
+        )
     return source
 
 
@@ -269,7 +275,12 @@ def rebuild_generators(
 
 def read_source(source: str | Path) -> tuple[dict, Path]:
     """(checkpoint, the file read) of a run directory, a checkpoint file or an ``export --format hub`` folder,
-    each read once: a run still training cannot move its latest checkpoint between two reads."""
+    each read once: a run still training cannot move its latest checkpoint between two reads. A name of
+    ``pretrained.PRETRAINED`` that is no path reads the generator shipped in the package."""
+    shipped = pretrained_file(source) if isinstance(source, str) else None
+    if shipped is not None:
+        log.info(f"{source}: ganforge's pretrained {PRETRAINED[source]} (how it was made: {card(source)})")
+        return load_checkpoint(shipped), shipped
     if is_hub_folder(source):
         return read_hub_folder(Path(source))
     path = resolve_checkpoint(source)

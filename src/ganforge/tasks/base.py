@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ganforge.errors import UsageError
+from ganforge.pretrained import FOLDER as PRETRAINED_FOLDER
 from ganforge.settings import flag
 
 if TYPE_CHECKING:
@@ -171,6 +172,8 @@ class Trained:
         """A name to show, never a path: the run directory's name, an exported folder's, else the checkpoint file's."""
         if self.path.parent.name == "checkpoints":
             return self.path.parent.parent.name
+        if self.path.parent == PRETRAINED_FOLDER:  # a generator shipped in the package: its name
+            return self.path.stem
         if self.path.suffix == ".safetensors" and (self.path.parent / "config.json").is_file():
             return self.path.resolve().parent.name  # a model-repository folder (export --format hub)
         return self.path.name

@@ -81,3 +81,25 @@ def test_the_model_card_parses_and_names_a_hub_task(name, exports):
     assert card.data.library_name == "ganforge" and card.data.pipeline_tag in HUB_TASKS
     want = "image-to-image" if name in ("pix2pix", "cyclegan") else "unconditional-image-generation"
     assert card.data.pipeline_tag == want
+
+
+def test_the_card_is_written_alike_with_and_without_huggingface_hub(monkeypatch):
+    import sys
+
+    from ganforge.export import card_front_matter
+
+    results = dict(name="dcgan-mnist-2000", task="unconditional-image-generation", dataset_name="mnist")
+    results |= dict(dataset_type="mnist", metrics=[("fid", 9.21, "FID on mnist features, 2000 samples")])
+    for args in (("mit", "unconditional-image-generation", ["ganforge", "gan"], ["mnist"], results),
+                 ("other", "image-to-image", ["ganforge", "pix2pix"], [], None)):  # fmt: skip
+        with_library = card_front_matter(*args)
+        with monkeypatch.context() as patch:
+            patch.setitem(sys.modules, "huggingface_hub", None)  # not installed
+            without = card_front_matter(*args)
+        assert with_library == without
+        card = huggingface_hub.ModelCard("\n".join(with_library) + "\n\n# a model\n")
+        assert card.data.license == args[0] and card.data.pipeline_tag == args[1]
+    assert card.data.eval_results is None
+    front = card_front_matter("mit", "unconditional-image-generation", ["ganforge"], ["mnist"], results)
+    card = huggingface_hub.ModelCard("\n".join(front) + "\n")
+    assert card.data.eval_results[0].metric_value == 9.21 and card.data.eval_results[0].dataset_name == "mnist"

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import torch
+import yaml
 from torch import nn
 
 from ganforge.checkpoint import HUB_CONFIG, HUB_WEIGHTS
@@ -84,6 +85,49 @@ def load_step(checkpoint: Path) -> int | None:
     """The step in a checkpoint's file name (ckpt_00001000.pt), or None (best.pt, a renamed file)."""
     digits = checkpoint.stem.removeprefix("ckpt_")
     return int(digits) if checkpoint.stem.startswith("ckpt_") and digits.isdigit() else None
+
+
+def card_front_matter(
+    license: str, pipeline_tag: str, tags: list[str], datasets: list[str], results: dict | None = None
+) -> list[str]:
+    """A model card's YAML front matter, between its --- lines: written by ``huggingface_hub``'s ``ModelCardData``
+    (and ``EvalResult`` for ``results``: name, task, dataset_name, dataset_type, metrics as (type, value, name))
+    where that library is installed, and identically by PyYAML without it (``tests/test_hub_mixin.py``)."""
+    metrics = (results or {}).get("metrics", [])
+    try:
+        from huggingface_hub import EvalResult, ModelCardData
+    except ImportError:
+        front = {"datasets": datasets} if datasets else {}
+        front |= {"library_name": "ganforge", "license": license, "pipeline_tag": pipeline_tag, "tags": tags}
+        if metrics:
+            dataset = {"name": results["dataset_name"], "type": results["dataset_type"]}
+            found = [{"type": kind, "value": value, "name": name} for kind, value, name in metrics]
+            entry = {"task": {"type": results["task"]}, "dataset": dataset, "metrics": found}
+            front["model-index"] = [{"name": results["name"], "results": [entry]}]
+        text = yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip()
+    else:
+        evaluations = [
+            EvalResult(
+                task_type=results["task"],
+                dataset_type=results["dataset_type"],
+                dataset_name=results["dataset_name"],
+                metric_type=kind,
+                metric_value=value,
+                metric_name=name,
+            )
+            for kind, value, name in metrics
+        ]
+        data = ModelCardData(
+            datasets=datasets or None,
+            library_name="ganforge",
+            license=license,
+            pipeline_tag=pipeline_tag,
+            tags=tags,
+            model_name=results["name"] if evaluations else None,
+            eval_results=evaluations or None,
+        )
+        text = data.to_yaml()
+    return ["---", *text.splitlines(), "---"]
 
 
 def hub_config(constructor: dict, description: dict) -> dict:

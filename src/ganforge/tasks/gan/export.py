@@ -24,6 +24,7 @@ from ganforge.data import resolve_source
 from ganforge.errors import GanforgeError
 from ganforge.export import (
     METADATA_KEY,
+    card_front_matter,
     check_output_path,
     exported_program_bytes,
     hub_config,
@@ -104,25 +105,20 @@ def model_card(description: dict, evaluation: dict | None, license: str) -> str:
     except GanforgeError:  # a folder or file that is no longer there
         builtin = False
     task = "unconditional-image-generation"  # the Hub's task for noise to images (a class-conditional one too)
-    front = ["---", "library_name: ganforge", f"license: {license}", f"pipeline_tag: {task}"]
-    front += ["tags:", "- ganforge", "- gan", "- pytorch", f"- {description['model']}"]
-    if builtin:
-        front += ["datasets:", f"- {data}"]
+    results = None
     if evaluation:
         extractor, samples = evaluation.get("features", "unknown"), evaluation.get("samples", "?")
-        front += [
-            "model-index:",
-            f"- name: {description['model']}-{data if builtin else 'custom'}-{step}",
-            "  results:",
-            f"  - task: {{type: {task}}}",
-            f"    dataset: {{name: {json.dumps(data)}, type: {json.dumps(data if builtin else 'custom')}}}",
-            "    metrics:",
-        ]
-        for name in ("fid", "kid", "precision", "recall"):
-            if isinstance(evaluation.get(name), (int, float)):
-                label = f"{name.upper() if name in ('fid', 'kid') else name} on {extractor} features, {samples} samples"
-                front.append(f"    - {{type: {name}, value: {evaluation[name]:.6g}, name: {json.dumps(label)}}}")
-    front.append("---")
+        metrics = [
+            (name, float(f"{evaluation[name]:.6g}"), f"{name.upper() if name in ('fid', 'kid') else name} on "
+             f"{extractor} features, {samples} samples")
+            for name in ("fid", "kid", "precision", "recall")
+            if isinstance(evaluation.get(name), (int, float))
+        ]  # fmt: skip
+        name = f"{description['model']}-{data if builtin else 'custom'}-{step}"
+        results = dict(name=name, task=task, dataset_name=data, dataset_type=data if builtin else "custom")
+        results["metrics"] = metrics
+    tags = ["ganforge", "gan", "pytorch", description["model"]]
+    front = card_front_matter(license, task, tags, [data] if builtin else [], results)
     shape = "x".join(str(size) for size in description["image_shape"])
     classes = f", class-conditional over {description['num_classes']} classes" if description["num_classes"] else ""
     weights = "the moving average (EMA) of the generator" if description["ema"] else "the generator"

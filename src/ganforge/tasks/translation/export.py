@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ganforge.export import (
+    card_front_matter,
     check_output_path,
     exported_program_bytes,
     hub_config,
@@ -110,8 +111,7 @@ def model_card(model: Trained, description: dict, evaluation: dict | None, licen
     evaluation), then what the translator is and how to use it."""
     config, step, name = description["config"], description["step"], description["model"]
     directions = " and ".join(model.generators)
-    front = ["---", "library_name: ganforge", f"license: {license}", "pipeline_tag: image-to-image"]
-    front += ["tags:", "- ganforge", "- gan", "- pytorch", f"- {model.task}", f"- {name}", "---"]
+    front = card_front_matter(license, "image-to-image", ["ganforge", "gan", "pytorch", model.task, name], [])
     body = [
         "",
         f"# {model.task} translator ({name}), step {step:,}",

@@ -82,12 +82,18 @@ def test_a_run_trained_on_separate_folders_translates_a_wide_image_whole(runs, t
     np.testing.assert_array_equal(read(tmp_path / "yes" / "1.png"), read(tmp_path / "left-out" / "1.png"))
 
 
+def a_pair_and(other: Image.Image, name: str, pairs, folder):
+    """``folder`` holding a test pair of ``pairs`` (pair.png) and ``other`` (``name``)."""
+    folder.mkdir()
+    Image.open(pairs / "test" / "0.png").save(folder / "pair.png")
+    other.save(folder / name)
+    return folder
+
+
 def test_an_input_of_another_shape_is_translated_whole_beside_pairs(runs, tmp_path, caplog):
     side, pairs, _, _ = runs
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    Image.open(pairs / "test" / "0.png").save(inputs / "pair.png")
-    Image.open(pairs / "test" / "0.png").crop((0, 0, 36, 36)).save(inputs / "square.png")
+    square = Image.open(pairs / "test" / "0.png").crop((0, 0, 36, 36))
+    inputs = a_pair_and(square, "square.png", pairs, tmp_path / "in")
     with caplog.at_level(logging.INFO, logger="ganforge"):
         translate(side, [inputs], tmp_path / "auto", progress=False)
     assert "1 of the 2 inputs are twice as wide as tall" in caplog.text
@@ -97,10 +103,7 @@ def test_an_input_of_another_shape_is_translated_whole_beside_pairs(runs, tmp_pa
 
 def test_side_by_side_yes_on_an_odd_width_is_one_line_and_writes_nothing(runs, tmp_path, capsys):
     side, pairs, _, _ = runs
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    Image.open(pairs / "test" / "0.png").save(inputs / "a.png")
-    Image.new("RGB", (37, 20)).save(inputs / "odd.png")
+    inputs = a_pair_and(Image.new("RGB", (37, 20)), "odd.png", pairs, tmp_path / "in")
     code, _, err = run_cli(
         capsys, "translate", side, inputs, "--out", tmp_path / "out", "--side-by-side", "yes", "--no-progress"
     )

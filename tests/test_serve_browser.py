@@ -171,8 +171,10 @@ def test_the_translation_page_shows_an_uploaded_images_translation(browser, serv
         )
         shown = Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB")
         generator = load_translator(tmp_path / "run", "cpu").generator()
-        expected = translate_images(generator, read_input(picture, 3, 32))[0].permute(1, 2, 0).numpy()
+        # A pair side by side, as the run trained on: its left half (A) is translated, and the page says so.
+        expected = translate_images(generator, read_input(picture, 3, 32, half="left"))[0].permute(1, 2, 0).numpy()
         assert shown.size == (32, 32) and shown.tobytes() == Image.fromarray(expected).tobytes()
+        assert "its left half was translated" in browser.find_element(By.ID, "note").text
         assert browser.find_element(By.ID, "download").is_displayed()
         browser.save_screenshot(str(tmp_path / "translate-page.png"))
 

@@ -590,10 +590,8 @@ def test_serve_translates_an_upload_as_translate_does(trained, tmp_path, capsys)
     from ganforge.serve import create_app
 
     pix2pix, cyclegan, data = trained
-    picture = data / "test" / "0.png"  # a pair side by side: the page translates an upload whole, as asked here
-    code, _, err = run_cli(
-        capsys, "translate", pix2pix, picture, "--out", tmp_path / "cli", "--side-by-side", "no", "--no-progress"
-    )
+    picture = data / "test" / "0.png"  # a pair side by side, as the run trained on: both translate its A half
+    code, _, err = run_cli(capsys, "translate", pix2pix, picture, "--out", tmp_path / "cli", "--no-progress")
     assert code == 0, err
     with TestClient(create_app(pix2pix)) as client:
         assert client.get("/api/model").json()["directions"] == ["AtoB"]
@@ -607,9 +605,9 @@ def test_serve_translates_an_upload_as_translate_does(trained, tmp_path, capsys)
         assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
         served = np.asarray(Image.open(io.BytesIO(answer.content)))
         assert np.array_equal(served, np.asarray(Image.open(tmp_path / "cli" / "0.png")))
-        assert Image.open(
-            io.BytesIO(client.post("/api/translate?size=0", content=picture.read_bytes()).content)
-        ).size == (72, 36)
+        assert answer.headers["x-ganforge-input-half"] == "left"  # the page says which half it translated
+        own_size = client.post("/api/translate?size=0", content=picture.read_bytes())
+        assert Image.open(io.BytesIO(own_size.content)).size == (36, 36)  # the half, at its own size
     with TestClient(create_app(cyclegan)) as client:
         back = client.post("/api/translate?direction=BtoA", content=picture.read_bytes())
         assert back.status_code == 200 and Image.open(io.BytesIO(back.content)).size == (SIZE, SIZE)
@@ -676,11 +674,11 @@ import sys, time
 import ganforge.tasks.translation.web as web
 translate = web.Translator.png
 if sys.argv[1] == "layers":  # a translation of minutes, 0.5 s a layer, as a huge image's would be
-    def png(self, upload, direction, size):
+    def png(self, upload, direction, size, half=None):
         network = self.model.generator(direction)
         hooks = [module.register_forward_pre_hook(lambda *_: time.sleep(0.5)) for module in network.modules()]
         try:
-            return translate(self, upload, direction, size)
+            return translate(self, upload, direction, size, half)
         finally:
             for hook in hooks:
                 hook.remove()

@@ -198,6 +198,13 @@ def trained_side_by_side(translator: "TrainedTranslator") -> bool:
         return False
 
 
+def input_half(translator: "TrainedTranslator", direction: str) -> tuple[str, str]:
+    """(which half of a pair side by side the translator for ``direction`` reads, its domain's letter): A's, the
+    left, with the run's own direction; else B's, the right."""
+    reads_a = (translator.settings.get("direction", "AtoB") == "AtoB") == (direction == "AtoB")
+    return ("left", "A") if reads_a else ("right", "B")
+
+
 def input_halves(
     translator: "TrainedTranslator", direction: str, side_by_side: str, sizes: list[tuple[Path, tuple[int, int]]]
 ) -> tuple[list[str | None], str]:
@@ -211,8 +218,7 @@ def input_halves(
         raise UsageError(f"--side-by-side must be one of {', '.join(SIDE_BY_SIDE)}, got {side_by_side}")
     if side_by_side == "no":
         return [None] * len(sizes), ""
-    reads_a = (translator.settings.get("direction", "AtoB") == "AtoB") == (direction == "AtoB")
-    half, letter = ("left", "A") if reads_a else ("right", "B")
+    half, letter = input_half(translator, direction)
     if side_by_side == "yes":
         for path, (width, height) in sizes:
             if width % 2:

@@ -14,7 +14,7 @@ from ganforge.errors import GanforgeError, UsageError
 from ganforge.serve import import_fastapi, new_page_app, png_response
 from ganforge.tasks import Trained
 from ganforge.tasks.translation import DIRECTIONS
-from ganforge.tasks.translation.handle import MAX_PIXELS, read_input
+from ganforge.tasks.translation.handle import MAX_PIXELS, input_half, read_input, trained_side_by_side
 
 MAX_UPLOAD_BYTES = 20 * 2**20  # the largest image file POST /api/translate takes
 # The most pixels one request may translate by default (--max-pixels): at 256 px training size, 2 MP takes a
@@ -40,26 +40,36 @@ class Translator:
         self.busy = asyncio.Lock()  # one forward pass at a time: every core for it, and the modules left alone
         self.stopping = threading.Event()  # the server is stopping: a translation in progress ends at its next layer
         self.worker: threading.Thread | None = None  # the thread of the latest translation
+        self.side_by_side = trained_side_by_side(model)  # an upload twice as wide as tall is a pair, as translate reads
 
-    def pixels(self, upload: bytes, size: int) -> int:
-        """How many pixels translating ``upload`` at ``size`` (0: its own) computes; GanforgeError for what is
-        not an image (its header alone is read)."""
+    def half(self, upload: bytes, direction: str) -> str | None:
+        """The half of ``upload`` to translate when it is a pair side by side as the run trained on ('left',
+        'right'), else None (the whole image); GanforgeError for what is not an image (its header alone is read)."""
+        if not self.side_by_side:
+            return None
+        width, height = probe_image(io.BytesIO(upload), name="the upload", max_pixels=MAX_PIXELS)
+        return input_half(self.model, direction)[0] if width == 2 * height else None
+
+    def pixels(self, upload: bytes, size: int, half: str | None = None) -> int:
+        """How many pixels translating ``upload`` (its ``half``) at ``size`` (0: its own) computes; GanforgeError
+        for what is not an image (its header alone is read)."""
         if size:
             return size * size
         width, height = probe_image(io.BytesIO(upload), name="the upload", max_pixels=MAX_PIXELS)
-        return width * height
+        return (width // 2 if half else width) * height
 
-    def png(self, upload: bytes, direction: str, size: int) -> bytes:
-        """The translation of an uploaded image file, as PNG bytes; GanforgeError for what is not an image."""
+    def png(self, upload: bytes, direction: str, size: int, half: str | None = None) -> bytes:
+        """The translation of an uploaded image file (its ``half``), as PNG bytes; GanforgeError for what is not
+        an image."""
         channels = self.model.generator(direction).in_channels
-        image = read_input(io.BytesIO(upload), channels, size, name="the upload")  # (1, C, H, W) uint8
+        image = read_input(io.BytesIO(upload), channels, size, name="the upload", half=half)  # (1, C, H, W) uint8
         with stoppable(self.model.generator(direction), self.stopping):
             translated = self.model.translate(image, direction)[0]  # (C, H, W) uint8
         buffer = io.BytesIO()
         to_picture(translated).save(buffer, format="PNG")
         return buffer.getvalue()
 
-    async def png_in_thread(self, upload: bytes, direction: str, size: int) -> bytes:
+    async def png_in_thread(self, upload: bytes, direction: str, size: int, half: str | None = None) -> bytes:
         """``png`` in a daemon thread, awaited: the event loop stays free, and a server that stops (SIGTERM,
         Ctrl-C) is not held by a translation, as it would be by a worker of the thread pool (``stop``)."""
         loop = asyncio.get_running_loop()
@@ -71,7 +81,7 @@ class Translator:
 
         def run() -> None:
             try:
-                result = self.png(upload, direction, size)
+                result = self.png(upload, direction, size, half)
             except BaseException as error:  # handed to the awaiting request, which answers with it
                 if not loop.is_closed():
                     loop.call_soon_threadsafe(settle, "error", error)
@@ -152,7 +162,8 @@ def create_app(model: Trained, allowed_hosts: list[str] | None = None, max_pixel
             raise fastapi.HTTPException(422, "image: the request body is empty; send an image file")
         size = translator.info["image_size"] if size is None else size
         try:
-            pixels = translator.pixels(bytes(upload), size)
+            half = translator.half(bytes(upload), direction)
+            pixels = translator.pixels(bytes(upload), size, half)
         except GanforgeError as error:
             raise fastapi.HTTPException(422, f"image: {error}") from None
         if pixels > translator.max_pixels:
@@ -165,11 +176,14 @@ def create_app(model: Trained, allowed_hosts: list[str] | None = None, max_pixel
             async with translator.busy:
                 if await request.is_disconnected():  # gone while it waited: the work is dropped
                     return Response(status_code=400)
-                data = await translator.png_in_thread(bytes(upload), direction, size)
+                data = await translator.png_in_thread(bytes(upload), direction, size, half)
         except GanforgeError as error:
             raise fastapi.HTTPException(422, f"image: {error}") from None
         except (asyncio.CancelledError, Stopped):  # the server stopping past its grace: an answer, not a traceback
             return Response("the server is stopping", status_code=503, media_type="text/plain")
-        return png_response(data)
+        response = png_response(data)
+        if half:  # the page says so beside the picture
+            response.headers["X-Ganforge-Input-Half"] = half
+        return response
 
     return app

@@ -103,3 +103,51 @@ def test_the_card_is_written_alike_with_and_without_huggingface_hub(monkeypatch)
     front = card_front_matter("mit", "unconditional-image-generation", ["ganforge"], ["mnist"], results)
     card = huggingface_hub.ModelCard("\n".join(front) + "\n")
     assert card.data.eval_results[0].metric_value == 9.21 and card.data.eval_results[0].dataset_name == "mnist"
+
+
+class LocalHub:
+    """A stand-in for ``huggingface_hub.HfApi`` that keeps repositories in a folder: never the network."""
+
+    root = None  # set by the test: where the repositories go
+
+    def create_repo(self, repo_id, repo_type, private, exist_ok):
+        (self.root / repo_id).mkdir(parents=True, exist_ok=exist_ok)
+        (self.root / repo_id / ".private").write_text(str(private))
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, folder_path, repo_id, repo_type, commit_message):
+        import shutil
+
+        shutil.copytree(folder_path, self.root / repo_id, dirs_exist_ok=True)
+        (self.root / repo_id / ".message").write_text(commit_message)
+
+
+def test_push_uploads_a_hub_folder_and_refuses_in_one_line(exports, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from test_cli import run_cli
+
+    monkeypatch.setattr(LocalHub, "root", tmp_path / "hub")
+    monkeypatch.setattr(huggingface_hub, "HfApi", LocalHub)
+    folder, _ = exports["gray"]
+    code, out, err = run_cli(capsys, "push", folder, "me/digits", "--private")
+    assert code == 0 and "uploaded" in out and "https://huggingface.co/me/digits" in out, err
+    pushed = tmp_path / "hub" / "me" / "digits"
+    assert (pushed / "config.json").read_bytes() == (folder / "config.json").read_bytes()
+    assert (pushed / "model.safetensors").is_file() and (pushed / ".private").read_text() == "True"
+    code, _, err = run_cli(capsys, "push", tmp_path, "me/x")  # not an exported folder
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "is not a folder that ganforge export" in err
+
+    def refuse(self, *args, **kwargs):
+        raise OSError("401 Client Error: Unauthorized (no token)")
+
+    monkeypatch.setattr(LocalHub, "create_repo", refuse)
+    code, _, err = run_cli(capsys, "push", folder, "me/digits")
+    assert (
+        code == 1
+        and err.strip()
+        == f"ganforge: error: cannot push {folder} to me/digits: 401 Client Error: Unauthorized (no token)"
+    )
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # not installed
+    code, _, err = run_cli(capsys, "push", folder, "me/digits")
+    assert code == 1 and "ganforge push needs huggingface_hub: pip install huggingface_hub" in err

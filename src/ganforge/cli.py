@@ -601,11 +601,11 @@ def add_export(commands, common: argparse.ArgumentParser) -> None:
     export = commands.add_parser(
         "export",
         parents=[common],
-        help="write the model as TorchScript, ONNX, safetensors or a Hugging Face folder",
+        help="write the model as a torch.export program, ONNX, safetensors, a Hugging Face folder or TorchScript",
         description="Write the model for use without ganforge; the file carries its description as JSON. A GAN's "
         "generator: noise (B, z_dim) [and labels (B,)] in, images (B, C, H, W) in the model's output range out "
-        "(torchscript, onnx, safetensors, hub). An image-to-image run's translator: images (B, C, H, W) in "
-        "[-1, 1] in and out, any height and width that are multiples of its stride (onnx, safetensors, hub).",
+        "(pt2, onnx, safetensors, hub, torchscript). An image-to-image run's translator: images (B, C, H, W) in "
+        "[-1, 1] in and out, any height and width that are multiples of its stride (pt2, onnx, safetensors, hub).",
     )
     add_source(export)
     export.add_argument(
@@ -638,6 +638,30 @@ def run_export(args: argparse.Namespace) -> int:
     options = {name: getattr(args, name) for name in ("license", "direction") if hasattr(args, name)}
     path = export_generator(args.source, args.format, args.out, overwrite=args.overwrite, **options)
     print(f"wrote the model as {args.format} to {path}")
+    return 0
+
+
+def add_push(commands, common: argparse.ArgumentParser) -> None:
+    """ganforge push: an exported hub folder to a Hugging Face model repository (with huggingface_hub)."""
+    push = commands.add_parser(
+        "push",
+        parents=[common],
+        help="upload an export --format hub folder to a Hugging Face model repository",
+        description="Upload FOLDER (written by ganforge export --format hub) to the Hugging Face model repository "
+        "REPO (user/name), creating it when it does not exist. Needs huggingface_hub (pip install huggingface_hub) "
+        "and a token (huggingface-cli login, or $HF_TOKEN).",
+    )
+    push.add_argument("folder", metavar="FOLDER", help="an export --format hub folder")
+    push.add_argument("repo", metavar="REPO", help="the model repository, user/name")
+    push.add_argument("--private", action="store_true", help="create the repository private (default: public)")
+    push.set_defaults(func=run_push, imports="ganforge.export")
+
+
+def run_push(args: argparse.Namespace) -> int:
+    """ganforge push: upload a hub folder."""
+    from ganforge.export import push_hub_folder
+
+    print(f"uploaded {args.folder} to {push_hub_folder(args.folder, args.repo, private=args.private)}")
     return 0
 
 
@@ -718,6 +742,7 @@ COMMANDS = (
     add_evaluate,
     add_interpolate,
     add_export,
+    add_push,
     add_plot,
     add_serve,
 )

@@ -13,13 +13,14 @@ import torch
 import yaml
 from torch import nn
 
-from ganforge.checkpoint import HUB_CONFIG, HUB_WEIGHTS
+from ganforge.checkpoint import HUB_CONFIG, HUB_WEIGHTS, is_hub_folder
 from ganforge.config import EXPORT_FORMATS as FORMATS
-from ganforge.errors import GanforgeError, UsageError
+from ganforge.errors import GanforgeError, UsageError, first_line
 from ganforge.files import atomic_write, refuse_to_replace
 from ganforge.plots import read_metrics
 from ganforge.tasks import Trained, load
 from ganforge.tasks.base import check_options
+from ganforge.version import __version__
 
 METADATA_KEY = "ganforge"  # the name of the JSON metadata in each format
 
@@ -165,6 +166,29 @@ def write_hub_folder(
     atomic_write(paths[0], lambda file: file.write(as_json(description)))
     atomic_write(paths[2], lambda file: file.write(card.encode()))
     return out
+
+
+def push_hub_folder(folder: str | Path, repo: str, private: bool = False) -> str:
+    """Upload an ``export --format hub`` folder to the Hugging Face model repository ``repo`` (created when it does
+    not exist) with ``huggingface_hub``; returns the repository's URL. One line for a folder that is not one, a
+    missing library, or the Hub refusing (no token, no network, no right to the repository)."""
+    folder = Path(folder)
+    if not is_hub_folder(folder):
+        raise GanforgeError(f"{folder} is not a folder that ganforge export --format hub wrote (no config.json and "
+                            f"model.safetensors)")  # fmt: skip
+    try:
+        from huggingface_hub import HfApi
+    except ImportError:
+        raise GanforgeError("ganforge push needs huggingface_hub: pip install huggingface_hub") from None
+    api = HfApi()
+    try:
+        url = api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
+        api.upload_folder(
+            folder_path=str(folder), repo_id=repo, repo_type="model", commit_message=f"ganforge {__version__}"
+        )
+    except Exception as error:  # huggingface_hub's HTTP and validation errors, a network that is not there
+        raise GanforgeError(f"cannot push {folder} to {repo}: {first_line(error)}") from None
+    return str(url)
 
 
 def export_generator(

@@ -80,3 +80,16 @@ def test_translate_shows_a_bar_over_its_inputs(tmp_path, monkeypatch):
     terminal = as_terminal(monkeypatch)
     assert run("translate", tmp_path / "run", pairs / "test", "--out", tmp_path / "out") == 0
     assert "translate:" in terminal.getvalue() and "/3" in terminal.getvalue()
+
+
+def test_a_training_shows_no_bars_of_its_evaluations(mnist_root, tmp_path, monkeypatch):
+    from ganforge import TrainConfig, train
+
+    config = TrainConfig(
+        model="mlp", data_root=str(mnist_root), steps=2, batch_size=16, eval_every="2", eval_samples=64,
+        progress=False, tensorboard=False, out=str(tmp_path / "run"), threads=1,
+    )  # fmt: skip
+    terminal = as_terminal(monkeypatch)
+    train(config)  # its evaluation generates and scores 64 samples: bars inside the training's own would clutter it
+    shown = terminal.getvalue()
+    assert "generate:" not in shown and "features (mnist):" not in shown and "it/s" not in shown, shown

@@ -33,6 +33,7 @@ from ganforge.config import (
 from ganforge.device import describe_precision, resolve_device, set_cpu_threads
 from ganforge.distributed import Distributed
 from ganforge.errors import GanforgeError, UsageError
+from ganforge.progress import progress_shown
 from ganforge.rundir import (
     check_new_run_dir,
     check_outside_data,
@@ -179,7 +180,8 @@ def run_loop(config, loop: TrainingLoop, state, run_dir: Path, started: float, d
         + (f"{total:,} steps" if total else "until --minutes")
         + (f", resuming at step {step:,}" if step else "")
     )
-    step, stopped = loop.run(step, total, deadline)
+    with progress_shown(False):  # the training's own bar only: no bars of its evaluations' sampling inside it
+        step, stopped = loop.run(step, total, deadline)
     return TrainResult(run_dir, step, state.generators, state.discriminators, stopped)
 
 

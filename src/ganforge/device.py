@@ -67,11 +67,21 @@ def count_cores(sample_seconds: float = SAMPLE_SECONDS) -> CoreCount:
     allowed core counts as free. The CPU quota of a cgroup (a container's
     ``--cpus``) is not taken into account.
     """
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    allowed = len(cpus) if cpus else os.cpu_count() or 1
+    cpus, allowed = allowed_cpus()
     others, source = busy_elsewhere(cpus, sample_seconds)
-    busy = 0 if others is None else min(allowed, math.floor(others + 1 - BUSY_CORE_SHARE))
-    return CoreCount(allowed=allowed, busy=max(0, busy), source=source)
+    return CoreCount(allowed=allowed, busy=0 if others is None else busy_cores(others, allowed), source=source)
+
+
+def allowed_cpus() -> tuple[set[int] | None, int]:
+    """(the CPUs of this process's affinity mask, None where there is none; how many cores it may use)."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return cpus, len(cpus) if cpus else os.cpu_count() or 1
+
+
+def busy_cores(others: float, allowed: int) -> int:
+    """Cores' worth of other processes' CPU time as whole busy cores: one from ``BUSY_CORE_SHARE`` of a core on,
+    at most ``allowed``."""
+    return max(0, min(allowed, math.floor(others + 1 - BUSY_CORE_SHARE)))
 
 
 def usable_cores() -> int:
@@ -98,26 +108,28 @@ def busy_elsewhere(cpus: set[int] | None, sample_seconds: float) -> tuple[float 
 
 def sample_cpu_use(cpus: set[int] | None, seconds: float) -> float | None:
     """Cores' worth of CPU time that processes other than this one used on ``cpus`` over ``seconds``; None: no data."""
-    before, own_before, started = read_cpu_times(cpus), time.process_time(), time.monotonic()
-    if before is None:
+    mark = cpu_mark(cpus)
+    if mark[0] is None:
         return None
     time.sleep(seconds)
-    after, own, elapsed = read_cpu_times(cpus), time.process_time() - own_before, time.monotonic() - started
-    if after is None or after[2] != before[2] or after[1] <= before[1]:
-        return None  # /proc/stat vanished, a CPU went on or off line, or no tick passed
-    busy, total, count = after[0] - before[0], after[1] - before[1], after[2]
-    return max(0.0, busy / total * count - own / max(elapsed, 1e-9))
+    return used_between(mark, cpu_mark(cpus))
 
 
 def busy_since(cpus: set[int] | None, mark: tuple) -> tuple[float | None, tuple]:
     """(cores' worth of CPU time other processes used on ``cpus`` since ``mark``, a new mark), without waiting:
     ``mark`` is an earlier call's (or ``cpu_mark``'s). None where it cannot tell."""
     now = cpu_mark(cpus)
+    return used_between(mark, now), now
+
+
+def used_between(mark: tuple, now: tuple) -> float | None:
+    """Cores' worth of CPU time other processes used between two ``cpu_mark``s: the busy ticks of the CPUs less
+    this process's own CPU time; None when /proc/stat vanished, a CPU went on or off line, or no tick passed."""
     (before, own_before, started), (after, own, ended) = mark, now
     if before is None or after is None or after[2] != before[2] or after[1] <= before[1]:
-        return None, now
+        return None
     busy, total, count = after[0] - before[0], after[1] - before[1], after[2]
-    return max(0.0, busy / total * count - (own - own_before) / max(ended - started, 1e-9)), now
+    return max(0.0, busy / total * count - (own - own_before) / max(ended - started, 1e-9))
 
 
 def cpu_mark(cpus: set[int] | None) -> tuple:
@@ -133,8 +145,7 @@ class ThreadFollower:
     moment changes nothing; one that stays, or goes, is followed within about ``FOLLOW_EVERY * FOLLOW_AFTER``."""
 
     def __init__(self, threads: int):
-        self.cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-        self.allowed = len(self.cpus) if self.cpus else os.cpu_count() or 1
+        self.cpus, self.allowed = allowed_cpus()
         self.threads, self.mark, self.pending, self.agreed = threads, cpu_mark(self.cpus), None, 0
 
     def poll(self) -> int | None:
@@ -144,7 +155,7 @@ class ThreadFollower:
         others, self.mark = busy_since(self.cpus, self.mark)
         if others is None:
             return None
-        free = max(1, self.allowed - max(0, math.floor(others + 1 - BUSY_CORE_SHARE)))
+        free = CoreCount(self.allowed, busy_cores(others, self.allowed), "/proc/stat").free
         if free == self.threads:
             self.pending, self.agreed = None, 0
             return None

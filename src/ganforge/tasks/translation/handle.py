@@ -198,6 +198,12 @@ def trained_side_by_side(translator: "TrainedTranslator") -> bool:
         return False
 
 
+def is_pair(width: int, height: int) -> bool:
+    """Whether an image of ``width`` x ``height`` is read as a pair side by side (with ``--side-by-side auto``, of a
+    run trained on such pairs): exactly twice as wide as tall."""
+    return width == 2 * height
+
+
 def input_half(translator: "TrainedTranslator", direction: str) -> tuple[str, str]:
     """(which half of a pair side by side the translator for ``direction`` reads, its domain's letter): A's, the
     left, with the run's own direction; else B's, the right."""
@@ -229,7 +235,7 @@ def input_halves(
         return [half] * len(sizes), f"translating the {half} half ({letter}) of each input (--side-by-side yes)"
     if not trained_side_by_side(translator):
         return [None] * len(sizes), ""
-    halves = [half if width == 2 * height else None for _, (width, height) in sizes]
+    halves = [half if is_pair(width, height) else None for _, (width, height) in sizes]
     count = sum(h is not None for h in halves)
     said = (
         f"{count:,} of the {len(sizes):,} inputs are twice as wide as tall, pairs side by side as the run trained on: "

@@ -14,7 +14,7 @@ from ganforge.errors import GanforgeError, UsageError
 from ganforge.serve import import_fastapi, new_page_app, png_response
 from ganforge.tasks import Trained
 from ganforge.tasks.translation import DIRECTIONS
-from ganforge.tasks.translation.handle import MAX_PIXELS, input_half, read_input, trained_side_by_side
+from ganforge.tasks.translation.handle import MAX_PIXELS, input_half, is_pair, read_input, trained_side_by_side
 
 MAX_UPLOAD_BYTES = 20 * 2**20  # the largest image file POST /api/translate takes
 # The most pixels one request may translate by default (--max-pixels): at 256 px training size, 2 MP takes a
@@ -42,21 +42,15 @@ class Translator:
         self.worker: threading.Thread | None = None  # the thread of the latest translation
         self.side_by_side = trained_side_by_side(model)  # an upload twice as wide as tall is a pair, as translate reads
 
-    def half(self, upload: bytes, direction: str) -> str | None:
-        """The half of ``upload`` to translate when it is a pair side by side as the run trained on ('left',
-        'right'), else None (the whole image); GanforgeError for what is not an image (its header alone is read)."""
-        if not self.side_by_side:
-            return None
+    def plan(self, upload: bytes, direction: str, size: int) -> tuple[str | None, int]:
+        """(the half of ``upload`` to translate when it is a pair side by side as the run trained on, 'left' or
+        'right', else None; how many pixels translating it at ``size``, 0: its own, computes). Its header is read
+        once, where either needs it; GanforgeError for what is not an image."""
+        if size and not self.side_by_side:
+            return None, size * size
         width, height = probe_image(io.BytesIO(upload), name="the upload", max_pixels=MAX_PIXELS)
-        return input_half(self.model, direction)[0] if width == 2 * height else None
-
-    def pixels(self, upload: bytes, size: int, half: str | None = None) -> int:
-        """How many pixels translating ``upload`` (its ``half``) at ``size`` (0: its own) computes; GanforgeError
-        for what is not an image (its header alone is read)."""
-        if size:
-            return size * size
-        width, height = probe_image(io.BytesIO(upload), name="the upload", max_pixels=MAX_PIXELS)
-        return (width // 2 if half else width) * height
+        half = input_half(self.model, direction)[0] if self.side_by_side and is_pair(width, height) else None
+        return half, size * size if size else (width // 2 if half else width) * height
 
     def png(self, upload: bytes, direction: str, size: int, half: str | None = None) -> bytes:
         """The translation of an uploaded image file (its ``half``), as PNG bytes; GanforgeError for what is not
@@ -162,8 +156,7 @@ def create_app(model: Trained, allowed_hosts: list[str] | None = None, max_pixel
             raise fastapi.HTTPException(422, "image: the request body is empty; send an image file")
         size = translator.info["image_size"] if size is None else size
         try:
-            half = translator.half(bytes(upload), direction)
-            pixels = translator.pixels(bytes(upload), size, half)
+            half, pixels = translator.plan(bytes(upload), direction, size)
         except GanforgeError as error:
             raise fastapi.HTTPException(422, f"image: {error}") from None
         if pixels > translator.max_pixels:

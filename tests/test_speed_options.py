@@ -87,6 +87,7 @@ def test_auto_precision_is_the_default_and_bf16_only_where_the_cpu_computes_in_i
     tmp_path, monkeypatch, caplog, flags, chosen
 ):
     monkeypatch.setattr(ganforge.device, "cpu_flags", lambda: flags)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)  # a cap decides too (the test below)
     cpu = torch.device("cpu")
     assert ganforge.device.resolve_precision("auto", cpu) == chosen
     assert ganforge.device.resolve_precision("32", cpu) == "32"  # asked for: as asked
@@ -136,3 +137,18 @@ def test_compile_falls_back_to_eager_with_a_warning_where_it_cannot_run(tmp_path
     with caplog.at_level(logging.WARNING, logger="ganforge"):
         result = train(recipe_config(tmp_path, "run", model="mlp", steps=2, compile=True))
     assert result.step == 2 and caplog.text.count("training without it") == 3
+
+
+@pytest.mark.parametrize(
+    "cap, chosen", [(None, "bf16"), ("AVX2", "32"), ("avx512_core", "32"), ("AVX512_CORE_BF16", "bf16"), ("ALL", "bf16")]
+)
+def test_auto_precision_is_float32_where_onednn_is_capped_below_bf16(monkeypatch, cap, chosen):
+    """ONEDNN_MAX_CPU_ISA=AVX2 makes a bf16 CPU compute as an AVX2 one (docs/quality.md's stand-in), where bf16
+    is emulated: auto then trains in float32, as on a real AVX2 machine."""
+    monkeypatch.setattr(ganforge.device, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert ganforge.device.resolve_precision("auto", torch.device("cpu")) == chosen

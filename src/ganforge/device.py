@@ -253,13 +253,25 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+# oneDNN's ISA caps (ONEDNN_MAX_CPU_ISA) under which its kernels still compute in bf16.
+BF16_ISAS = {"AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX_FP16"}
+
+
+def onednn_isa_cap() -> str | None:
+    """The instruction set oneDNN is capped at (``ONEDNN_MAX_CPU_ISA``, or the older ``DNNL_MAX_CPU_ISA``), or None."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return cap.strip().upper() if cap and cap.strip().upper() not in ("ALL", "DEFAULT") else None
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes in bf16 in hardware: a CUDA GPU that supports it (Ampere on), or a CPU with
-    AMX or AVX512-BF16. Elsewhere bf16 is emulated, and slower than float32 (about 20x on an AVX2 CPU)."""
+    AMX or AVX512-BF16 that oneDNN may use (``ONEDNN_MAX_CPU_ISA=AVX2`` makes such a CPU compute as an AVX2
+    one). Elsewhere bf16 is emulated, and slower than float32 (about 20x on an AVX2 CPU)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
-        return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+        cap = onednn_isa_cap()
+        return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"}) and (cap is None or cap in BF16_ISAS)
     return False
 
 

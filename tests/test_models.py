@@ -117,3 +117,21 @@ def test_resnet_recipe_and_shapes():
     assert MODELS["resnet"].betas == (0.0, 0.9) and MODELS["resnet"].lr == 2e-4
     generator = build_generator("resnet", dict(z_dim=8, width=8, channels=1, image_size=28, num_classes=0))
     assert generator.base == 7 and len(generator.blocks) == 2
+
+
+@pytest.mark.parametrize("model", gan_models())
+def test_a_conditional_discriminator_with_a_classifier_reads_the_class_beside_its_logit(model):
+    """``classify=True``: (the same logits, class logits (B, K)); only a conditional D built with the classifier has
+    one, and asking another D to classify is refused."""
+    torch.manual_seed(0)
+    shape = dict(width=8, channels=1, image_size=28, num_classes=3)
+    discriminator = build_discriminator(model, dict(shape, classifier=True)).eval()
+    images, labels = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 0])
+    logits, classes = discriminator(images, labels, classify=True)
+    assert logits.shape == (4,) and classes.shape == (4, 3)
+    assert torch.equal(logits, discriminator(images, labels))
+    assert build_discriminator(model, dict(shape, num_classes=0, classifier=True)).classifier is None
+    plain = build_discriminator(model, shape)
+    assert plain.classifier is None
+    with pytest.raises(ValueError, match="no auxiliary classifier"):
+        plain(images, labels, classify=True)

@@ -549,10 +549,59 @@ def test_two_time_scale_learning_rates_reach_the_optimisers(tmp_path):
     assert checkpoint["optimizers"]["d"]["param_groups"][0]["lr"] == pytest.approx(4e-4)
 
 
+@pytest.mark.parametrize("weight", [0.0, 0.5, 1.0])
+def test_the_class_term_adds_its_weighted_cross_entropy_to_both_networks_losses(tmp_path, monkeypatch, weight):
+    """--class-loss W: what each optimiser minimises is the adversarial loss plus W times the cross-entropy of D's
+    classifier (on the real images' labels for D, on the classes asked for the fakes for G); 0 adds nothing and
+    builds no classifier."""
+    import ganforge.tasks.gan.step
+    import ganforge.tasks.gan.training
+
+    minimised, reported = [], []
+    optimizer_step, training_step = ganforge.tasks.gan.step.optimizer_step, ganforge.tasks.gan.training.training_step
+
+    def spy_optimizer(loss, *args):
+        minimised.append(loss.item())
+        return optimizer_step(loss, *args)
+
+    def spy_step(*args):
+        stats = training_step(*args)
+        reported.append({name: value.item() for name, value in stats.items()})
+        return stats
+
+    monkeypatch.setattr(ganforge.tasks.gan.step, "optimizer_step", spy_optimizer)
+    monkeypatch.setattr(ganforge.tasks.gan.training, "training_step", spy_step)
+    result = train(recipe_config(tmp_path, "run", steps=3, conditional=True, class_loss=weight, ema=False))
+    assert len(minimised) == 2 * len(reported) == 6  # D then G, each step
+    for (d_total, g_total), stats in zip(zip(minimised[::2], minimised[1::2]), reported, strict=True):
+        if weight == 0:
+            assert d_total == pytest.approx(stats["d_loss"]) and g_total == pytest.approx(stats["g_loss"])
+            assert "d_class" not in stats and "g_class" not in stats
+            continue
+        assert d_total - stats["d_loss"] == pytest.approx(weight * stats["d_class"], rel=1e-4)
+        assert stats["d_class"] > 0.01  # a cross-entropy: never 0 in a few steps
+        assert g_total - stats["g_loss"] > 0.01 * weight and 0 <= stats["g_class"] <= 1
+    discriminator = load_checkpoint(result.run_dir)["discriminators"]["discriminator"]
+    assert ("classifier.weight" in discriminator) == (weight > 0)
+
+
+def test_a_run_written_before_the_class_term_keeps_training_without_it(tmp_path):
+    """A run's config.yaml from before --class-loss existed (its gan: section lacks it) resumes without the
+    classifier, whatever today's default: its discriminator has none to load."""
+    from ganforge.config import read_config_values, upgrade_config
+
+    run = train(recipe_config(tmp_path, "run", steps=2, conditional=True, class_loss=1.0)).run_dir
+    values = read_config_values(run / "config.yaml")
+    assert values["gan"]["class_loss"] == 1.0
+    del values["gan"]["class_loss"]
+    assert upgrade_config(values).settings.class_loss == 0.0
+    assert upgrade_config(values | {"gan": values["gan"] | {"class_loss": 0.5}}).settings.class_loss == 0.5
+
+
 @pytest.mark.slow
 def test_a_conditional_ema_run_resumes_exactly_and_samples_the_average(tmp_path):
-    """Labels, EMA, DiffAugment and lazy R1 all survive a stop in the middle of an epoch."""
-    techniques = dict(conditional=True, ema=True, diffaug=True, r1=1.0, r1_every=3)
+    """Labels, EMA, DiffAugment, lazy R1 and the class term all survive a stop in the middle of an epoch."""
+    techniques = dict(conditional=True, ema=True, diffaug=True, r1=1.0, r1_every=3, class_loss=0.5)
     straight = train(recipe_config(tmp_path, "straight", steps=13, **techniques))
     first = train(recipe_config(tmp_path, "resumed", steps=7, **techniques))
     resumed = resume(first.run_dir, steps=13)

@@ -466,12 +466,15 @@ def read_config_values(path: Path) -> dict:
 def upgrade_config(values: dict) -> TrainConfig:
     """A run's own config (its config.yaml, or a checkpoint's) of any ganforge version, as a TrainConfig.
 
-    Runs written before a setting existed trained without it: without an EMA, and a flat config (from before
-    the sections) gets what its task says such runs used (``Task.legacy_defaults``).
+    Runs written before a setting existed trained without it: without an EMA, and with what their task says
+    such runs used (``Task.legacy_defaults``) for each of its settings the config lacks (a flat config, from
+    before the sections, lacks them all).
     """
     values = dict(values)
     task = TASKS.get(values.get("task", DEFAULT_TASK))
-    if task is not None and not isinstance(values.get(task.name), dict):
+    if task is not None and isinstance(values.get(task.name), dict):
+        values[task.name] = task.legacy_defaults | values[task.name]
+    elif task is not None:
         values = task.legacy_defaults | values
     values.setdefault("ema", False)
     return config_from_dict(values, foreign="drop")

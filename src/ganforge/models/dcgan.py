@@ -9,13 +9,15 @@ image size is reached, so MNIST is trained at 28x28 rather than upscaled to 64.
 
 With ``num_classes``, the generator takes a learnt label embedding beside the
 noise (Mirza & Osindero 2014) and the discriminator adds the projection term
-<embed(y), sum-pooled features> to its logit (Miyato & Koyama 2018).
+<embed(y), sum-pooled features> to its logit (Miyato & Koyama 2018); with
+``classifier`` too, it also reads the class from those features (AC-GAN's
+auxiliary classifier, ``forward(..., classify=True)``).
 """
 
 import torch
 from torch import nn
 
-from ganforge.models.layers import LabelEmbedding, Projection, base_resolution, check_labels
+from ganforge.models.layers import LabelEmbedding, Projection, base_resolution, check_labels, class_head
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
@@ -79,6 +81,7 @@ class DCGANDiscriminator(nn.Module):
         channels: int = 1,  # image channels: 1 grayscale, 3 RGB
         image_size: int = 28,  # height and width in pixels: 28, 32, 64, ...
         num_classes: int = 0,  # classes to condition on (0: unconditional)
+        classifier: bool = False,  # an auxiliary classifier beside the projection (conditional only)
     ):
         super().__init__()
         self.num_classes = num_classes
@@ -97,12 +100,16 @@ class DCGANDiscriminator(nn.Module):
         layers += [nn.Conv2d(hidden, 1, base, 1, 0, bias=False)]
         self.net = nn.Sequential(*layers)
         self.projection = Projection(hidden, num_classes) if num_classes else None
+        self.classifier = class_head(hidden, num_classes, classifier)
         self.apply(init_dcgan_weights)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        check_labels(self.num_classes, labels)
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None, classify: bool = False):
+        """(B,) logits; with ``classify``, (logits, (B, num_classes) class logits of the auxiliary classifier)."""
+        check_labels(self.num_classes, labels, classify, self.classifier)
         features = self.net[:-1](images)  # (B, hidden, base, base)
         logits = self.net[-1](features).flatten()  # (B,)
         if self.projection is None:
             return logits
-        return logits + self.projection(features.sum((2, 3)), labels)
+        pooled = features.sum((2, 3))  # (B, hidden)
+        logits = logits + self.projection(pooled, labels)
+        return (logits, self.classifier(pooled)) if classify else logits

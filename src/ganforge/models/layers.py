@@ -1,4 +1,5 @@
-"""Building blocks shared by the models: the label embedding, class-conditional BatchNorm, the projection head."""
+"""Building blocks shared by the models: the label embedding, class-conditional BatchNorm, the projection head
+and the auxiliary classifier."""
 
 import torch
 from torch import nn
@@ -73,9 +74,23 @@ class Projection(nn.Module):
         return (self.embed(labels) * features).sum(1)
 
 
-def check_labels(num_classes: int, labels: torch.Tensor | None) -> None:
-    """A conditional model needs labels; an unconditional one takes none."""
+def class_head(num_features: int, num_classes: int, classifier: bool) -> nn.Linear | None:
+    """The discriminator's auxiliary classifier (Odena et al. 2017, AC-GAN), beside the projection: class logits
+    from the pooled features, trained on the real images' labels, which the generator's fakes must then match
+    (the step's class-consistency term). None when unconditional or not asked for."""
+    if not (num_classes and classifier):
+        return None
+    return nn.Linear(num_features, num_classes)
+
+
+def check_labels(
+    num_classes: int, labels: torch.Tensor | None, classify: bool = False, classifier: nn.Module | None = None
+) -> None:
+    """A conditional model needs labels; an unconditional one takes none; only a discriminator built with its
+    auxiliary classifier can ``classify``."""
     if num_classes and labels is None:
         raise ValueError(f"this model is conditional ({num_classes} classes): pass labels")
     if not num_classes and labels is not None:
         raise ValueError("this model is unconditional: it takes no labels")
+    if classify and classifier is None:
+        raise ValueError("this discriminator has no auxiliary classifier: build it with classifier=True")

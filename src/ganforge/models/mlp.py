@@ -10,7 +10,7 @@ embedding beside the noise and the discriminator adds a projection term.
 import torch
 from torch import nn
 
-from ganforge.models.layers import LabelEmbedding, Projection, check_labels
+from ganforge.models.layers import LabelEmbedding, Projection, check_labels, class_head
 
 
 class MLPGenerator(nn.Module):
@@ -54,6 +54,7 @@ class MLPDiscriminator(nn.Module):
         channels: int = 1,  # image channels: 1 grayscale, 3 RGB
         image_size: int = 28,  # height and width in pixels
         num_classes: int = 0,  # classes to condition on (0: unconditional)
+        classifier: bool = False,  # an auxiliary classifier beside the projection (conditional only)
     ):
         super().__init__()
         self.num_classes = num_classes
@@ -64,9 +65,14 @@ class MLPDiscriminator(nn.Module):
         )
 
         self.projection = Projection(width, num_classes) if num_classes else None
+        self.classifier = class_head(width, num_classes, classifier)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        check_labels(self.num_classes, labels)
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None, classify: bool = False):
+        """(B,) logits; with ``classify``, (logits, (B, num_classes) class logits of the auxiliary classifier)."""
+        check_labels(self.num_classes, labels, classify, self.classifier)
         hidden = self.net[:-1](images.flatten(1))  # (B, width)
         logits = self.net[-1](hidden).squeeze(1)  # (B,)
-        return logits if self.projection is None else logits + self.projection(hidden, labels)
+        if self.projection is None:
+            return logits
+        logits = logits + self.projection(hidden, labels)
+        return (logits, self.classifier(hidden)) if classify else logits

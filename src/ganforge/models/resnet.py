@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ganforge.models.layers import ConditionalBatchNorm2d, Projection, base_resolution, check_labels
+from ganforge.models.layers import ConditionalBatchNorm2d, Projection, base_resolution, check_labels, class_head
 
 
 class GeneratorBlock(nn.Module):
@@ -105,6 +105,7 @@ class ResNetDiscriminator(nn.Module):
         channels: int = 1,  # image channels: 1 grayscale, 3 RGB
         image_size: int = 28,  # height and width in pixels: 28, 32, 64, ...
         num_classes: int = 0,  # classes to condition on (0: unconditional)
+        classifier: bool = False,  # an auxiliary classifier beside the projection (conditional only)
     ):
         super().__init__()
         self.num_classes = num_classes
@@ -118,11 +119,16 @@ class ResNetDiscriminator(nn.Module):
         self.projection = Projection(width, num_classes) if num_classes else None
         if self.projection is not None:
             spectral_norm(self.projection.embed)  # in place: the class embedding is normalised too
+        self.classifier = class_head(width, num_classes, classifier)
+        if self.classifier is not None:
+            spectral_norm(self.classifier)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        check_labels(self.num_classes, labels)
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None, classify: bool = False):
+        """(B,) logits; with ``classify``, (logits, (B, num_classes) class logits of the auxiliary classifier)."""
+        check_labels(self.num_classes, labels, classify, self.classifier)
         features = F.relu(self.blocks(images)).sum((2, 3))  # (B, width): global sum pooling
         logits = self.linear(features).squeeze(1)  # (B,)
         if self.projection is None:
             return logits
-        return logits + self.projection(features, labels)
+        logits = logits + self.projection(features, labels)
+        return (logits, self.classifier(features)) if classify else logits

@@ -42,6 +42,13 @@ class GANSettings:
         "class-conditional generator and projection discriminator, trained on the data's labels",
         default_help="dcgan and resnet: on when the data has two classes or more; mlp: off",
     )
+    class_loss: float = setting(
+        0.0,
+        "class consistency of a conditional model: an auxiliary classifier in D learns the real images' classes "
+        "and the generator is pushed to make fakes it reads as the class asked for, each cross-entropy at this "
+        "weight (AC-GAN's term beside the projection; 0: off)",
+        bounds="[0, inf)",
+    )
     z_dim: int = setting(100, "length of the generator's noise vector", bounds="[1, inf)")
     data_root: str | None = setting(
         None,
@@ -94,7 +101,8 @@ class GAN(Task):
     # minutes with 1.45x the steps (docs/quality.md); on MNIST it is 1.4x (dcgan) and 1.5x (mlp) the images/s.
     defaults = dict(model="dcgan", precision="auto")
     default_help = dict(loss="nonsaturating; hinge for colour images (dcgan, resnet)")
-    legacy_defaults = dict(conditional=False)  # a config from before conditional models trained unconditionally
+    # What runs from before a setting existed trained with: unconditional (a flat config), no class term.
+    legacy_defaults = dict(conditional=False, class_loss=0.0)
     commands = frozenset({"generate", "interpolate"})
     statistics = (
         Statistic("d_loss", "discriminator", "d_loss", "losses"),

@@ -4,8 +4,9 @@ Read ``training_step`` first: it is the algorithm box of Goodfellow et al.
 (2014), one generator forward shared by both updates as in the DCGAN reference
 code, with the variants as parameters of a ``Recipe``: the loss, the
 discriminator's penalties (gradient penalty, R1, each due on its own steps),
-several critic updates per generator update, DiffAugment, and the generator's
-moving average (EMA). Networks never compute losses; losses never touch
+several critic updates per generator update, DiffAugment, the class-consistency
+term of a conditional model (an auxiliary classifier in D, as AC-GAN's, beside
+the projection) and the generator's moving average (EMA). Networks never compute losses; losses never touch
 optimisers; this file joins them. Every other task's step is shaped the
 same way (``tasks/translation/steps.py``).
 """
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from ganforge.augment import diff_augment, parse_policy
 from ganforge.config import TrainConfig
@@ -54,6 +56,7 @@ class Recipe:
     n_critic: int = 1  # discriminator updates per generator update
     d_penalties: tuple[ScheduledPenalty, ...] = field(default_factory=tuple)  # added to D's loss when due
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None  # DiffAugment, applied to everything D sees
+    class_loss: float = 0.0  # weight of the auxiliary classifier's cross-entropy in both losses (0: off)
 
     def augment_for_discriminator(self, images: torch.Tensor) -> torch.Tensor:
         """What the discriminator sees of ``images``: augmented when DiffAugment is on."""
@@ -80,40 +83,57 @@ def build_recipe(config: TrainConfig, device: torch.device, world_size: int = 1)
         n_critic=gan.n_critic,
         d_penalties=discriminator_penalties(config),
         augment=functools.partial(diff_augment, policy=policy) if gan.diffaug else None,
+        class_loss=gan.class_loss if gan.conditional else 0.0,
     )
 
 
 def discriminator_step(state: TrainState, recipe: Recipe, batch: Batch, fake: torch.Tensor, step: int) -> tuple:
-    """Push D(x) up and D(G(z)) down, plus the penalties due at ``step``. The fakes are detached."""
+    """Push D(x) up and D(G(z)) down, plus the penalties due at ``step``, plus (with ``class_loss``) the
+    cross-entropy of D's classifier on the real images' labels. The fakes are detached."""
     discriminator, view = state.train_discriminators[D], recipe.augment_for_discriminator
     due = [p for p in recipe.d_penalties if step % p.every == 0]
     real = batch.real.detach().requires_grad_(any(p.penalty.needs_real_grad for p in due))
+    classify = recipe.class_loss > 0
     with recipe.amp:
-        real_logits = discriminator(view(real), batch.real_labels)  # (B,)
+        if classify:
+            real_logits, real_classes = discriminator(view(real), batch.real_labels, classify=True)  # (B,), (B, K)
+        else:
+            real_logits, real_classes = discriminator(view(real), batch.real_labels), None  # (B,)
         fake_logits = discriminator(view(fake.detach()), batch.fake_labels)  # (B,)
     d_loss = recipe.loss.discriminator(real_logits.float(), fake_logits.float())
-    penalty = torch.zeros((), device=real.device)
+    d_class = F.cross_entropy(real_classes.float(), batch.real_labels) if classify else None
+    added = recipe.class_loss * d_class if classify else torch.zeros((), device=real.device)  # class term, penalties
     if due:
         critic = functools.partial(discriminator, labels=batch.real_labels)
         inputs = PenaltyInputs(critic, real, fake.detach(), real_logits, state.scalers["d"])
         for scheduled in due:
-            penalty = penalty + scheduled.weight * scheduled.every * scheduled.penalty.fn(inputs)
-    optimizer_step(d_loss + penalty, state.optimizers["d"], state.scalers["d"])
-    return d_loss, real_logits, fake_logits
+            added = added + scheduled.weight * scheduled.every * scheduled.penalty.fn(inputs)
+    optimizer_step(d_loss + added, state.optimizers["d"], state.scalers["d"])
+    return d_loss, real_logits, fake_logits, d_class
 
 
-def generator_step(state: TrainState, recipe: Recipe, batch: Batch, fake: torch.Tensor) -> torch.Tensor:
-    """Push the updated discriminator's D(G(z)) up. D's weights are frozen for this pass.
+def generator_step(state: TrainState, recipe: Recipe, batch: Batch, fake: torch.Tensor) -> tuple:
+    """Push the updated discriminator's D(G(z)) up, and (with ``class_loss``) its classifier's reading of each
+    fake towards the class asked for. D's weights are frozen for this pass. Returns (g_loss, the share of fakes
+    the classifier reads as their class, or None).
 
     D runs without its DDP wrapper here: nothing of D is updated, so nothing of D is synchronised.
     """
     state.discriminators[D].requires_grad_(False)
+    discriminator, images = state.frozen_discriminators[D], recipe.augment_for_discriminator(fake)
     with recipe.amp:
-        fake_logits = state.frozen_discriminators[D](recipe.augment_for_discriminator(fake), batch.fake_labels)  # (B,)
+        if recipe.class_loss > 0:
+            fake_logits, fake_classes = discriminator(images, batch.fake_labels, classify=True)
+        else:
+            fake_logits, fake_classes = discriminator(images, batch.fake_labels), None  # (B,)
     g_loss = recipe.loss.generator(fake_logits.float())
-    optimizer_step(g_loss, state.optimizers["g"], state.scalers["g"])
+    total, obeyed = g_loss, None
+    if fake_classes is not None:
+        total = g_loss + recipe.class_loss * F.cross_entropy(fake_classes.float(), batch.fake_labels)
+        obeyed = (fake_classes.detach().argmax(1) == batch.fake_labels).float().mean()
+    optimizer_step(total, state.optimizers["g"], state.scalers["g"])
     state.discriminators[D].requires_grad_(True)
-    return g_loss
+    return g_loss, obeyed
 
 
 def training_step(state: TrainState, recipe: Recipe, batch: Batch, step: int) -> dict:
@@ -121,19 +141,26 @@ def training_step(state: TrainState, recipe: Recipe, batch: Batch, step: int) ->
 
     ``step`` counts discriminator updates from 0. Returns detached scalar
     tensors: d_loss, g_loss (on generator steps), d_real = mean D(x) and
-    d_fake = mean D(G(z)) (as probabilities, before D's update).
+    d_fake = mean D(G(z)) (as probabilities, before D's update); with the
+    class-consistency term also d_class (D's classifier's cross-entropy on the
+    real images) and g_class (the share of fakes it reads as the class asked for).
     """
     update_generator = (step + 1) % recipe.n_critic == 0
     with recipe.amp, torch.set_grad_enabled(update_generator):
         fake = state.train_generators[G](batch.z, batch.fake_labels)  # (B, C, H, W)
-    d_loss, real_logits, fake_logits = discriminator_step(state, recipe, batch, fake, step)
+    d_loss, real_logits, fake_logits, d_class = discriminator_step(state, recipe, batch, fake, step)
     stats = {
         "d_loss": d_loss.detach(),
         "d_real": torch.sigmoid(real_logits.detach().float()).mean(),
         "d_fake": torch.sigmoid(fake_logits.detach().float()).mean(),
     }
+    if d_class is not None:
+        stats["d_class"] = d_class.detach()
     if update_generator:
-        stats["g_loss"] = generator_step(state, recipe, batch, fake).detach()
+        g_loss, obeyed = generator_step(state, recipe, batch, fake)
+        stats["g_loss"] = g_loss.detach()
+        if obeyed is not None:
+            stats["g_class"] = obeyed
         if G in state.averages:
             batch_size = batch.z.shape[0] * recipe.world_size
             state.averages[G].update(state.generators[G], batch_size, images_seen=(step + 1) * batch_size)

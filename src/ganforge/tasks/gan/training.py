@@ -61,7 +61,7 @@ def networks(config: TrainConfig, data: RunData) -> tuple[dict[str, dict], dict[
         )
     num_classes = len(data.train.classes) if gan.conditional else 0
     shape = dict(width=config.width, channels=config.channels, image_size=config.image_size, num_classes=num_classes)
-    return {G: dict(z_dim=gan.z_dim, **shape)}, {D: shape}
+    return {G: dict(z_dim=gan.z_dim, **shape)}, {D: dict(shape, classifier=bool(num_classes and gan.class_loss > 0))}
 
 
 class GANTrainer(Trainer):

@@ -27,9 +27,21 @@ def cpu_name() -> str:
     return f"{name}, {vector}, no AMX"
 
 
+def instruction_caps() -> str | None:
+    """The instruction sets torch was told to stop at ('ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2'), or
+    None. With both at AVX2 (and so float32 for --precision auto) a newer CPU computes as an AVX2 one: the
+    stand-in for an AVX2 machine in docs/quality.md."""
+    caps = [
+        f"{name}={os.environ[name]}" for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if os.environ.get(name)
+    ]
+    return ", ".join(caps) or None
+
+
 def describe_machine(device: str = "cpu") -> str:
-    """'GPU, CPU (AMX or not), N cores, T threads, torch V': one line for a figure's caption."""
+    """'GPU, CPU (AMX or not), [instruction caps,] N cores, T threads, torch V': one line for a figure's caption."""
     parts = [cpu_name(), f"{len(os.sched_getaffinity(0))} cores", f"{torch.get_num_threads()} threads"]
+    if instruction_caps():
+        parts.insert(1, f"capped at {instruction_caps()}")
     if device == "cuda" and torch.cuda.is_available():
         parts.insert(0, torch.cuda.get_device_name())
     return ", ".join(parts + [f"torch {torch.__version__}"])

@@ -4,6 +4,7 @@
     python benchmarks/quality.py --data-root ../shared/data --quick         # 0.5 and 1 minute, to try it out
     python benchmarks/quality.py --data-root ../shared/data --recipes default,classic --grids docs/images
     python benchmarks/quality.py --data ../shared/data/cifar10/train        # CIFAR-10 at 32 px: 10 and 30 minutes
+    python benchmarks/quality.py --data-root ../shared/data --recipes default,default-ac --seeds 0,1,2 --cas
 
 Each recipe trains once for the longest budget; its generator is kept at every
 budget (checkpoints on a wall-clock cadence), and each kept generator is scored
@@ -13,7 +14,12 @@ the training images in class folders): every recipe trains on the 45,000 images
 ``ganforge train`` keeps with its default --holdout 0.1, and is scored with the
 shipped CIFAR-10 classifier against the 5,000 held out (FID and KID in its
 features, not Inception's). Both: classes covered and the KL divergence of the
-class histogram from the reference's. Recipes:
+class histogram from the reference's (CIFAR-10: also the sliced Wasserstein distance to the held-out images,
+per pyramid level, metrics/swd.py); for a conditional recipe also how often the classifier reads each
+sample as the class it was asked for (the mean over classes, and the weakest class), and with --cas the
+classification accuracy score of its labelled samples (a small CNN trained on them, tested on the real test
+set, beside the same CNN trained on as many real images). With --seeds each recipe trains once per seed and
+a last table gives every figure's mean and range over the seeds. Recipes:
 
   classic    (a) the seed's MLP GAN: ganforge `mlp` with its classic defaults (BCE, Adam 1e-3, batch 128)
   pytorchgan (a) the PyTorch-GAN DCGAN (implementations/dcgan/dcgan.py), written here: 32 px, batch 64, BCE,
@@ -24,12 +30,18 @@ class histogram from the reference's. Recipes:
   VARIANTS   the recipes compared to choose the default (see VARIANTS below)
 
 Run it alone on the machine: the budgets are wall-clock time. Results go to
---out/results.jsonl (one line per recipe and budget) and a Markdown table on stdout.
+--out/results.jsonl (one line per recipe, seed and budget) and Markdown tables on stdout.
+
+An AVX2 machine (float32) on a newer CPU: torch's own switches cap its kernels at AVX2, and one thread of a
+Zen 5 then trains the default at the speed of two Zen 3 cores (docs/quality.md):
+
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/quality.py --data-root ../shared/data --threads 1
 """
 
 import argparse
 import copy
 import json
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +54,9 @@ from ganforge.checkpoint import run_checkpoints
 from ganforge.config import DEFAULT_HOLDOUT
 from ganforge.data import conform_images, holdout_indices
 from ganforge.metrics import evaluate_images
-from ganforge.sampling import grid_columns, grid_size, save_grid
+from ganforge.metrics.evaluation import cas_against, swd_against
+from ganforge.metrics.features import make_extractor
+from ganforge.sampling import balanced_labels, grid_columns, grid_size, save_grid
 from ganforge.tasks import load
 from ganforge.tasks.gan.handle import generate
 from machine import describe_machine
@@ -62,6 +76,14 @@ VARIANTS = {
     "cond-dcgan-ema-b64": dict(model="dcgan", conditional=True, ema=True, batch_size=64, **F32),
     "cond-dcgan-ema-hinge": dict(model="dcgan", conditional=True, ema=True, loss="hinge", **F32),
     "cond-dcgan-ema-b128": dict(model="dcgan", conditional=True, ema=True, batch_size=128, **F32),
+    # The class-consistency term (an auxiliary classifier in D beside the projection) at three weights.
+    "default-ac": dict(class_loss=1.0),
+    "default-ac05": dict(class_loss=0.5),
+    "default-ac02": dict(class_loss=0.2),
+    "default-noac": dict(class_loss=0.0),
+    # More updates per minute, or larger ones: batch 32, and twice the learning rate.
+    "default-b32": dict(batch_size=32),
+    "default-lr4": dict(lr=4e-4),
     # Colour (CIFAR-10) candidates. On colour data "default" is dcgan-hinge-diffaug (config.COLOUR_DEFAULTS);
     # nonsat is the grayscale recipe (the colour default until this benchmark chose hinge and DiffAugment).
     "nonsat": dict(loss="nonsaturating", diffaug=False, **F32),
@@ -109,13 +131,33 @@ class Benchmark:
         kept, _ = holdout_indices(len(folder), self.holdout)
         return torch.utils.data.Subset(folder, kept.tolist())
 
+    @property
+    def features(self) -> str:
+        return "cifar10" if self.is_folder else "mnist"
+
     def score(self, images: torch.Tensor) -> dict:
         """FID, KID, classes covered, class KL, precision and recall of uint8 samples in the benchmark's features."""
         channels, size, _ = self.shape
         images = conform_images(images, size, channels)  # the pytorch/examples DCGAN draws 64 px
-        features = "cifar10" if self.is_folder else "mnist"
-        results = evaluate_images(images, self.data, features, self.data_root, holdout=self.holdout)
-        return {k: results[k] for k in ("fid", "kid", "classes_covered", "class_kl", "precision", "recall")}
+        results = evaluate_images(images, self.data, self.features, self.data_root, holdout=self.holdout)
+        scores = {k: results[k] for k in ("fid", "kid", "classes_covered", "class_kl", "precision", "recall")}
+        if self.is_folder:  # and the sliced Wasserstein distance per pyramid level (32 and 16 px): texture, no network
+            swd = swd_against(images, self.data, self.data_root, self.holdout)
+            scores |= {k: v for k, v in swd.items() if k.startswith("swd")}
+        return scores
+
+    def obedience(self, images: torch.Tensor, labels: torch.Tensor) -> dict:
+        """How often the benchmark's classifier reads a sample as the class it was asked for: the mean over
+        classes ('label_acc') and the weakest class's ('label_acc_min')."""
+        _, probabilities = make_extractor(self.features, self.shape, torch.device("cpu"))(images)
+        right = (probabilities.argmax(1) == labels).float()
+        per_class = [right[labels == k].mean().item() for k in labels.unique()]
+        return {"label_acc": sum(per_class) / len(per_class), "label_acc_min": min(per_class)}
+
+    def cas(self, images: torch.Tensor, labels: torch.Tensor, seed: int) -> dict:
+        """CAS of labelled samples: a small CNN trained 3 epochs on them, and on as many real images, each
+        tested on the real test set (MNIST's test split; the held-out share of a folder)."""
+        return cas_against(images, labels, self.data, self.data_root, self.holdout, 3, seed, "cpu")
 
 
 # ---------------------------------------------------------------- the baselines' shared loop
@@ -333,7 +375,7 @@ BASELINES = {
 # ---------------------------------------------------------------- ganforge recipes
 
 
-def train_ganforge(name: str, bench: Benchmark, budgets: list[float], work: Path, seed: int) -> dict:
+def train_ganforge(name: str, bench: Benchmark, budgets: list[float], work: Path, seed: int, threads: int) -> dict:
     """Train recipe ``name`` for the longest budget with a checkpoint at every budget; {budget: (path, steps)}."""
     every = min(budgets) if all(b % min(budgets) < 1e-9 for b in budgets) else None
     assert every, "budgets must be multiples of the shortest"
@@ -343,7 +385,8 @@ def train_ganforge(name: str, bench: Benchmark, budgets: list[float], work: Path
         image_size=bench.shape[-1] if bench.is_folder else None,  # a folder's default is 64 px
         minutes=max(budgets),
         seed=seed,
-        out=str(work / name),
+        threads=threads,
+        out=str(work / f"{name}-seed{seed}"),
         overwrite=True,
         checkpoint_every=f"{every * 60:g}s",
         keep_checkpoints=1000,
@@ -382,7 +425,11 @@ def main() -> None:
     parser.add_argument(
         "--n", type=int, default=10000, help="samples scored per row (CIFAR-10: at most 5,000, the held-out images)"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="seeds, comma-separated: each recipe trains once per seed")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="threads for every recipe (default 0: ganforge's choice)"
+    )
+    parser.add_argument("--cas", action="store_true", help="also the CAS of each conditional row (about a minute each)")
     parser.add_argument("--out", default="runs/quality", help="work folder: runs and results.jsonl")
     parser.add_argument("--grids", default=None, help="folder for a 64-sample grid of every row")
     args = parser.parse_args()
@@ -391,33 +438,95 @@ def main() -> None:
     budgets = [0.5, 1.0] if args.quick else [float(b) for b in budgets.split(",")]
     n = 2000 if args.quick else min(args.n, 5000) if bench.is_folder else args.n
     recipes = args.recipes or ("pytorchgan,examples,default" if bench.is_folder else "classic,examples,default")
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    if args.threads:
+        torch.set_num_threads(args.threads)  # the baselines' count; ganforge's recipes take it as --threads
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     print(f"# {describe_machine()}")
-    print(f"# {args.data}: budgets {budgets} minutes, {n:,} samples scored per row")
+    print(f"# {args.data}: budgets {budgets} minutes, {n:,} samples scored per row, seeds {seeds}")
     rows = []
     for recipe in recipes.split(","):
-        if recipe in BASELINES:
-            train, z_shape = BASELINES[recipe]
-            for budget, (netG, steps) in train(bench, budgets, args.seed).items():
-                images = baseline_samples(netG, n, args.seed, z_shape)
-                rows.append(dict(recipe=recipe, minutes=budget, steps=steps) | bench.score(images))
-                grid = baseline_samples(netG, 64, args.seed, z_shape)
-                write_row(rows[-1], work, args.grids, grid, prefix=bench)
-        else:
-            for budget, (path, steps) in train_ganforge(recipe, bench, budgets, work, args.seed).items():
-                images = generate(path, n=n, seed=args.seed)
-                rows.append(dict(recipe=recipe, minutes=budget, steps=steps) | bench.score(images))
-                classes = load(path).num_classes  # a conditional recipe's grid: one class per column
-                grid = generate(path, n=grid_size(64, classes), seed=args.seed)
-                write_row(rows[-1], work, args.grids, grid, grid_columns(len(grid), classes), prefix=bench)
-    print("\n| recipe | minutes | steps | FID | KID | classes covered | class KL | precision | recall |")
-    print("|---|---|---|---|---|---|---|---|---|")
+        for seed in seeds:
+            rows += run_recipe(recipe, bench, budgets, n, seed, args, work)
+    print(
+        "\n| recipe | seed | minutes | steps | FID | KID | classes covered | class KL | precision | recall | "
+        "label acc (mean, weakest) | CAS (real) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
-            f"| {row['recipe']} | {row['minutes']:g} | {row['steps']:,} | {row['fid']:.2f} | {row['kid']:.4f} | "
-            f"{row['classes_covered']} | {row['class_kl']:.4f} | {row['precision']:.2f} | {row['recall']:.2f} |"
+            f"| {row['recipe']} | {row['seed']} | {row['minutes']:g} | {row['steps']:,} | {row['fid']:.2f} | "
+            f"{row['kid']:.4f} | {row['classes_covered']} | {row['class_kl']:.4f} | {row['precision']:.2f} | "
+            f"{row['recall']:.2f} | {obedience_cell(row)} | {cas_cell(row)} |"
         )
+    if len(seeds) > 1:
+        print_spread(rows)
+
+
+def run_recipe(recipe: str, bench: Benchmark, budgets: list[float], n: int, seed: int, args, work: Path) -> list:
+    """Train ``recipe`` once with ``seed`` and score its generator at every budget: one row per budget."""
+    rows = []
+    if recipe in BASELINES:
+        train, z_shape = BASELINES[recipe]
+        for budget, (netG, steps) in train(bench, budgets, seed).items():
+            images = baseline_samples(netG, n, seed, z_shape)
+            rows.append(dict(recipe=recipe, seed=seed, minutes=budget, steps=steps) | bench.score(images))
+            grid = baseline_samples(netG, 64, seed, z_shape)
+            write_row(rows[-1], work, args.grids, grid, prefix=bench)
+        return rows
+    for budget, (path, steps) in train_ganforge(recipe, bench, budgets, work, seed, args.threads).items():
+        images = generate(path, n=n, seed=seed)
+        rows.append(dict(recipe=recipe, seed=seed, minutes=budget, steps=steps) | bench.score(images))
+        classes = load(path).num_classes  # a conditional recipe's grid: one class per column
+        if classes:
+            labels = balanced_labels(n, classes)  # the classes generate cycled through
+            rows[-1] |= bench.obedience(images, labels)
+            if args.cas:
+                rows[-1] |= bench.cas(images, labels, seed)
+        grid = generate(path, n=grid_size(64, classes), seed=seed)
+        write_row(rows[-1], work, args.grids, grid, grid_columns(len(grid), classes), prefix=bench)
+    return rows
+
+
+def obedience_cell(row: dict) -> str:
+    return f"{row['label_acc']:.1%}, {row['label_acc_min']:.1%}" if "label_acc" in row else ""
+
+
+def cas_cell(row: dict) -> str:
+    return f"{row['cas']:.3f} ({row['cas_real']:.3f})" if "cas" in row else ""
+
+
+# The figures of the spread table, each with its format.
+SPREAD = (
+    ("steps", ",.0f"),
+    ("fid", ".2f"),
+    ("class_kl", ".4f"),
+    ("label_acc", ".1%"),
+    ("label_acc_min", ".1%"),
+    ("cas", ".3f"),
+    ("cas_real", ".3f"),
+    ("swd", ".1f"),
+    ("swd_32", ".1f"),
+    ("swd_16", ".1f"),
+)
+
+
+def print_spread(rows: list[dict]) -> None:
+    """A table of each recipe and budget over its seeds: 'mean (min-max)' of every figure it has."""
+    print("\n| recipe | minutes | seeds | " + " | ".join(key for key, _ in SPREAD) + " |")
+    print("|---|---|---|" + "---|" * len(SPREAD))
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["recipe"], row["minutes"]), []).append(row)
+    for (recipe, minutes), group in groups.items():
+        cells = []
+        for key, spec in SPREAD:
+            values = [row[key] for row in group if key in row]
+            cells.append(
+                f"{statistics.mean(values):{spec}} ({min(values):{spec}}-{max(values):{spec}})" if values else ""
+            )
+        print(f"| {recipe} | {minutes:g} | {len(group)} | " + " | ".join(cells) + " |")
 
 
 def write_row(row: dict, work: Path, grids: str | None, grid: torch.Tensor, columns=None, prefix=None) -> None:
@@ -428,7 +537,8 @@ def write_row(row: dict, work: Path, grids: str | None, grid: torch.Tensor, colu
     if grids:
         Path(grids).mkdir(parents=True, exist_ok=True)
         name = "quality-cifar10" if prefix.is_folder else "quality"
-        save_grid(grid, Path(grids) / f"{name}-{row['recipe']}-{row['minutes']:g}min.png", columns)
+        seed = f"-seed{row['seed']}" if row["seed"] else ""
+        save_grid(grid, Path(grids) / f"{name}-{row['recipe']}-{row['minutes']:g}min{seed}.png", columns)
 
 
 if __name__ == "__main__":

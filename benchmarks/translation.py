@@ -22,7 +22,8 @@ Rows:
             translation tasks' default is float32 until these rows show bf16 training as well).
 
 Every row trains once for the longest budget and keeps its generator at each budget; the scoring (L1, PSNR,
-SSIM on the 106 test pairs at --size, metrics/translation.py) is not part of the budget. Images per second
+SSIM on the 106 test pairs at --size, metrics/translation.py, and the SWD of the outputs against the test
+photos, which sees blur) is not part of the budget. Images per second
 count training images over the whole budget. Run it alone on the machine: the budgets are wall-clock time.
 Results go to --out/results.jsonl and a Markdown table on stdout; with --pictures, one picture per budget
 of the same six test inputs for every row.
@@ -42,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 import ganforge
 from ganforge.checkpoint import run_checkpoints
 from ganforge.data import conform_images, list_images, scale_images, to_uint8
+from ganforge.metrics.swd import swd
 from ganforge.metrics.translation import pair_scores
 from ganforge.models.translation import PatchDiscriminator, UNetGenerator
 from ganforge.sampling import save_grid
@@ -57,6 +59,9 @@ GANFORGE_ROWS = {  # TrainConfig settings of each ganforge row
     "pix2pix-no-ema": dict(task="pix2pix", ema=False),
     "pix2pix-bf16": dict(task="pix2pix", precision="auto"),  # translation's default is float32 (--precision 32)
     "cyclegan-bf16": dict(task="cyclegan", precision="auto"),
+    # Batches by image size: the default batch of 16 was chosen at 64 px; at 256 px it costs 16x the pixels.
+    "pix2pix-b1": dict(task="pix2pix", batch_size=1),
+    "pix2pix-b4": dict(task="pix2pix", batch_size=4),
 }
 SHOWN = 6  # test inputs in each picture
 
@@ -148,11 +153,12 @@ def baseline_outputs(state: dict, size: int, inputs: torch.Tensor) -> torch.Tens
 # ---------------------------------------------------------------- (b), (c) ganforge
 
 
-def train_ganforge(row: str, folder: Path, size: int, budgets: list[float], work: Path, seed: int) -> dict:
+def train_ganforge(row: str, folder: Path, size: int, budgets: list[float], work: Path, seed: int, threads: int):
     """``ganforge train`` with the row's settings for the longest budget; {budget: (checkpoint, images trained)}."""
     every = min(budgets)
     config = ganforge.TrainConfig(
         **GANFORGE_ROWS[row],
+        threads=threads,
         data=str(folder),
         direction="BtoA",
         image_size=size,
@@ -189,6 +195,7 @@ def main() -> None:
     )
     parser.add_argument("--size", type=int, default=64, help="crop size in pixels (default: 64; 256 on a GPU)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="threads for every row (default 0: ganforge's choice)")
     parser.add_argument("--out", default="bench-runs/translation", help="work folder (default: bench-runs/...)")
     parser.add_argument(
         "--pictures", default=None, help="folder for translation-[<rows>-]<budget>min.png (default: none)"
@@ -203,6 +210,8 @@ def main() -> None:
     if unknown := set(rows) - {"baseline", *GANFORGE_ROWS}:
         parser.error(f"unknown rows: {', '.join(sorted(unknown))}")
     load_size = round(args.size * 286 / 256)
+    if args.threads:
+        torch.set_num_threads(args.threads)  # the baseline's count; ganforge's rows take it as --threads
     print(describe_machine())
     _, test, _ = load_translation_data(folder, "BtoA", load_size, args.size, None, 0.0, True, test_only=True)
     results, outputs = [], {}
@@ -210,11 +219,11 @@ def main() -> None:
         if row == "baseline":
             kept = train_baseline(folder, args.size, load_size, budgets, args.seed)
         else:
-            kept = train_ganforge(row, folder, args.size, budgets, work, args.seed)
+            kept = train_ganforge(row, folder, args.size, budgets, work, args.seed, args.threads)
         for budget, (weights, images) in kept.items():
             if row == "baseline":
                 made = baseline_outputs(weights, args.size, test.a)
-                scores = pair_scores(made, test.b)
+                scores = pair_scores(made, test.b) | {"swd": swd(test.b, made)["swd"]}  # as score_translator
             else:
                 translator = load_translator(weights, "cpu")
                 scores = score_translator(translator.generators, test)
@@ -228,11 +237,11 @@ def main() -> None:
             results += lines
             with open(work / "results.jsonl", "a") as file:
                 file.writelines(json.dumps(r) + "\n" for r in lines)
-    print("\n| row | minutes | images/s | test L1 | PSNR (dB) | SSIM |")
-    print("|---|---|---|---|---|---|")
+    print("\n| row | minutes | images/s | test L1 | PSNR (dB) | SSIM | SWD |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
-        speed = r["images_per_second"]
-        print(f"| {r['row']} | {r['minutes']:g} | {speed:.2f} | {r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.3f} |")
+        speed, quality = r["images_per_second"], f"{r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['swd']:.1f}"
+        print(f"| {r['row']} | {r['minutes']:g} | {speed:.2f} | {quality} |")
     if args.pictures:
         for budget in budgets:
             columns = [test.a[:SHOWN], test.b[:SHOWN]] + [outputs[row, budget] for row in rows]

@@ -8,8 +8,8 @@ plain block counts only its lines that start with ``ganforge`` (the others are t
 
 - ``ganforge ...`` or ``python -m ganforge ...``: run in-process by ``ganforge.cli.main``, which must return 0;
 - ``cp SOURCE... FOLDER``: copied with shutil;
-- ``python scripts/X.py ...``, ``python benchmarks/X.py ...``: X.py must exist in the checkout; not run (the
-  screenshot needs Chromium, the benchmarks take minutes);
+- ``python scripts/X.py ...``, ``python benchmarks/X.py ...`` (after ``NAME=value`` environment assignments, if
+  any): X.py must exist in the checkout; not run (the screenshot needs Chromium, the benchmarks take minutes);
 - ``pip install ...``, ``pytest``: not run (the package is installed; the suite is what runs this file);
 - anything else fails: mark its block (below), or teach ``Command.kind`` the command.
 
@@ -118,13 +118,23 @@ class Command:
             return "ganforge"
         if words[0] == "cp":
             return "copy"
-        if words[0] == "python" and len(words) > 1 and words[1].split("/")[0] in ("scripts", "benchmarks"):
+        script = self.script_words
+        if script[0] == "python" and len(script) > 1 and script[1].split("/")[0] in ("scripts", "benchmarks"):
             return "script"
         if words[0] in ("pip", "pytest"):
             return "skipped"
         if words[0] == "torchrun" and "ganforge" in words:
             return "torchrun"
         return "unknown"
+
+    @property
+    def script_words(self) -> tuple[str, ...]:
+        """The words after any leading environment assignments (``ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/...``):
+        a script is not run, so the variables it would get need no honouring."""
+        index = 0
+        while index < len(self.words) - 1 and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=\S*", self.words[index]):
+            index += 1
+        return self.words[index:]
 
     @property
     def ganforge_args(self) -> list[str]:
@@ -135,7 +145,7 @@ class Command:
         """What holds without running: a known kind, existing scripts, ganforge flags its command knows."""
         assert self.kind != "unknown", f"{self.where}: cannot run {shlex.join(self.words)!r}: mark its block"
         if self.kind == "script":
-            assert (REPO / self.words[1]).is_file(), f"{self.where}: no such script {self.words[1]}"
+            assert (REPO / self.script_words[1]).is_file(), f"{self.where}: no such script {self.script_words[1]}"
         if self.kind in ("ganforge", "torchrun"):
             check_flags(self.ganforge_args, self.where)
 

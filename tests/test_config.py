@@ -254,12 +254,34 @@ def test_colour_images_default_to_the_colour_recipe_and_grayscale_to_the_digits_
     assert (resolved.loss, resolved.settings.diffaug) == (loss, diffaug)
 
 
+@pytest.mark.parametrize(
+    ("given", "shape", "batch_size", "class_loss"),
+    [
+        ({}, (1, 28, 28), 16, 0.2),  # dcgan on grayscale: docs/quality.md's float32 benchmark chose these
+        ({}, (3, 32, 32), 64, 0.0),  # colour keeps the model's batch and no class term (not measured there)
+        ({"model": "resnet"}, (1, 28, 28), 64, 0.0),
+        ({"model": "mlp"}, (1, 28, 28), 128, 0.0),  # the classic recipe stays classic
+        ({"batch_size": 64}, (1, 28, 28), 64, 0.2),  # what the user gives is kept
+        ({"class_loss": 0.0}, (1, 28, 28), 16, 0.0),
+        ({"class_loss": 0.5}, (3, 32, 32), 64, 0.5),
+    ],
+)
+def test_dcgan_on_grayscale_trains_at_batch_16_with_the_class_term(given, shape, batch_size, class_loss):
+    resolved = TrainConfig.from_dict(given).resolved(gan_data(shape))
+    assert (resolved.batch_size, resolved.settings.class_loss) == (batch_size, class_loss)
+
+
 def test_what_depends_on_the_data_stays_unset_until_the_data_are_read():
-    """--print-config's config: a GAN's loss and DiffAugment follow the data's colour, so they stay None (a
-    printed 'nonsaturating' fed back with --config trained colour data with the grayscale recipe)."""
+    """--print-config's config: a GAN's loss, DiffAugment, class term and (dcgan) batch follow the data's colour,
+    so they stay None (a printed 'nonsaturating' fed back with --config trained colour data with the grayscale
+    recipe)."""
     printed = TrainConfig(data="cifar10").resolved()
     assert printed.loss is None and printed.settings.diffaug is None and printed.settings.n_critic is None
+    assert printed.batch_size is None and printed.settings.class_loss is None
     again = TrainConfig.from_dict(config_to_dict(printed))
     resolved = again.resolved(gan_data((3, 32, 32)))
     assert (resolved.loss, resolved.settings.diffaug, resolved.settings.n_critic) == ("hinge", True, 1)
+    assert (resolved.batch_size, resolved.settings.class_loss) == (64, 0.0)
+    grayscale = again.resolved(gan_data((1, 28, 28)))
+    assert (grayscale.batch_size, grayscale.settings.class_loss) == (16, 0.2)
     assert TrainConfig(channels=1).resolved().loss == "nonsaturating"  # the channels given: known at once

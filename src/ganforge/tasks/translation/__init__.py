@@ -35,6 +35,16 @@ SIDE_BY_SIDE = ("auto", "yes", "no")  # translate's --side-by-side: whether an i
 NORMS = ("instance", "batch")
 IMAGE_SIZE = 256  # pix2pix's and CycleGAN's crop size: the default --image-size of translation
 LOAD_SIZE_RATIO = 286 / 256  # pix2pix's jitter: load 286 px, randomly crop 256
+BATCH_CHOSEN_AT = 64  # px: the crop at which the translators' batches (ModelSpec.batch_size) were measured
+
+
+def batch_for_size(model: str, image_size: int) -> int:
+    """The model's batch at 64 px scaled by the crop's pixels, at least 1: pix2pix's U-Net 16 at 64 px, 4 at 128
+    and 1 at 256 (the papers' batch at their size), so that a step costs about the same at every size. At 256 px
+    a batch of 16 made 35 updates in 8 minutes on 2 CPU cores and drew a blur (benchmarks/translation.py)."""
+    from ganforge.models import MODELS
+
+    return max(1, round(MODELS[model].batch_size * (BATCH_CHOSEN_AT / image_size) ** 2))
 
 
 @dataclass
@@ -102,11 +112,13 @@ class Translation(Task):
     paired: bool  # trained on pairs (the L1 to the target): pix2pix
 
     def resolve(self, config: TrainConfig, data: RunData | None = None) -> TrainConfig:
-        """The task's recipe and the model's, the crop (256) and load size (286/256 of it), the held-out share;
+        """The task's recipe and the model's, the crop (256) and load size (286/256 of it), the batch by the crop's
+        size (``batch_for_size``), the held-out share;
         with the data, none held out where they have a test split of their own, the run's length and name."""
         from ganforge.config import DEFAULT_HOLDOUT, fill, with_model_recipe, with_run_defaults
 
-        config = with_model_recipe(fill(config, self.defaults | dict(image_size=IMAGE_SIZE)))
+        config = fill(config, self.defaults | dict(image_size=IMAGE_SIZE))
+        config = with_model_recipe(fill(config, dict(batch_size=batch_for_size(config.model, config.image_size))))
         load_size = config.settings.load_size or round(config.image_size * LOAD_SIZE_RATIO)
         if load_size < config.image_size:
             raise UsageError(f"--load-size {load_size} is smaller than the crop, --image-size {config.image_size}")

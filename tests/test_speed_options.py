@@ -140,7 +140,8 @@ def test_compile_falls_back_to_eager_with_a_warning_where_it_cannot_run(tmp_path
 
 
 @pytest.mark.parametrize(
-    "cap, chosen", [(None, "bf16"), ("AVX2", "32"), ("avx512_core", "32"), ("AVX512_CORE_BF16", "bf16"), ("ALL", "bf16")]
+    "cap, chosen",
+    [(None, "bf16"), ("AVX2", "32"), ("avx512_core", "32"), ("AVX512_CORE_BF16", "bf16"), ("ALL", "bf16")],
 )
 def test_auto_precision_is_float32_where_onednn_is_capped_below_bf16(monkeypatch, cap, chosen):
     """ONEDNN_MAX_CPU_ISA=AVX2 makes a bf16 CPU compute as an AVX2 one (docs/quality.md's stand-in), where bf16

@@ -40,8 +40,8 @@ def instruction_caps() -> str | None:
 def describe_machine(device: str = "cpu") -> str:
     """'GPU, CPU (AMX or not), [instruction caps,] N cores, T threads, torch V': one line for a figure's caption."""
     parts = [cpu_name(), f"{len(os.sched_getaffinity(0))} cores", f"{torch.get_num_threads()} threads"]
-    if instruction_caps():
-        parts.insert(1, f"capped at {instruction_caps()}")
+    if caps := instruction_caps():
+        parts.insert(1, f"capped at {caps}")
     if device == "cuda" and torch.cuda.is_available():
         parts.insert(0, torch.cuda.get_device_name())
     return ", ".join(parts + [f"torch {torch.__version__}"])

@@ -259,8 +259,8 @@ BF16_ISAS = {"AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_
 
 def onednn_isa_cap() -> str | None:
     """The instruction set oneDNN is capped at (``ONEDNN_MAX_CPU_ISA``, or the older ``DNNL_MAX_CPU_ISA``), or None."""
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
-    return cap.strip().upper() if cap and cap.strip().upper() not in ("ALL", "DEFAULT") else None
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    return cap if cap not in ("", "ALL", "DEFAULT") else None
 
 
 def native_bf16(device: torch.device) -> bool:

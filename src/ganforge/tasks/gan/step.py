@@ -6,9 +6,9 @@ code, with the variants as parameters of a ``Recipe``: the loss, the
 discriminator's penalties (gradient penalty, R1, each due on its own steps),
 several critic updates per generator update, DiffAugment, the class-consistency
 term of a conditional model (an auxiliary classifier in D, as AC-GAN's, beside
-the projection) and the generator's moving average (EMA). Networks never compute losses; losses never touch
-optimisers; this file joins them. Every other task's step is shaped the
-same way (``tasks/translation/steps.py``).
+the projection) and the generator's moving average (EMA). Networks never
+compute losses; losses never touch optimisers; this file joins them. Every
+other task's step is shaped the same way (``tasks/translation/steps.py``).
 """
 
 import functools
@@ -87,22 +87,25 @@ def build_recipe(config: TrainConfig, device: torch.device, world_size: int = 1)
     )
 
 
+def judge(discriminator, images: torch.Tensor, labels: torch.Tensor | None, recipe: Recipe) -> tuple:
+    """(D's logits (B,), its classifier's class logits (B, K) when the recipe has the class term, else None)."""
+    if recipe.class_loss > 0:
+        return discriminator(images, labels, classify=True)
+    return discriminator(images, labels), None
+
+
 def discriminator_step(state: TrainState, recipe: Recipe, batch: Batch, fake: torch.Tensor, step: int) -> tuple:
     """Push D(x) up and D(G(z)) down, plus the penalties due at ``step``, plus (with ``class_loss``) the
     cross-entropy of D's classifier on the real images' labels. The fakes are detached."""
     discriminator, view = state.train_discriminators[D], recipe.augment_for_discriminator
     due = [p for p in recipe.d_penalties if step % p.every == 0]
     real = batch.real.detach().requires_grad_(any(p.penalty.needs_real_grad for p in due))
-    classify = recipe.class_loss > 0
     with recipe.amp:
-        if classify:
-            real_logits, real_classes = discriminator(view(real), batch.real_labels, classify=True)  # (B,), (B, K)
-        else:
-            real_logits, real_classes = discriminator(view(real), batch.real_labels), None  # (B,)
+        real_logits, real_classes = judge(discriminator, view(real), batch.real_labels, recipe)
         fake_logits = discriminator(view(fake.detach()), batch.fake_labels)  # (B,)
     d_loss = recipe.loss.discriminator(real_logits.float(), fake_logits.float())
-    d_class = F.cross_entropy(real_classes.float(), batch.real_labels) if classify else None
-    added = recipe.class_loss * d_class if classify else torch.zeros((), device=real.device)  # class term, penalties
+    d_class = None if real_classes is None else F.cross_entropy(real_classes.float(), batch.real_labels)
+    added = torch.zeros((), device=real.device) if d_class is None else recipe.class_loss * d_class  # + penalties
     if due:
         critic = functools.partial(discriminator, labels=batch.real_labels)
         inputs = PenaltyInputs(critic, real, fake.detach(), real_logits, state.scalers["d"])
@@ -120,12 +123,9 @@ def generator_step(state: TrainState, recipe: Recipe, batch: Batch, fake: torch.
     D runs without its DDP wrapper here: nothing of D is updated, so nothing of D is synchronised.
     """
     state.discriminators[D].requires_grad_(False)
-    discriminator, images = state.frozen_discriminators[D], recipe.augment_for_discriminator(fake)
+    images = recipe.augment_for_discriminator(fake)
     with recipe.amp:
-        if recipe.class_loss > 0:
-            fake_logits, fake_classes = discriminator(images, batch.fake_labels, classify=True)
-        else:
-            fake_logits, fake_classes = discriminator(images, batch.fake_labels), None  # (B,)
+        fake_logits, fake_classes = judge(state.frozen_discriminators[D], images, batch.fake_labels, recipe)
     g_loss = recipe.loss.generator(fake_logits.float())
     total, obeyed = g_loss, None
     if fake_classes is not None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from ganforge.errors import UsageError
 from ganforge.losses import LOSSES
+from ganforge.models import MODELS
 from ganforge.settings import setting, short
 from ganforge.tasks.base import RunData, Statistic, Task
 
@@ -42,8 +43,6 @@ def batch_for_size(model: str, image_size: int) -> int:
     """The model's batch at 64 px scaled by the crop's pixels, at least 1: pix2pix's U-Net 16 at 64 px, 4 at 128
     and 1 at 256 (the papers' batch at their size), so that a step costs about the same at every size. At 256 px
     a batch of 16 made 35 updates in 8 minutes on 2 CPU cores and drew a blur (benchmarks/translation.py)."""
-    from ganforge.models import MODELS
-
     return max(1, round(MODELS[model].batch_size * (BATCH_CHOSEN_AT / image_size) ** 2))
 
 

@@ -6,7 +6,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ganforge.config import (
-    DEFAULT_STEPS,
     SHARED,
     TrainConfig,
     config_from_dict,
@@ -228,12 +227,39 @@ def gan_data(shape: tuple[int, int, int], labelled: bool = True) -> RunData:
 
 @pytest.mark.parametrize(
     "limits, steps, epochs",
-    [({}, DEFAULT_STEPS, None), ({"epochs": 3}, None, 3), ({"minutes": 1.0}, None, None), ({"steps": 7}, 7, None)],
+    [({}, 8000, None), ({"epochs": 3}, None, 3), ({"minutes": 1.0}, None, None), ({"steps": 7}, 7, None)],
 )
 def test_a_run_given_no_length_trains_the_default_steps(limits, steps, epochs):
-    """The first `ganforge train` ends with clean digits in minutes: DEFAULT_STEPS, whatever the dataset's size."""
+    """The first `ganforge train` ends with clean digits in minutes: 128,000 digits in steps of the default's 16,
+    whatever the dataset's size; a limit given replaces it."""
     resolved = TrainConfig(data="mnist", **limits).resolved(gan_data((1, 28, 28)))
     assert (resolved.steps, resolved.epochs) == (steps, epochs)
+
+
+@pytest.mark.parametrize(
+    ("given", "shape", "steps"),
+    [
+        ({}, (1, 28, 28), 8000),  # the grayscale default's batch 16
+        ({"batch_size": 64}, (1, 28, 28), 2000),  # the length of the default before #29, which had batch 64
+        ({}, (3, 32, 32), 2000),  # colour: batch 64
+        ({"batch_size": 48}, (3, 32, 32), 2667),  # a batch that does not divide: the images are all trained
+    ],
+)
+def test_the_default_length_is_the_same_images_at_every_batch(given, shape, steps):
+    """A recipe's smaller batch does not shorten the run a user gets by default (#29's batch 16 made the
+    README's first run a quarter as long, and its grid lacked classes)."""
+    resolved = TrainConfig(data="mnist", **given).resolved(gan_data(shape))
+    assert resolved.steps == steps
+    assert resolved.steps * resolved.batch_size >= TASKS["gan"].default_images > (steps - 1) * resolved.batch_size
+
+
+def test_a_translators_default_length_follows_its_batch(tmp_path):
+    """pix2pix's batch 1 at 256 px trains as many images by default as its 16 at 64 px."""
+    data = RunData(None, None, "pairs", (), 100, facts={"split": "train"})
+    for size, batch, steps in ((64, 16, 2000), (256, 1, 32000)):
+        config = TrainConfig(task="pix2pix", data=str(tmp_path), image_size=size, settings=Pix2PixSettings())
+        resolved = config.resolved(data)
+        assert (resolved.batch_size, resolved.steps) == (batch, steps)
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ as well: the task's fields move into its section, the others are dropped.
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -46,9 +47,6 @@ from ganforge.tasks import DEFAULT_TASK, TASKS
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("32", "bf16", "16-mixed", "auto")
 ON_NAN = ("rollback", "stop")
-DEFAULT_STEPS = (
-    2000  # when none of epochs, steps and minutes is given: clean digits of every class in ~4 min on 2 cores
-)
 DEFAULT_HOLDOUT = 0.1  # share of a folder or .npz held out as the evaluation reference
 
 # The other commands' choices, here (torch-free) so that the command line offers them without importing torch.
@@ -111,7 +109,10 @@ class TrainConfig:
     steps: int | None = setting(
         None,
         "total training steps of the run (one step = one D update; a GAN's G updates every --n-critic steps)",
-        default_help=f"{DEFAULT_STEPS:,} when neither --epochs nor --minutes is given",
+        default_help="when neither --epochs nor --minutes is given, the task's default number of images at the "
+        "run's batch ("
+        + ", ".join(f"{name} {task.default_images:,}" for name, task in TASKS.items())
+        + "; 8,000 steps of 16 for MNIST)",
         resumable=True,
         bounds="[1, inf)",
     )
@@ -294,15 +295,22 @@ def with_model_recipe(config: TrainConfig) -> TrainConfig:
     )
 
 
-def with_run_defaults(config: TrainConfig, name: str, data_path: str) -> TrainConfig:
-    """``config`` with the run's length (``DEFAULT_STEPS`` when no limit is given), its directory
+def default_steps(default_images: int, batch_size: int) -> int:
+    """The steps of a run given no length: its task's ``default_images`` at the run's batch (at least one), so
+    that a recipe's smaller batch does not shorten its first run."""
+    return max(1, math.ceil(default_images / batch_size))
+
+
+def with_run_defaults(config: TrainConfig, name: str, data_path: str, default_images: int) -> TrainConfig:
+    """``config`` with the run's length (``default_images`` at its batch when no limit is given), its directory
     (runs/NAME-TIMESTAMP) and its data recorded as ``data_path`` (absolute for a file or folder, so that the run
     resumes from any working directory)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    unbounded = not (config.epochs or config.steps or config.minutes)
     return dataclasses.replace(
         config,
         data=data_path,
-        steps=config.steps if (config.epochs or config.steps or config.minutes) else DEFAULT_STEPS,
+        steps=default_steps(default_images, config.batch_size) if unbounded else config.steps,
         out=config.out or str(Path("runs") / f"{name}-{stamp}"),
     )
 

@@ -108,6 +108,7 @@ class Translation(Task):
     models = ("unet", "resnet-blocks")
     commands = frozenset({"translate"})
     default_help = dict(image_size=str(IMAGE_SIZE))
+    default_images = 32_000  # a run given no length: 2,000 steps of 16 at 64 px, 32,000 of one at 256 px
     paired: bool  # trained on pairs (the L1 to the target): pix2pix
 
     def resolve(self, config: TrainConfig, data: RunData | None = None) -> TrainConfig:
@@ -126,7 +127,7 @@ class Translation(Task):
         if data is None:
             return config
         folder = Path(config.data).resolve()
-        config = with_run_defaults(config, f"{self.name}-{folder.name}", str(folder))
+        config = with_run_defaults(config, f"{self.name}-{folder.name}", str(folder), self.default_images)
         return dataclasses.replace(config, holdout=0.0 if data.facts["split"] == "test" else config.holdout)
 
     def validate(self, config: TrainConfig) -> None:

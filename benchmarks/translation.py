@@ -4,6 +4,10 @@ ganforge's pix2pix and CycleGAN, at the same wall clock and resolution.
     python benchmarks/translation.py --data ../shared/data/facades                  # 10 and 30 minutes each
     python benchmarks/translation.py --data ../shared/data/facades --budgets 10 --pictures docs/images
     python benchmarks/translation.py --data ../shared/data/facades --budgets 0.5 --rows baseline,pix2pix
+    python benchmarks/translation.py --data ../shared/data/facades --size 256 --rows baseline --out W &  # apart,
+    python benchmarks/translation.py --data ../shared/data/facades --size 256 --rows pix2pix --out W    # a core each,
+    python benchmarks/translation.py --data ../shared/data/facades --size 256 --rows baseline,pix2pix --out W \
+        --assemble --pictures docs/images                                                                # one picture
 
 Rows:
 
@@ -20,6 +24,7 @@ Rows:
   pix2pix-no-ema  (b) with --no-ema, as pix2pix trained before the EMA was its default.
   pix2pix-bf16, cyclegan-bf16  (b), (c) with --precision auto: bf16 where the hardware computes in it (the
             translation tasks' default is float32 until these rows show bf16 training as well).
+  pix2pix-b1/b4/b16, pix2pix-w64/w32, cyclegan-w64/w32  (b), (c) with that batch or generator width.
 
 Every row trains once for the longest budget and keeps its generator at each budget; the scoring (L1, PSNR,
 SSIM on the 106 test pairs at --size, metrics/translation.py, and the SWD of the outputs against the test
@@ -63,6 +68,11 @@ GANFORGE_ROWS = {  # TrainConfig settings of each ganforge row
     "pix2pix-b1": dict(task="pix2pix", batch_size=1),
     "pix2pix-b4": dict(task="pix2pix", batch_size=4),
     "pix2pix-b16": dict(task="pix2pix", batch_size=16),  # the batch before it followed the size (16 at every size)
+    # Width at 256 px: a U-Net of width 32 costs a quarter of the FLOPs of the papers' 64.
+    "pix2pix-w64": dict(task="pix2pix", width=64),
+    "pix2pix-w32": dict(task="pix2pix", width=32),
+    "cyclegan-w64": dict(task="cyclegan", width=64),
+    "cyclegan-w32": dict(task="cyclegan", width=32),
 }
 SHOWN = 6  # test inputs in each picture
 
@@ -185,6 +195,18 @@ def train_ganforge(row: str, folder: Path, size: int, budgets: list[float], work
     return kept
 
 
+def save_pictures(folder: Path, rows: list[str], budgets: list[float], test, outputs: dict) -> None:
+    """One picture per budget: the first test inputs in rows; columns the labels, the photo and each row's output."""
+    for budget in budgets:
+        columns = [test.a[:SHOWN], test.b[:SHOWN]] + [outputs[row, budget] for row in rows]
+        cells = torch.stack([conform_images(c, None, 3) for c in columns], 1).flatten(0, 1)
+        name = "" if rows == list(ROWS) else "+".join(rows) + "-"  # rows run apart get pictures apart
+        suffix = ".jpg" if test.a.shape[-1] >= 256 else ".png"  # six rows of 256-px photos: 2.6 MB as a PNG
+        path = folder / f"translation-{name}{budget:g}min{suffix}"
+        save_grid(cells, path, nrow=len(columns))
+        print(f"{path}: rows are test inputs; columns: labels, photo, {', '.join(rows)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="CMP Facades in pix2pix's layout (train/, test/)")
@@ -199,7 +221,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="threads for every row (default 0: ganforge's choice)")
     parser.add_argument("--out", default="bench-runs/translation", help="work folder (default: bench-runs/...)")
     parser.add_argument(
-        "--pictures", default=None, help="folder for translation-[<rows>-]<budget>min.png (default: none)"
+        "--pictures",
+        default=None,
+        help="folder for translation-[<rows>-]<budget>min.png (.jpg from 256 px; default: none)",
+    )
+    parser.add_argument(
+        "--assemble",
+        action="store_true",
+        help="train nothing: make --pictures of --rows from the outputs that earlier runs of them (side by side, "
+        "one invocation per row, the same --out) saved",
     )
     args = parser.parse_args()
     folder, work = Path(args.data), Path(args.out)
@@ -215,6 +245,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)  # the baseline's count; ganforge's rows take it as --threads
     print(describe_machine())
     _, test, _ = load_translation_data(folder, "BtoA", load_size, args.size, None, 0.0, True, test_only=True)
+    if args.assemble:
+        if not args.pictures:
+            parser.error("--assemble makes --pictures: name their folder")
+        outputs = {(row, b): torch.load(work / "outputs" / f"{row}-{b:g}min.pt") for row in rows for b in budgets}
+        save_pictures(Path(args.pictures), rows, budgets, test, outputs)
+        return
     results, outputs = [], {}
     for row in rows:
         if row == "baseline":
@@ -230,6 +266,8 @@ def main() -> None:
                 scores = score_translator(translator.generators, test)
                 made = translator.translate(test.a[:SHOWN])
             outputs[row, budget] = made[:SHOWN]
+            (work / "outputs").mkdir(exist_ok=True)  # rows run apart (--assemble makes their picture together)
+            torch.save(made[:SHOWN].clone(), work / "outputs" / f"{row}-{budget:g}min.pt")
             line = {"row": row, "minutes": budget, "images": images, "images_per_second": images / (budget * 60)}
             lines = [line | scores]
             if row != "baseline" and translator.config["ema"]:  # the same run's latest weights, beside the average
@@ -244,13 +282,7 @@ def main() -> None:
         speed, quality = r["images_per_second"], f"{r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['swd']:.1f}"
         print(f"| {r['row']} | {r['minutes']:g} | {speed:.2f} | {quality} |")
     if args.pictures:
-        for budget in budgets:
-            columns = [test.a[:SHOWN], test.b[:SHOWN]] + [outputs[row, budget] for row in rows]
-            cells = torch.stack([conform_images(c, None, 3) for c in columns], 1).flatten(0, 1)
-            name = "" if rows == list(ROWS) else "+".join(rows) + "-"  # rows run apart get pictures apart
-            path = Path(args.pictures) / f"translation-{name}{budget:g}min.png"
-            save_grid(cells, path, nrow=len(columns))
-            print(f"{path}: rows are test inputs; columns: labels, photo, {', '.join(rows)}")
+        save_pictures(Path(args.pictures), rows, budgets, test, outputs)
 
 
 if __name__ == "__main__":

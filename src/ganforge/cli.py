@@ -92,8 +92,12 @@ def default_text(field: dataclasses.Field, owners: list[str]) -> str:
         if name in task.default_help or name in task.defaults
     }
     recipe = {"width": "width", "batch_size": "batch_size", "lr": "lr", "ema": "ema"}
-    if name in recipe:  # the models' published recipes
-        return ", ".join(f"{model} {text_of(getattr(spec, recipe[name]))}" for model, spec in MODELS.items())
+    if name in recipe:  # the models' published recipes, then what each task changes of them
+        models = ", ".join(f"{model} {text_of(getattr(spec, recipe[name]))}" for model, spec in MODELS.items())
+        changed: dict[str, list[str]] = {}  # text: the tasks that say it
+        for task, text in per_task.items():
+            changed.setdefault(text, []).append(task)
+        return "; ".join([models, *(f"{' and '.join(tasks)}: {text}" for text, tasks in changed.items())])
     if name in ("beta1", "beta2"):
         return ", ".join(f"{model} {spec.betas[name == 'beta2']}" for model, spec in MODELS.items())
     if per_task:

@@ -98,7 +98,8 @@ MODELS: dict[str, ModelSpec] = {
     # Zhu et al. Batches of 16 and 4 at 64 px rather than their 1: instance norm makes the batch size no part of
     # the model, and at 64 px on 2 CPU cores a batch of 16 trains 5x the images per second of a batch of 1
     # (benchmarks/translation.py, docs/translation.md). The tasks scale them by the crop's pixels
-    # (tasks/translation's batch_for_size): 1 at 256 px, as the papers.
+    # (tasks/translation's batch_for_size): 1 at 256 px, as the papers; from 256 px they halve the width too
+    # (width_for_size: 32), which at batch 1 on a CPU trains 4x the updates (docs/translation.md).
     "unet": ModelSpec("UNetGenerator", "PatchDiscriminator", width=64, lr=2e-4, betas=(0.5, 0.999), batch_size=16),
     "resnet-blocks": ModelSpec(
         "ResNetTranslator", "PatchDiscriminator", width=64, lr=2e-4, betas=(0.5, 0.999), batch_size=4

@@ -123,7 +123,7 @@ class Task(ABC):
     default_help: ClassVar[dict[str, str]] = {}  # --help's words for defaults that a value cannot say
     legacy_defaults: ClassVar[dict] = {}  # what its runs used for settings older config files lack
     commands: ClassVar[frozenset[str]] = frozenset()  # what it serves beyond COMMON_COMMANDS
-    default_images: ClassVar[int]  # a run given no length trains this many images, in steps of its batch
+    default_images: ClassVar[int] = 128_000  # a run given no length trains this many images, in steps of its batch
     statistics: ClassVar[tuple[Statistic, ...]] = ()  # what its step reports
 
     @abstractmethod

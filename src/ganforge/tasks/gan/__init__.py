@@ -106,7 +106,9 @@ class GAN(Task):
     # precision auto: bf16 where the hardware computes in it. On CIFAR-10 it reached float32's FID in 10 and 30
     # minutes with 1.45x the steps (docs/quality.md); on MNIST it is 1.4x (dcgan) and 1.5x (mlp) the images/s.
     defaults = dict(model="dcgan", precision="auto")
-    default_help = dict(loss="nonsaturating; hinge for colour images (dcgan, resnet)")
+    default_help = dict(
+        loss="nonsaturating; hinge for colour images (dcgan, resnet)", batch_size="dcgan on grayscale images 16"
+    )
     # What runs from before a setting existed trained with: unconditional (a flat config), no class term.
     legacy_defaults = dict(conditional=False, class_loss=0.0)
     commands = frozenset({"generate", "interpolate"})

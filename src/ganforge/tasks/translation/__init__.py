@@ -37,6 +37,7 @@ NORMS = ("instance", "batch")
 IMAGE_SIZE = 256  # pix2pix's and CycleGAN's crop size: the default --image-size of translation
 LOAD_SIZE_RATIO = 286 / 256  # pix2pix's jitter: load 286 px, randomly crop 256
 BATCH_CHOSEN_AT = 64  # px: the crop at which the translators' batches (ModelSpec.batch_size) were measured
+HALF_WIDTH_FROM = 256  # px: from this crop on the translators' width is half the papers' (width_for_size)
 
 
 def batch_for_size(model: str, image_size: int) -> int:
@@ -44,6 +45,15 @@ def batch_for_size(model: str, image_size: int) -> int:
     and 1 at 256 (the papers' batch at their size), so that a step costs about the same at every size. At 256 px
     a batch of 16 made 35 updates in 8 minutes on 2 CPU cores and drew a blur (benchmarks/translation.py)."""
     return max(1, round(MODELS[model].batch_size * (BATCH_CHOSEN_AT / image_size) ** 2))
+
+
+def width_for_size(model: str, image_size: int) -> int:
+    """The papers' width (64) below 256 px, half of it from there: at 256 px and batch 1, a step of pix2pix's
+    U-Net at width 64 took 1.0 s on one AVX2 core (float32) and at width 32 0.25 s, and in 10 and 30 minutes the
+    narrower one trained 3.9x the reference code's images/s and beat it on L1, PSNR, SSIM and SWD
+    (benchmarks/translation.py, docs/translation.md). ``--width 64`` trains the papers' networks."""
+    width = MODELS[model].width
+    return width // 2 if image_size >= HALF_WIDTH_FROM else width
 
 
 @dataclass
@@ -107,18 +117,24 @@ class Translation(Task):
 
     models = ("unet", "resnet-blocks")
     commands = frozenset({"translate"})
-    default_help = dict(image_size=str(IMAGE_SIZE))
+    default_help = dict(
+        image_size=str(IMAGE_SIZE),
+        batch_size="scaled by the crop's pixels from 64 px, 1 at 256",
+        width=f"half from {HALF_WIDTH_FROM} px",
+    )
     default_images = 32_000  # a run given no length: 2,000 steps of 16 at 64 px, 32,000 of one at 256 px
     paired: bool  # trained on pairs (the L1 to the target): pix2pix
 
     def resolve(self, config: TrainConfig, data: RunData | None = None) -> TrainConfig:
-        """The task's recipe and the model's, the crop (256) and load size (286/256 of it), the batch by the crop's
-        size (``batch_for_size``), the held-out share;
+        """The task's recipe and the model's, the crop (256) and load size (286/256 of it), the batch and width by
+        the crop's size (``batch_for_size``, ``width_for_size``), the held-out share;
         with the data, none held out where they have a test split of their own, the run's length and name."""
         from ganforge.config import DEFAULT_HOLDOUT, fill, with_model_recipe, with_run_defaults
 
         config = fill(config, self.defaults | dict(image_size=IMAGE_SIZE))
-        config = with_model_recipe(fill(config, dict(batch_size=batch_for_size(config.model, config.image_size))))
+        size = config.image_size
+        by_size = dict(batch_size=batch_for_size(config.model, size), width=width_for_size(config.model, size))
+        config = with_model_recipe(fill(config, by_size))
         load_size = config.settings.load_size or round(config.image_size * LOAD_SIZE_RATIO)
         if load_size < config.image_size:
             raise UsageError(f"--load-size {load_size} is smaller than the crop, --image-size {config.image_size}")

@@ -86,6 +86,10 @@ VARIANTS = {
     "default-b32": dict(batch_size=32, class_loss=0.0),
     "default-b32-ac02": dict(batch_size=32, class_loss=0.2),
     "default-b16": dict(batch_size=16),  # with the class term at 0.2: the MNIST default since #29
+    "default-b16-noac": dict(batch_size=16, class_loss=0.0),
+    "default-b16-ac05": dict(batch_size=16, class_loss=0.5),
+    "default-b16-ac1": dict(batch_size=16, class_loss=1.0),
+    "default-b8": dict(batch_size=8),  # with the class term at 0.2
     "default-b64": dict(batch_size=64),  # on colour data the default (no class term there)
     # Colour (CIFAR-10) candidates. On colour data "default" is dcgan-hinge-diffaug (config.COLOUR_DEFAULTS);
     # nonsat is the grayscale recipe (the colour default until this benchmark chose hinge and DiffAugment).

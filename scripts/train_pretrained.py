@@ -89,6 +89,7 @@ def main() -> None:
     assert again.sample(4, seed=0).shape[0] == 4
 
     precision = describe_precision(shipped["config"].get("precision") or "32", torch.device("cpu"))
+    class_loss = (shipped["config"].get("gan") or {}).get("class_loss")
     table = [f"| {name} | {scores[name]:.4g} |" for name in SCORES if isinstance(scores.get(name), (int, float))]
     card = [
         f"# `{args.name}`: {PRETRAINED[args.name]}",
@@ -98,7 +99,8 @@ def main() -> None:
         "",
         f"- **Recipe:** `ganforge train` on `{config.data}` with its defaults ({shipped['model']}, "
         f"{'conditional, ' if shipped['generator_args']['generator'].get('num_classes') else ''}"
-        f"EMA, batch {shipped['config'].get('batch_size')}, precision {precision}), "
+        f"EMA, batch {shipped['config'].get('batch_size')}, "
+        f"{f'class term {class_loss:g}, ' if class_loss else ''}precision {precision}), "
         f"seed 0, {args.minutes:g} minutes: {shipped['step']:,} steps.",
         f"- **Machine:** {describe_machine()}; training took {trained / 60:.1f} minutes.",
         f"- **File:** the generator's moving average in float16 with the run's config, {size / 1e6:.1f} MB.",

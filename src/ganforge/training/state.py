@@ -161,8 +161,8 @@ def build_train_state(
         discriminators = {name: build(build_discriminator, args) for name, args in discriminator_args.items()}
     except ValueError as error:
         raise UsageError(f"--model {config.model}: {error}") from None
-    # fused: one kernel over every tensor, on CUDA and on the CPU too, where the per-tensor loop took 0.17 s of a
-    # 1.46-s step of pix2pix at 256 px and fused takes 0.025 (float32, AVX2, 1 thread).
+    # fused: one kernel over every tensor, on CUDA and on the CPU too, where torch's per-tensor loop over pix2pix's
+    # networks at 256 px took 159 ms a step and fused takes 27 (benchmarks/optimizer.py, docs/performance.md).
     betas, fused = (config.beta1, config.beta2), (True if device.type in ("cuda", "cpu") else None)
     networks = {"g": generators, "d": discriminators}
     learning_rates = {"g": config.g_lr, "d": config.d_lr}

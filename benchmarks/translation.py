@@ -233,7 +233,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     folder, work = Path(args.data), Path(args.out)
-    work.mkdir(parents=True, exist_ok=True)
+    (work / "outputs").mkdir(parents=True, exist_ok=True)  # each row's outputs: --assemble draws rows run apart
     if args.pictures:  # made now: a folder missing at the end would lose the pictures of the whole run
         Path(args.pictures).mkdir(parents=True, exist_ok=True)
     budgets = [float(b) for b in args.budgets.split(",")]
@@ -266,8 +266,7 @@ def main() -> None:
                 scores = score_translator(translator.generators, test)
                 made = translator.translate(test.a[:SHOWN])
             outputs[row, budget] = made[:SHOWN]
-            (work / "outputs").mkdir(exist_ok=True)  # rows run apart (--assemble makes their picture together)
-            torch.save(made[:SHOWN].clone(), work / "outputs" / f"{row}-{budget:g}min.pt")
+            torch.save(made[:SHOWN].clone(), work / "outputs" / f"{row}-{budget:g}min.pt")  # for --assemble
             line = {"row": row, "minutes": budget, "images": images, "images_per_second": images / (budget * 60)}
             lines = [line | scores]
             if row != "baseline" and translator.config["ema"]:  # the same run's latest weights, beside the average

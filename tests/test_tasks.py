@@ -107,8 +107,7 @@ class Regression(Task):
         config = with_model_recipe(fill(config, self.defaults | {"holdout": 0.25}))
         if data is None:
             return config
-        name, data = f"{self.name}-{Path(config.data).name}", str(Path(config.data).resolve())
-        return with_run_defaults(config, name, data, self.default_images)
+        return with_run_defaults(config, f"{self.name}-{Path(config.data).name}", str(Path(config.data).resolve()))
 
     def load_data(self, config):
         data, test, split = load_translation_data(

@@ -301,16 +301,16 @@ def default_steps(default_images: int, batch_size: int) -> int:
     return max(1, math.ceil(default_images / batch_size))
 
 
-def with_run_defaults(config: TrainConfig, name: str, data_path: str, default_images: int) -> TrainConfig:
-    """``config`` with the run's length (``default_images`` at its batch when no limit is given), its directory
-    (runs/NAME-TIMESTAMP) and its data recorded as ``data_path`` (absolute for a file or folder, so that the run
-    resumes from any working directory)."""
+def with_run_defaults(config: TrainConfig, name: str, data_path: str) -> TrainConfig:
+    """``config`` with the run's length (its task's ``default_images`` at its batch when no limit is given), its
+    directory (runs/NAME-TIMESTAMP) and its data recorded as ``data_path`` (absolute for a file or folder, so that
+    the run resumes from any working directory)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     unbounded = not (config.epochs or config.steps or config.minutes)
     return dataclasses.replace(
         config,
         data=data_path,
-        steps=default_steps(default_images, config.batch_size) if unbounded else config.steps,
+        steps=default_steps(config.task_spec.default_images, config.batch_size) if unbounded else config.steps,
         out=config.out or str(Path("runs") / f"{name}-{stamp}"),
     )
 

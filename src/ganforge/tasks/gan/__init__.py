@@ -159,7 +159,7 @@ class GAN(Task):
         gan, source = config.settings, resolve_source(config.data)
         channels, height, _ = data.facts["image_shape"]
         name = f"{config.model}-{source.short_name(config.data)}"
-        config = with_run_defaults(config, name, source.canonical(config.data), self.default_images)
+        config = with_run_defaults(config, name, source.canonical(config.data))
         conditional = gan.conditional
         if conditional is None:
             conditional = MODELS[config.model].conditional and data.facts["labelled"]

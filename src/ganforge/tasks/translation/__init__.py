@@ -143,7 +143,7 @@ class Translation(Task):
         if data is None:
             return config
         folder = Path(config.data).resolve()
-        config = with_run_defaults(config, f"{self.name}-{folder.name}", str(folder), self.default_images)
+        config = with_run_defaults(config, f"{self.name}-{folder.name}", str(folder))
         return dataclasses.replace(config, holdout=0.0 if data.facts["split"] == "test" else config.holdout)
 
     def validate(self, config: TrainConfig) -> None:

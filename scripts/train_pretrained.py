@@ -99,7 +99,7 @@ def main() -> None:
         "",
         f"- **Recipe:** `ganforge train` on `{config.data}` with its defaults ({shipped['model']}, "
         f"{'conditional, ' if shipped['generator_args']['generator'].get('num_classes') else ''}"
-        f"EMA, batch {shipped['config'].get('batch_size')}, "
+        f"EMA, batch {shipped['config'].get('batch_size')}, Adam {shipped['config'].get('lr'):g}, "
         f"{f'class term {class_loss:g}, ' if class_loss else ''}precision {precision}), "
         f"seed 0, {args.minutes:g} minutes: {shipped['step']:,} steps.",
         f"- **Machine:** {describe_machine()}; training took {trained / 60:.1f} minutes.",

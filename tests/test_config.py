@@ -292,6 +292,7 @@ def test_colour_images_default_to_the_colour_recipe_and_grayscale_to_the_digits_
         ({"class_loss": 0.5}, (3, 32, 32), 64, 0.5, (2e-4, 2e-4)),
         ({"lr": 1e-4}, (1, 28, 28), 16, 0.2, (1e-4, 1e-4)),
         ({"d_lr": 8e-4}, (1, 28, 28), 16, 0.2, (1.6e-3, 8e-4)),  # two time-scales: the other rate is the default's
+        ({"ema": False}, (1, 28, 28), 16, 0.2, (2e-4, 2e-4)),  # the rate was measured with the EMA only
     ],
 )
 def test_dcgan_on_grayscale_trains_at_batch_16_with_the_class_term_at_1_6e_3(given, shape, batch_size, class_loss, lrs):

@@ -159,7 +159,8 @@ def prepare_run(
     check_outside_data(Path(config.out), data.protected_paths)
     generator_args, discriminator_args = task.networks(config, data)
     state = build_train_state(config, device, generator_args, discriminator_args, data.num_images)
-    trainer = task.trainer(config, state, data, device, context)
+    with progress_shown(False):  # its evaluator's reference features, like its evaluations, show no bar
+        trainer = task.trainer(config, state, data, device, context)
     if resume_from is not None:  # after the trainer, whose making may draw from the random streams the state restores
         state.load_state_dict(load_checkpoint(resume_from), str(resume_from))
     return config, trainer

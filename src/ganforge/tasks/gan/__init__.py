@@ -95,11 +95,12 @@ GRAYSCALE_DEFAULTS = dict(loss="nonsaturating", diffaug=False)
 # 64, no class term), the class asked for drawn 91% of the time against 66%; batch 32 fell between. The rate: at
 # 3 minutes, 3 seeds, FID 12.2, 6.2, 2.9 and 2.2 at 2e-4, 4e-4, 8e-4 and 1.6e-3, the class drawn 85%, 91%, 96%
 # and 98% of the time (the generator is sampled through its moving average, which these runs all kept).
-GRAYSCALE_DCGAN = dict(batch_size=16, class_loss=0.2, lr=1.6e-3)
-# Without the EMA (--no-ema) the model's rate stays: 1.6e-3 left a plain DCGAN's discriminator unable to tell
-# digits from noise after 1,000 steps (tests/test_training.py), and the sweep ran with the EMA only.
-# What GRAYSCALE_DCGAN decides of the model's recipe (the learning rates follow --lr): unknown until the channels
-# are, so a config resolved without the data (--print-config) leaves them unset.
+GRAYSCALE_DCGAN = dict(batch_size=16, class_loss=0.2)
+# Its rate, with the EMA only (--no-ema keeps the model's): 1.6e-3 left a plain DCGAN's discriminator unable to
+# tell digits from noise after 1,000 steps (tests/test_training.py), and the sweep ran with the EMA only.
+GRAYSCALE_DCGAN_EMA = dict(lr=1.6e-3)
+# What those two decide of the model's recipe (the learning rates follow --lr): unknown until the channels are,
+# so a config resolved without the data (--print-config) leaves them unset.
 CHANNEL_DEPENDENT = ("batch_size", "lr", "g_lr", "d_lr")
 
 PROBABILITY = "probability of 'real'"
@@ -154,8 +155,10 @@ class GAN(Task):
         if channels is not None:
             colour = channels == 3 and config.model != "mlp"
             config = fill(config, COLOUR_DEFAULTS if colour else GRAYSCALE_DEFAULTS)
-            if channels == 1 and config.model == "dcgan":  # the rate was measured with the EMA only
-                config = fill(config, GRAYSCALE_DCGAN if config.ema is not False else dict(GRAYSCALE_DCGAN, lr=None))
+            if channels == 1 and config.model == "dcgan":
+                config = fill(config, GRAYSCALE_DCGAN)
+                if config.ema is not False:  # the model's default EMA, or --ema
+                    config = fill(config, GRAYSCALE_DCGAN_EMA)
             config = fill(config, dict(class_loss=0.0))
         undecided = channels is None and config.model == "dcgan"
         unset = [name for name in CHANNEL_DEPENDENT if undecided and getattr(config, name) is None]

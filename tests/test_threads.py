@@ -1,5 +1,6 @@
 """--threads: the cores free now (auto), the warning on a busy machine, and the count the training step runs with."""
 
+import json
 import logging
 import types
 
@@ -184,8 +185,10 @@ def busy_machine(monkeypatch, busy: float, cpus: set[int] = frozenset({0, 1, 2})
 def test_threads_1_trains_with_one_thread_and_gives_torch_its_count_back(tmp_path, step_threads, caplog):
     torch.set_num_threads(2)
     with caplog.at_level(logging.INFO, logger="ganforge"):
-        train(recipe_config(tmp_path, "run", model="mlp", steps=3, threads=1, device="cpu"))
+        run = train(recipe_config(tmp_path, "run", model="mlp", steps=3, threads=1, device="cpu", log_every=1)).run_dir
     assert step_threads == [1, 1, 1]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["threads"] for r in records] == [1, 1, 1]  # the log says what each stretch trained with
     assert torch.get_num_threads() == 2
     assert "threads: 1 (--threads)" in caplog.messages
     assert "busy" not in caplog.text
@@ -322,13 +325,15 @@ def test_a_busy_loop_beside_a_run_takes_a_thread_and_gives_it_back(tmp_path, mon
         busy["process"].kill()
 
     timer = threading.Thread(target=start_and_stop)
-    config = recipe_config(tmp_path, "follow", model="mlp", minutes=0.15, threads=0)  # 9 s
+    config = recipe_config(tmp_path, "follow", model="mlp", minutes=0.15, threads=0, log_every=20)  # 9 s
     timer.start()
     try:
         with caplog.at_level(logging.INFO, logger="ganforge"):
-            train(config)
+            run = train(config).run_dir
     finally:
         timer.join()
         if "process" in busy:
             busy["process"].kill()
     assert "threads: 2 -> 1" in caplog.text and "threads: 1 -> 2" in caplog.text, caplog.text
+    threads = [json.loads(line)["threads"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert threads[0] == 2 and 1 in threads and threads[-1] == 2, threads  # metrics.jsonl tells the same story

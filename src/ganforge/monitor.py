@@ -17,7 +17,8 @@ log = logging.getLogger("ganforge")
 
 D_WINS_BELOW = 0.02  # mean D(G(z)) under this means the discriminator rejects every fake
 D_WINS_STEPS = 2000  # ... and for this many steps in a row is worth a warning
-REPORT_KEYS = ("step", "epoch", "time", "images_per_sec")  # what a report holds beside the statistics
+# What a report holds beside the statistics; threads: torch's count then, which follows the free cores on a CPU.
+REPORT_KEYS = ("step", "epoch", "time", "images_per_sec", "threads")
 
 
 class RunMonitor:
@@ -77,6 +78,7 @@ class RunMonitor:
         record = {"step": step, "epoch": round(step / self.steps_per_epoch, 3), "time": round(now - self.started, 2)}
         record.update({name: round(value.item() / self.counts[name], 5) for name, value in self.sums.items()})
         record["images_per_sec"] = round((step - self.last_step) * self.batch_size / max(now - self.last_time, 1e-9), 1)
+        record["threads"] = torch.get_num_threads()
         self.sums, self.counts, self.count, self.last_step, self.last_time, self.last = {}, {}, 0, step, now, record
         self.write_record(record)
         if self.writer is not None:

@@ -171,10 +171,10 @@ class Benchmark:
         per_class = [right[labels == k].mean().item() for k in labels.unique()]
         return {"label_acc": sum(per_class) / len(per_class), "label_acc_min": min(per_class)}
 
-    def cas(self, images: torch.Tensor, labels: torch.Tensor, seed: int) -> dict:
-        """CAS of labelled samples: a small CNN trained 3 epochs on them, and on as many real images, each
+    def cas(self, images: torch.Tensor, labels: torch.Tensor, seed: int, epochs: int = 3) -> dict:
+        """CAS of labelled samples: a small CNN trained ``epochs`` on them, and on as many real images, each
         tested on the real test set (MNIST's test split; the held-out share of a folder)."""
-        return cas_against(images, labels, self.data, self.data_root, self.holdout, 3, seed, "cpu")
+        return cas_against(images, labels, self.data, self.data_root, self.holdout, epochs, seed, "cpu")
 
 
 # ---------------------------------------------------------------- the baselines' shared loop

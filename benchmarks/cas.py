@@ -1,6 +1,6 @@
 """CAS along a run: the classification accuracy score of a quality.py run's checkpoints at several minutes.
 
-    python benchmarks/cas.py bench-runs/avx2/default/default-seed0 --minutes 8,9,10
+    python benchmarks/cas.py runs/quality/default-seed0 --minutes 8,9,10
     python benchmarks/cas.py RUN [RUN ...] --minutes 8,9,10 --epochs 3 --classifier-seeds 0,1
 
 One checkpoint's CAS is a noisy figure: between two checkpoints a minute apart the same run can
@@ -19,24 +19,21 @@ from pathlib import Path
 
 import yaml
 
-from ganforge.checkpoint import run_checkpoints
-from ganforge.sampling import balanced_labels
+from ganforge.checkpoint import checkpoint_step, run_checkpoints
 from ganforge.tasks import load
 from ganforge.tasks.gan.handle import generate
 from machine import describe_machine
 from quality import Benchmark
 
 
-def checkpoint_near(run: Path, seconds: float) -> tuple[Path, float]:
-    """The run's checkpoint whose step was reached nearest ``seconds`` of training, and that time."""
+def checkpoint_times(run: Path) -> list[tuple[float, Path]]:
+    """The run's checkpoints, oldest first, each with the training time (seconds) last logged at or before its step."""
     clock = [(r["step"], r["time"]) for r in map(json.loads, open(run / "metrics.jsonl")) if "time" in r]
-    times = []
+    timed = []
     for path in sorted(run_checkpoints(run / "checkpoints")):
-        step = int(path.stem.split("_")[1])
-        logged = [t for s, t in clock if s <= step]  # the last logged time at or before the checkpoint's step
-        times.append((abs((logged[-1] if logged else 0.0) - seconds), path, logged[-1] if logged else 0.0))
-    _, path, at = min(times)
-    return path, at
+        logged = [t for s, t in clock if s <= checkpoint_step(path)]
+        timed.append((logged[-1] if logged else 0.0, path))
+    return timed
 
 
 def main() -> None:
@@ -58,17 +55,19 @@ def main() -> None:
     means = {}
     for run in map(Path, args.runs):
         seed = yaml.safe_load(open(run / "config.yaml"))["seed"]
+        timed = checkpoint_times(run)
         ratios = []
         for minute in minutes:
-            path, at = checkpoint_near(run, minute * 60)
-            images = generate(path, n=args.n, seed=seed)
-            labels = balanced_labels(args.n, load(path).num_classes)
+            at, path = min(timed, key=lambda checkpoint: abs(checkpoint[0] - minute * 60))  # the nearest in time
+            model = load(path, "auto", command="generate")  # as generate(path) would
+            images = generate(model, n=args.n, seed=seed)
+            labels = model.labels(args.n)  # the classes generate cycled through
             scores = [bench.cas(images, labels, s, args.epochs) for s in classifier_seeds]
             cas = statistics.mean(s["cas"] for s in scores)
             real = statistics.mean(s["cas_real"] for s in scores)
             ratios.append(cas / real)
             print(
-                f"| {run.name} | {at / 60:.1f} | {int(path.stem.split('_')[1]):,} | {cas:.3f} | {real:.3f} | "
+                f"| {run.name} | {at / 60:.1f} | {checkpoint_step(path):,} | {cas:.3f} | {real:.3f} | "
                 f"{cas / real:.1%} |",
                 flush=True,
             )

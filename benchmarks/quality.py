@@ -51,13 +51,13 @@ import torch
 from torch import nn
 
 import ganforge
-from ganforge.checkpoint import run_checkpoints
+from ganforge.checkpoint import checkpoint_step, run_checkpoints
 from ganforge.config import DEFAULT_HOLDOUT
 from ganforge.data import conform_images, holdout_indices
 from ganforge.metrics import evaluate_images
 from ganforge.metrics.evaluation import cas_against, swd_against
 from ganforge.metrics.features import make_extractor
-from ganforge.sampling import balanced_labels, grid_columns, grid_size, save_grid
+from ganforge.sampling import grid_columns, grid_size, save_grid
 from ganforge.tasks import load
 from ganforge.tasks.gan.handle import generate
 from machine import describe_machine
@@ -419,7 +419,7 @@ def train_ganforge(name: str, bench: Benchmark, budgets: list[float], work: Path
     for budget in sorted(budgets):
         index = round(budget * 60 / every) - 1
         path = files[min(index, len(files) - 1)] if budget < max(budgets) else files[-1]
-        kept[budget] = (path, int(path.stem.split("_")[1]))
+        kept[budget] = (path, checkpoint_step(path))
     return kept
 
 
@@ -493,15 +493,16 @@ def run_recipe(recipe: str, bench: Benchmark, budgets: list[float], n: int, seed
             write_row(rows[-1], work, args.grids, grid, prefix=bench)
         return rows
     for budget, (path, steps) in train_ganforge(recipe, bench, budgets, work, seed, args.threads).items():
-        images = generate(path, n=n, seed=seed)
+        model = load(path, "auto", command="generate")  # read once: the scored samples, the labels and the grid
+        images = generate(model, n=n, seed=seed)
         rows.append(dict(recipe=recipe, seed=seed, minutes=budget, steps=steps) | bench.score(images))
-        classes = load(path).num_classes  # a conditional recipe's grid: one class per column
+        classes = model.num_classes  # a conditional recipe's grid: one class per column
         if classes:
-            labels = balanced_labels(n, classes)  # the classes generate cycled through
+            labels = model.labels(n)  # the classes generate cycled through
             rows[-1] |= bench.obedience(images, labels)
             if args.cas:
                 rows[-1] |= bench.cas(images, labels, seed)
-        grid = generate(path, n=grid_size(64, classes), seed=seed)
+        grid = generate(model, n=grid_size(64, classes), seed=seed)
         write_row(rows[-1], work, args.grids, grid, grid_columns(len(grid), classes), prefix=bench)
     return rows
 

@@ -2,6 +2,7 @@
 
     python benchmarks/cas.py runs/quality/default-seed0 --minutes 8,9,10
     python benchmarks/cas.py RUN [RUN ...] --minutes 8,9,10 --epochs 3 --classifier-seeds 0,1
+    python benchmarks/cas.py RUN [RUN ...] --no-ema   # the generator's latest weights, not its moving average
 
 One checkpoint's CAS is a noisy figure: between two checkpoints a minute apart the same run can
 score 95% and 90% of the real-data classifier (docs/quality.md), which is more than the gap between two
@@ -43,13 +44,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="the classifier's epochs (quality.py's --cas: 3)")
     parser.add_argument("--classifier-seeds", default="0", help="classifier seeds, comma-separated, averaged")
     parser.add_argument("--n", type=int, default=10000, help="samples per checkpoint")
+    parser.add_argument(
+        "--no-ema", dest="ema", action="store_false", help="sample the latest weights, not the moving average"
+    )
     parser.add_argument("--data-root", default="../shared/data", help="torchvision's data root holding MNIST")
     args = parser.parse_args()
     bench = Benchmark("mnist", args.data_root)
     minutes = [float(m) for m in args.minutes.split(",")]
     classifier_seeds = [int(s) for s in args.classifier_seeds.split(",")]
     print(f"# {describe_machine()}")
-    print(f"# CAS: {args.n:,} samples, a small CNN trained {args.epochs} epochs, classifier seeds {classifier_seeds}")
+    weights = "the moving average" if args.ema else "the latest weights"
+    print(
+        f"# CAS: {args.n:,} samples ({weights}), a small CNN trained {args.epochs} epochs, "
+        f"classifier seeds {classifier_seeds}"
+    )
     print("\n| run | minutes | steps | CAS | CAS, real | of real |")
     print("|---|---|---|---|---|---|")
     means = {}
@@ -59,7 +67,7 @@ def main() -> None:
         ratios = []
         for minute in minutes:
             at, path = min(timed, key=lambda checkpoint: abs(checkpoint[0] - minute * 60))  # the nearest in time
-            model = load(path, "auto", command="generate")  # as generate(path) would
+            model = load(path, "auto", ema=args.ema, command="generate")  # as generate(path) would
             images = generate(model, n=args.n, seed=seed)
             labels = model.labels(args.n)  # the classes generate cycled through
             scores = [bench.cas(images, labels, s, args.epochs) for s in classifier_seeds]

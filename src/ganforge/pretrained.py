@@ -14,7 +14,7 @@ FOLDER = Path(__file__).parent / "assets" / "pretrained"
 # name -> what it is, in a few words (the card has the rest)
 PRETRAINED = {
     "mnist": "a class-conditional DCGAN of MNIST digits, 28x28, the default recipe",
-    "cifar10": "a class-conditional DCGAN of CIFAR-10, 32x32 colour, the colour default recipe",
+    "cifar10": "a class-conditional DCGAN of CIFAR-10, 32x32 colour",
 }
 
 

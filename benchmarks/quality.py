@@ -68,6 +68,7 @@ from machine import describe_machine
 F32 = dict(precision="32")
 LR2 = dict(lr=2e-4)  # the paper's Adam rate, which dcgan on grayscale images trained at until 1.6e-3
 AC02 = dict(class_loss=0.2)  # the class term of grayscale dcgan until 0.5: the rows measured with it keep it
+HINGE_DIFFAUG = dict(model="dcgan", loss="hinge", diffaug=True)  # the colour dcgan's loss and augmentation
 VARIANTS = {
     "classic": dict(model="mlp", **F32),
     "default": dict(),
@@ -107,19 +108,17 @@ VARIANTS = {
     # DiffAugment), dcgan-hinge-diffaug the colour default until #29 (Adam 2e-4, no class term).
     "nonsat": dict(loss="nonsaturating", diffaug=False, class_loss=0.0, **LR2, **F32),
     "nonsat-bf16": dict(loss="nonsaturating", diffaug=False, class_loss=0.0, **LR2, precision="auto"),
-    "dcgan-hinge-diffaug": dict(model="dcgan", loss="hinge", diffaug=True, class_loss=0.0, **LR2, **F32),
-    "dcgan-hinge-diffaug-bf16": dict(
-        model="dcgan", loss="hinge", diffaug=True, class_loss=0.0, **LR2, precision="auto"
-    ),
+    "dcgan-hinge-diffaug": dict(**HINGE_DIFFAUG, class_loss=0.0, **LR2, **F32),
+    "dcgan-hinge-diffaug-bf16": dict(**HINGE_DIFFAUG, class_loss=0.0, **LR2, precision="auto"),
     "resnet-hinge-diffaug": dict(model="resnet", loss="hinge", diffaug=True, **F32),
     "resnet-hinge-diffaug-bf16": dict(model="resnet", loss="hinge", diffaug=True, precision="auto"),
     "resnet-hinge": dict(model="resnet", loss="hinge", **F32),
     # #29's colour candidates on a float32 AVX2 machine: dcgan-hinge-diffaug with the class term (an auxiliary
     # classifier in D beside the projection), with Adam at 4x and 8x the paper's rate, and with both.
-    "colour-ac05": dict(model="dcgan", loss="hinge", diffaug=True, class_loss=0.5, **LR2, **F32),
-    "colour-lr8": dict(model="dcgan", loss="hinge", diffaug=True, lr=8e-4, class_loss=0.0, **F32),
-    "colour-lr16": dict(model="dcgan", loss="hinge", diffaug=True, lr=1.6e-3, class_loss=0.0, **F32),
-    "colour-lr8-ac05": dict(model="dcgan", loss="hinge", diffaug=True, lr=8e-4, class_loss=0.5, **F32),
+    "colour-ac05": dict(**HINGE_DIFFAUG, class_loss=0.5, **LR2, **F32),
+    "colour-lr8": dict(**HINGE_DIFFAUG, lr=8e-4, class_loss=0.0, **F32),
+    "colour-lr16": dict(**HINGE_DIFFAUG, lr=1.6e-3, class_loss=0.0, **F32),
+    "colour-lr8-ac05": dict(**HINGE_DIFFAUG, lr=8e-4, class_loss=0.5, **F32),
 }
 
 

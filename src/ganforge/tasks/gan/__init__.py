@@ -109,7 +109,7 @@ GRAYSCALE_DCGAN_EMA = dict(lr=1.6e-3)
 # the time against 25%. The rate again with the EMA only.
 COLOUR_DCGAN = dict(class_loss=0.5)
 COLOUR_DCGAN_EMA = dict(lr=8e-4)
-# What those two decide of the model's recipe (the learning rates follow --lr): unknown until the channels are,
+# What these decide of the model's recipe (the learning rates follow --lr): unknown until the channels are,
 # so a config resolved without the data (--print-config) leaves them unset.
 CHANNEL_DEPENDENT = ("batch_size", "lr", "g_lr", "d_lr")
 

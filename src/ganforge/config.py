@@ -43,6 +43,7 @@ from ganforge.settings import (
     short,
 )
 from ganforge.tasks import DEFAULT_TASK, TASKS
+from ganforge.tasks.gan import GRAYSCALE_DCGAN
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("32", "bf16", "16-mixed", "auto")
@@ -112,7 +113,8 @@ class TrainConfig:
         default_help="when neither --epochs nor --minutes is given, the task's default number of images at the "
         "run's batch ("
         + ", ".join(f"{name} {task.default_images:,}" for name, task in TASKS.items())
-        + "; 8,000 steps of 16 for MNIST)",
+        + f"; {TASKS['gan'].default_images // GRAYSCALE_DCGAN['batch_size']:,} steps of "
+        + f"{GRAYSCALE_DCGAN['batch_size']} for MNIST)",
         resumable=True,
         bounds="[1, inf)",
     )

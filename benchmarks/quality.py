@@ -57,6 +57,7 @@ from ganforge.data import conform_images, holdout_indices
 from ganforge.metrics import evaluate_images
 from ganforge.metrics.evaluation import cas_against, swd_against
 from ganforge.metrics.features import make_extractor
+from ganforge.metrics.scores import label_accuracy
 from ganforge.sampling import grid_columns, grid_size, save_grid
 from ganforge.tasks import load
 from ganforge.tasks.gan.handle import generate
@@ -177,9 +178,7 @@ class Benchmark:
         """How often the benchmark's classifier reads a sample as the class it was asked for: the mean over
         classes ('label_acc') and the weakest class's ('label_acc_min')."""
         _, probabilities = make_extractor(self.features, self.shape, torch.device("cpu"))(images)
-        right = (probabilities.argmax(1) == labels).float()
-        per_class = [right[labels == k].mean().item() for k in labels.unique()]
-        return {"label_acc": sum(per_class) / len(per_class), "label_acc_min": min(per_class)}
+        return label_accuracy(probabilities.argmax(1), labels)
 
     def cas(self, images: torch.Tensor, labels: torch.Tensor, seed: int, epochs: int = 3) -> dict:
         """CAS of labelled samples: a small CNN trained ``epochs`` on them, and on as many real images, each

@@ -27,7 +27,7 @@ from ganforge.pretrained import FOLDER, PRETRAINED
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from machine import describe_machine  # noqa: E402
 
-SCORES = ("fid", "kid", "precision", "recall", "classes_covered", "class_kl")
+SCORES = ("fid", "kid", "precision", "recall", "classes_covered", "class_kl", "label_acc", "label_acc_min")
 
 
 def portable(config: dict) -> dict:

@@ -159,6 +159,38 @@ def test_a_trained_run_is_scored_against_its_dataset(tmp_path, mnist_root, capsy
     assert 1.0 < results["fid"] < noise_fid
 
 
+def test_label_accuracy_reads_the_class_each_sample_was_asked_for(tmp_path, mnist_root, mnist_test):
+    """Real test digits "asked for" their own labels obey as often as the classifier is right, asked for the next
+    digit almost never; with classes named otherwise, or in another order, there is no label accuracy at all."""
+    images, labels = mnist_test.images[:1000], mnist_test.labels[:1000]
+    digits = ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four"]
+    digits += ["5 - five", "6 - six", "7 - seven", "8 - eight", "9 - nine"]  # torchvision's names
+
+    def scores(asked, classes):
+        options = dict(data_root=str(mnist_root), cache=tmp_path, labels=asked, classes=classes)
+        return evaluate_images(images, "mnist", **options)
+
+    right = scores(labels, digits)
+    assert right["label_acc"] > 0.97 and 0.9 < right["label_acc_min"] <= right["label_acc"]
+    assert scores((labels + 1) % 10, digits)["label_acc"] < 0.05
+    assert scores(labels, [str(digit) for digit in range(10)])["label_acc"] == right["label_acc"]  # class folders
+    for classes in (digits[::-1], list("ABCDEFGHIJ"), None):
+        assert "label_acc" not in scores(labels, classes)
+
+
+def test_a_conditional_run_reports_its_label_accuracy_while_training_and_when_evaluated(tiny_run, tmp_path, mnist_root):
+    run = tiny_run("dcgan", "--conditional", "--eval-every", "3", "--eval-samples", "32")
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [event for event in events if event.get("event") == "eval"]
+    assert [e["step"] for e in evals] == [3, 6]
+    assert all(0.0 <= e["label_acc_min"] <= e["label_acc"] <= 1.0 for e in evals)
+    scores = evaluate(run, n=100, data_root=str(mnist_root), cache=tmp_path)
+    assert 0.0 <= scores["label_acc_min"] <= scores["label_acc"] <= 1.0
+    unconditional = tiny_run("dcgan", "--eval-every", "3", "--eval-samples", "32")
+    events = [json.loads(line) for line in (unconditional / "metrics.jsonl").read_text().splitlines()]
+    assert not any("label_acc" in event for event in events)
+
+
 @pytest.mark.slow
 def test_metrics_rank_real_blurred_and_noise_and_catch_lost_classes(tmp_path, mnist_root):
     """The ranking sanity of docs/metrics.md, on 1,000 images per set."""

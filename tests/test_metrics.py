@@ -16,6 +16,7 @@ from ganforge.metrics.scores import (
     inception_score,
     kid,
     knn_radii,
+    label_accuracy,
     precision_recall,
     psd_sqrt,
     unbiased_mmd2,
@@ -110,6 +111,16 @@ def test_class_coverage_by_hand():
     assert result["classes_covered"] == 3
     expected = sum(p * math.log(p / 0.25) for p in (0.25, 0.5, 0.25))
     assert result["class_kl"] == pytest.approx(expected)
+
+
+def test_label_accuracy_by_hand_is_the_mean_over_classes_and_the_weakest():
+    asked = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])
+    drawn = torch.tensor([0, 0, 0, 1, 1, 1, 0, 0])
+    result = label_accuracy(drawn, asked)
+    # per class 3/4, 2/2 and 0/2: their mean, not the share of all samples (5/8)
+    assert result["label_acc"] == pytest.approx((0.75 + 1.0 + 0.0) / 3)
+    assert result["label_acc_min"] == 0.0
+    assert label_accuracy(asked, asked) == {"label_acc": 1.0, "label_acc_min": 1.0}
 
 
 def independent_sets(n_real: int, n_fake: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

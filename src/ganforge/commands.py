@@ -28,10 +28,11 @@ def evaluate(source: str | Path | Trained, device: str = "auto", **options) -> d
     """Score a run (a run directory, checkpoint, exported folder or ``load``-ed run), or images (an .npz or a
     folder), and return the scores.
 
-    A GAN's samples: FID, KID, IS, precision/recall, class coverage and, with ``cas``, the Classification
-    Accuracy Score (options: n, reference, seed, cas, cas_epochs, features, data_root, inception_weights,
-    extractor, cache). A translator: L1, PSNR and SSIM against the test targets, the cycle error, SWD, and with
-    ``features`` FID and KID (options: reference, features, inception_weights). Images: as a GAN's samples.
+    A GAN's samples: FID, KID, IS, precision/recall, class coverage, a conditional one's label accuracy and,
+    with ``cas``, the Classification Accuracy Score (options: n, reference, seed, cas, cas_epochs, features,
+    data_root, inception_weights, extractor, cache). A translator: L1, PSNR and SSIM against the test targets,
+    the cycle error, SWD, and with ``features`` FID and KID (options: reference, features, inception_weights).
+    Images: as a GAN's samples.
     """
     if is_image_set(source):
         from ganforge.metrics.evaluation import evaluate_image_set

@@ -25,7 +25,7 @@ from ganforge.errors import GanforgeError, first_line
 from ganforge.files import atomic_write
 from ganforge.metrics.cas import classification_accuracy_score
 from ganforge.metrics.features import ModuleFeatures, make_extractor, to_shape
-from ganforge.metrics.scores import class_coverage, fid, inception_score, kid, precision_recall
+from ganforge.metrics.scores import class_coverage, fid, inception_score, kid, label_accuracy, precision_recall
 from ganforge.metrics.swd import swd
 from ganforge.sampling import balanced_labels, generate_images, sample_noise
 
@@ -124,14 +124,16 @@ def evaluate_generator(
     cas_epochs: int = 3,  # epochs of each CAS classifier
     **options,  # features, data_root, inception_weights, extractor, cache: as for evaluate_images
 ) -> dict:
-    """Score ``n`` samples of a generator: FID, KID, IS, precision/recall, class coverage; with ``cas``, also the
-    Classification Accuracy Score (``metrics.cas``) against a classifier trained on as many real images."""
+    """Score ``n`` samples of a generator: FID, KID, IS, precision/recall, class coverage; a conditional one's
+    label accuracy where the classifier's classes are the run's; with ``cas``, also the Classification Accuracy
+    Score (``metrics.cas``) against a classifier trained on as many real images."""
     samples = model.sample(n, seed=seed)
     if cas and not model.num_classes:
         raise GanforgeError(f"--cas needs labelled samples, and {model.path} holds an unconditional generator")
     labels = balanced_labels(n, model.num_classes)
     reference, holdout = (reference, 0.0) if reference else default_reference(model.config)
-    return score_samples(samples, labels, model.path, reference, holdout, seed, device, cas, cas_epochs, **options)
+    shown, classes = model.path, model.classes
+    return score_samples(samples, labels, shown, reference, holdout, seed, device, cas, cas_epochs, classes, **options)
 
 
 def evaluate_image_set(
@@ -156,10 +158,13 @@ def evaluate_image_set(
     return score_samples(samples, labels, source, reference or "mnist", 0.0, seed, device, cas, cas_epochs, **options)
 
 
-def score_samples(samples, labels, shown, reference, holdout, seed, device, cas, cas_epochs, **options) -> dict:
-    """``evaluate_images`` of (N, C, H, W) uint8 ``samples`` (from ``shown``) against ``reference``, and with
-    ``cas`` the CAS of their ``labels``."""
+def score_samples(
+    samples, labels, shown, reference, holdout, seed, device, cas, cas_epochs, classes=None, **options
+) -> dict:
+    """``evaluate_images`` of (N, C, H, W) uint8 ``samples`` (from ``shown``) against ``reference``, with their
+    ``labels`` and the ``classes`` those name, and with ``cas`` the CAS of the labels."""
     log.info(f"scoring {len(samples):,} samples {tuple(samples.shape[1:])} from {shown}")
+    options |= dict(labels=labels, classes=classes)
     results = evaluate_images(samples, reference, device=device, holdout=holdout, **options)
     if cas:
         results |= cas_against(samples, labels, reference, options.get("data_root"), holdout, cas_epochs, seed, device)
@@ -208,6 +213,8 @@ def evaluate_images(
     extractor=None,  # an nn.Module (float images in [0, 1] -> features) or a callable uint8 images ->
     # (features, probabilities or None); overrides ``features``
     cache: str | Path | None = None,  # folder for cached reference features
+    labels: torch.Tensor | None = None,  # the class each sample was asked for (a conditional generator's)
+    classes: list[str] | None = None,  # the names of those classes: label accuracy where the classifier's match
 ) -> dict:
     """Score uint8 images against ``reference`` (as many reference images as samples)."""
     if len(samples) < MIN_SAMPLES:
@@ -227,7 +234,14 @@ def evaluate_images(
         "reference": f"{reference} ({real['split']}, {len(real['features'])} images)",
         "features": extractor.name,
     }
-    return results | score(extractor, samples, real)
+    return results | score(extractor, samples, real, asked_classes(extractor, labels, classes))
+
+
+def asked_classes(extractor, labels: torch.Tensor | None, classes: list[str] | None) -> torch.Tensor | None:
+    """``labels`` where the extractor is a classifier of exactly these classes (a digits run read by the digits
+    classifier), else None: a classifier of other classes, or in another order, cannot say which were obeyed."""
+    reads = getattr(extractor, "reads_classes", None)
+    return labels if labels is not None and classes and reads and reads(classes) else None
 
 
 def swd_against(samples: torch.Tensor, reference: str, data_root: str | None, holdout: float) -> dict:
@@ -249,8 +263,9 @@ def default_cache() -> Path:
     return cache_home() / "stats"
 
 
-def score(extractor, samples: torch.Tensor, real: dict) -> dict:
-    """Every score of (N, C, H, W) uint8 ``samples`` against reference features ``real``."""
+def score(extractor, samples: torch.Tensor, real: dict, asked: torch.Tensor | None = None) -> dict:
+    """Every score of (N, C, H, W) uint8 ``samples`` against reference features ``real``; with ``asked`` (the
+    class each sample was asked for, in the classifier's order) the label accuracy too."""
     fake_features, fake_probabilities = extractor(samples)
     kid_mean, kid_std = kid(fake_features, real["features"], subset_size=min(1000, len(samples)))
     precision, recall = precision_recall(real["features"], fake_features)
@@ -270,6 +285,8 @@ def score(extractor, samples: torch.Tensor, real: dict) -> dict:
     if real["labels"] is not None and getattr(extractor, "classifies_dataset", False):
         reference_histogram = torch.bincount(real["labels"], minlength=fake_probabilities.shape[1])
         results |= class_coverage(fake_probabilities.argmax(1), reference_histogram)
+    if asked is not None and fake_probabilities is not None:
+        results |= label_accuracy(fake_probabilities.argmax(1), asked)
     return results
 
 
@@ -292,12 +309,14 @@ class PeriodicEvaluator:
         seed: int,
         device: torch.device,
         num_classes: int = 0,  # a conditional generator is scored on every class equally
+        classes: list[str] | None = None,  # their names: label accuracy where the classifier's classes match
     ):
         # The digits classifier for 1x28x28 data, the CIFAR-10 classifier for 3x32x32, Inception (weights from
         # $GANFORGE_INCEPTION_WEIGHTS or a download) for the rest.
         self.extractor = make_extractor("auto", tuple(data.images.shape[1:]), device)
         self.noise = sample_noise(samples, z_dim, seed)
         self.labels = balanced_labels(samples, num_classes)
+        self.asked = asked_classes(self.extractor, self.labels, classes)
         self.reference = None
         if resolve_source(dataset).has_test_split:
             try:
@@ -316,4 +335,5 @@ class PeriodicEvaluator:
     def __call__(self, generator: torch.nn.Module) -> dict:
         """Scores of the generator's images for the fixed noise, and the extractor and number that made them."""
         images = generate_images(generator, self.noise, labels=self.labels)
-        return {"features": self.extractor.name, "samples": len(images)} | score(self.extractor, images, self.reference)
+        scores = score(self.extractor, images, self.reference, self.asked)
+        return {"features": self.extractor.name, "samples": len(images)} | scores

@@ -60,6 +60,7 @@ class ClassifierFeatures:
     """
 
     classifies_dataset = True  # its classes are the dataset's: class coverage is meaningful
+    classes: tuple[str, ...] = ()  # its classes' names, in the order of its outputs
 
     def __init__(self, name: str, shape: tuple[int, int, int], model: torch.nn.Module, device: torch.device):
         self.name, self.shape = name, shape
@@ -86,9 +87,17 @@ class ClassifierFeatures:
                 bar.update(len(batch))
         return torch.cat(features), torch.cat(probabilities)
 
+    def reads_classes(self, names: list[str]) -> bool:
+        """Whether a run's class names are this classifier's, in its order, so that it can tell whether a sample
+        is the class it was asked for: "0 - zero" (torchvision's MNIST) reads as "0", a folder "Airplane" as
+        "airplane"."""
+        return tuple(str(name).split(" - ")[0].strip().lower() for name in names) == self.classes
+
 
 class MNISTFeatures(ClassifierFeatures):
     """The shipped digits classifier (``metrics.mnist_classifier``): 1x28x28 images, 128 features, 10 digits."""
+
+    classes = tuple(str(digit) for digit in range(10))
 
     def __init__(self, device: torch.device, model: torch.nn.Module | None = None):
         super().__init__("mnist", (1, 28, 28), model or load_mnist_classifier(), device)
@@ -97,6 +106,8 @@ class MNISTFeatures(ClassifierFeatures):
 class CIFAR10Features(ClassifierFeatures):
     """The shipped CIFAR-10 classifier (``metrics.cifar10_classifier``): 3x32x32 images, 256 features, 10 classes.
     Its scores are named "cifar10": they are not the Inception FIDs of papers."""
+
+    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
     def __init__(self, device: torch.device, model: torch.nn.Module | None = None):
         super().__init__("cifar10", (3, 32, 32), model or load_cifar10_classifier(), device)

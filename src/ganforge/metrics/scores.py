@@ -150,3 +150,11 @@ def class_coverage(predicted: Tensor, reference_histogram: Tensor, min_share: fl
         "classes_covered": int((share >= min_share / num_classes).sum()),
         "class_kl": kl.item(),
     }
+
+
+def label_accuracy(predicted: Tensor, asked: Tensor) -> dict:
+    """How often a conditional generator draws the class it was asked for, as a classifier of the dataset reads
+    its samples: the mean over the classes asked for ('label_acc') and the weakest class's ('label_acc_min')."""
+    right = (predicted == asked).double()
+    per_class = [right[asked == k].mean().item() for k in asked.unique()]
+    return {"label_acc": sum(per_class) / len(per_class), "label_acc_min": min(per_class)}

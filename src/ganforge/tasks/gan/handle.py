@@ -118,7 +118,7 @@ class TrainedGenerator(Trained):
         extractor=None,  # a feature extractor of your own (``metrics.evaluation.evaluate_images``)
         cache: str | Path | None = None,  # folder for cached reference features
     ) -> dict:
-        """FID, KID, IS, precision/recall, class coverage and optionally CAS of ``n`` samples
+        """FID, KID, IS, precision/recall, class coverage, label accuracy and optionally CAS of ``n`` samples
         (``metrics.evaluation.evaluate_generator``), on the device the generator is on."""
         from ganforge.metrics.evaluation import evaluate_generator
 

@@ -111,6 +111,7 @@ class GANTrainer(Trainer):
                 seed=config.seed + 3,
                 device=device,
                 num_classes=self.num_classes,
+                classes=self.classes,
             )
         self.evaluates = self.evaluator is not None
 
@@ -156,7 +157,8 @@ class GANTrainer(Trainer):
     def describe(self, results: dict) -> str:
         """One line of an evaluation for the log."""
         classes = f", {results['classes_covered']} classes" if "classes_covered" in results else ""
-        return f"FID {results['fid']:.2f}, recall {results['recall']:.2f}{classes}"
+        obeys = f", {results['label_acc']:.1%} the class asked for" if "label_acc" in results else ""
+        return f"FID {results['fid']:.2f}, recall {results['recall']:.2f}{classes}{obeys}"
 
     def watch(self, step: int, results: dict) -> list[str]:
         """Warnings an evaluation calls for: a run that looks collapsed or diverging (``CollapseWatch``)."""

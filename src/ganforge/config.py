@@ -43,7 +43,6 @@ from ganforge.settings import (
     short,
 )
 from ganforge.tasks import DEFAULT_TASK, TASKS
-from ganforge.tasks.gan import GRAYSCALE_DCGAN
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("32", "bf16", "16-mixed", "auto")
@@ -112,9 +111,11 @@ class TrainConfig:
         "total training steps of the run (one step = one D update; a GAN's G updates every --n-critic steps)",
         default_help="when neither --epochs nor --minutes is given, the task's default number of images at the "
         "run's batch ("
-        + ", ".join(f"{name} {task.default_images:,}" for name, task in TASKS.items())
-        + f"; {TASKS['gan'].default_images // GRAYSCALE_DCGAN['batch_size']:,} steps of "
-        + f"{GRAYSCALE_DCGAN['batch_size']} for MNIST)",
+        + ", ".join(
+            f"{name} {task.default_images:,}" + (f": {task.default_length_note}" if task.default_length_note else "")
+            for name, task in TASKS.items()
+        )
+        + ")",
         resumable=True,
         bounds="[1, inf)",
     )

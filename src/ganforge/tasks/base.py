@@ -124,6 +124,7 @@ class Task(ABC):
     legacy_defaults: ClassVar[dict] = {}  # what its runs used for settings older config files lack
     commands: ClassVar[frozenset[str]] = frozenset()  # what it serves beyond COMMON_COMMANDS
     default_images: ClassVar[int] = 128_000  # a run given no length trains this many images, in steps of its batch
+    default_length_note: ClassVar[str] = ""  # those images in steps, for --steps' help
     statistics: ClassVar[tuple[Statistic, ...]] = ()  # what its step reports
 
     @abstractmethod

@@ -135,6 +135,9 @@ class GAN(Task):
     # A run given no length: 2,000 steps of 64, the default's length before #29 made its batch 16 (8,000 steps),
     # where the README's grid has every class (~2 minutes on 2 cores in bf16).
     default_images = 128_000
+    default_length_note = "{:,} steps of {} on MNIST".format(
+        default_images // GRAYSCALE_DCGAN["batch_size"], GRAYSCALE_DCGAN["batch_size"]
+    )
     statistics = (
         Statistic("d_loss", "discriminator", "d_loss", "losses"),
         Statistic("g_loss", "generator", "g_loss", "losses"),

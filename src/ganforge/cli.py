@@ -49,8 +49,12 @@ log = logging.getLogger("ganforge")
 
 # What train and resume import while Ctrl-C is held back (InterruptsAfterImports): the training code, and
 # torchvision, which the data pipeline would otherwise import lazily once the run is under way (a CI run lost
-# a Ctrl-C sent a few seconds into ``ganforge resume`` on a folder, and the run went on training).
+# a Ctrl-C sent a few seconds into ``ganforge resume`` on a folder, and the run went on training). Translate and
+# evaluate resize images with it too: imported lazily, it took 1.5 s in which a Ctrl-C to translate was lost
+# (the command ran to its end) or became "RuntimeError: Error calling __set_name__" while triton imported.
 TRAINING_IMPORTS = "ganforge.training,torchvision.transforms"
+TRANSLATE_IMPORTS = "ganforge.tasks.translation.handle,torchvision.transforms"
+EVALUATE_IMPORTS = "ganforge.commands,torchvision.transforms"
 
 
 class Parser(argparse.ArgumentParser):
@@ -464,7 +468,7 @@ def add_evaluate(commands, common: argparse.ArgumentParser) -> None:
     )
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout (default: a table)")
     add_progress(evaluate)
-    evaluate.set_defaults(func=run_evaluate, imports="ganforge.commands")
+    evaluate.set_defaults(func=run_evaluate, imports=EVALUATE_IMPORTS)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -537,7 +541,7 @@ def add_translate(commands, common: argparse.ArgumentParser) -> None:
         help="translate with the translator's moving average when the run kept one (default: on)",
     )
     add_progress(translate)
-    translate.set_defaults(func=run_translate, imports="ganforge.tasks.translation.handle")
+    translate.set_defaults(func=run_translate, imports=TRANSLATE_IMPORTS)
 
 
 def run_translate(args: argparse.Namespace) -> int:
@@ -833,17 +837,32 @@ def run_command(argv: list[str] | None) -> int:
         try:
             with logging_redirect_tqdm(loggers=[log]), progress_shown(bars and not getattr(args, "json", False)):
                 return args.func(args)
-        except GanforgeError as error:
-            if debug:
-                raise
-            print(f"ganforge: error{rank_tag()}: {one_line(str(error))}", file=sys.stderr)
-            return error.exit_code
         except Exception as error:
+            if came_from_ctrl_c(error):
+                raise KeyboardInterrupt from error
             if debug:
                 raise
+            if isinstance(error, GanforgeError):
+                print(f"ganforge: error{rank_tag()}: {one_line(str(error))}", file=sys.stderr)
+                return error.exit_code
             reason = f"{type(error).__name__}: {one_line(str(error))}"
             print(f"ganforge: error{rank_tag()}: {reason} (rerun with --debug for the traceback)", file=sys.stderr)
             return 1
+
+
+def came_from_ctrl_c(error: BaseException) -> bool:
+    """Whether Ctrl-C is behind ``error``: a KeyboardInterrupt in its chain (Python 3.11 turns one raised in a class
+    body's ``__set_name__`` into RuntimeError, as while torch imported triton), or one that the handler saw and
+    a library swallowed before this error. Such a command was interrupted; it did not fail."""
+    from ganforge.monitor import StopSignal
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return StopSignal.interrupted_early
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -853,8 +872,9 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
 
 class RememberedInterrupts:
     """While a command runs, Ctrl-C raises KeyboardInterrupt as usual and is remembered (``monitor.interrupt_now``),
-    so that one swallowed on the way (a library's bare ``except:`` around a lazy import) still stops a training
-    loop when it starts; the previous handler is back afterwards. Outside the main thread it does nothing."""
+    so that one swallowed on the way (a library's bare ``except:`` around a lazy import) still stops the command: a
+    training loop when it starts, a progress bar at its next update, an error it caused; the previous handler is
+    back afterwards. Outside the main thread it does nothing."""
 
     def __enter__(self):
         self.previous = None
@@ -868,4 +888,7 @@ class RememberedInterrupts:
     def __exit__(self, *exc):
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
+            from ganforge.monitor import StopSignal
+
+            StopSignal.interrupted_early = False  # remembered for this command only
         return False

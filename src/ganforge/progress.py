@@ -23,11 +23,21 @@ def progress_shown(show: bool):
 
 def progress_bar(total: int, desc: str, unit: str = "image"):
     """A tqdm bar of ``total`` ``unit``s on stderr; one that shows nothing where bars are off or stderr is not a
-    terminal (tqdm's ``disable=None``). Use it as a context manager and ``update(n)`` it."""
+    terminal (tqdm's ``disable=None``). Use it as a context manager and ``update(n)`` it: an update after a Ctrl-C
+    that a library swallowed (a bare ``except:`` around a lazy import) raises KeyboardInterrupt, so the command
+    stops instead of running to its end."""
     from tqdm import tqdm
 
+    class Bar(tqdm):
+        def update(self, n=1):
+            from ganforge.monitor import StopSignal
+
+            if StopSignal.interrupted_early:
+                raise KeyboardInterrupt
+            return super().update(n)
+
     shown = SHOWN.get()
-    return tqdm(
+    return Bar(
         total=total,
         desc=desc,
         unit=unit,

@@ -3,6 +3,7 @@
     python benchmarks/cas.py runs/quality/default-seed0 --minutes 8,9,10
     python benchmarks/cas.py RUN [RUN ...] --minutes 8,9,10 --epochs 3 --classifier-seeds 0,1
     python benchmarks/cas.py RUN [RUN ...] --no-ema   # the generator's latest weights, not its moving average
+    python benchmarks/cas.py RUN [RUN ...] --keep agreed  # only samples the discriminator's class head agrees with
 
 One checkpoint's CAS is a noisy figure: between two checkpoints a minute apart the same run can
 score 95% and 90% of the real-data classifier (docs/quality.md), which is more than the gap between two
@@ -18,9 +19,11 @@ import json
 import statistics
 from pathlib import Path
 
+import torch
 import yaml
 
-from ganforge.checkpoint import checkpoint_step, run_checkpoints
+from ganforge.checkpoint import checkpoint_step, load_checkpoint, run_checkpoints
+from ganforge.models import build_discriminator
 from ganforge.tasks import load
 from ganforge.tasks.gan.handle import generate
 from machine import describe_machine
@@ -37,6 +40,45 @@ def checkpoint_times(run: Path) -> list[tuple[float, Path]]:
     return timed
 
 
+def discriminator_of(path: Path) -> torch.nn.Module:
+    """The discriminator saved in the checkpoint at ``path``, in eval mode on the CPU."""
+    checkpoint = load_checkpoint(path)
+    discriminator = build_discriminator(checkpoint["model"], checkpoint["discriminator_args"]["discriminator"])
+    discriminator.load_state_dict(checkpoint["discriminators"]["discriminator"])
+    return discriminator.eval()
+
+
+@torch.no_grad()
+def kept_samples(model, path: Path, n: int, seed: int, keep: str, pool: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` labelled samples, classes cycled: with ``keep`` 'all' the first ``n`` generated; else drawn from
+    ``pool`` times as many, each class's first n/K where the run's discriminator agrees ('agreed': its class head
+    reads the class asked for) or its n/K it finds most real ('realest': the highest logits), as discriminator
+    rejection sampling does (Azadi et al. 2019). 'agreed' fills a class short of agreed samples with the rest."""
+    if keep == "all":
+        return generate(model, n=n, seed=seed), model.labels(n)
+    images, labels = generate(model, n=n * pool, seed=seed), model.labels(n * pool)
+    discriminator, (low, high) = discriminator_of(path), model.description["output_range"]
+    logits, classes = [], []
+    for start in range(0, len(images), 500):
+        x = low + images[start : start + 500].float() / 255 * (high - low)
+        logit, class_logits = discriminator(x, labels[start : start + 500], classify=True)
+        logits.append(logit)
+        classes.append(class_logits.argmax(1))
+    logits, agreed = torch.cat(logits), torch.cat(classes) == labels
+    kept = []
+    for label in range(model.num_classes):
+        members = (labels == label).nonzero().flatten()
+        quota = n // model.num_classes + (label < n % model.num_classes)
+        if keep == "agreed":
+            order = torch.cat([members[agreed[members]], members[~agreed[members]]])
+        else:
+            order = members[logits[members].argsort(descending=True)]
+        kept.append(order[:quota])
+    kept = torch.cat(kept)
+    print(f"# {path.name}: {agreed.float().mean():.1%} of the pool agreed with the class head", flush=True)
+    return images[kept], labels[kept]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run folders that quality.py trained (under its --out)")
@@ -47,6 +89,10 @@ def main() -> None:
     parser.add_argument(
         "--no-ema", dest="ema", action="store_false", help="sample the latest weights, not the moving average"
     )
+    parser.add_argument(
+        "--keep", default="all", choices=("all", "agreed", "realest"), help="which samples to keep (kept_samples)"
+    )
+    parser.add_argument("--pool", type=int, default=4, help="with --keep, draw this many times --n to choose from")
     parser.add_argument("--data-root", default="../shared/data", help="torchvision's data root holding MNIST")
     args = parser.parse_args()
     bench = Benchmark("mnist", args.data_root)
@@ -55,7 +101,7 @@ def main() -> None:
     print(f"# {describe_machine()}")
     weights = "the moving average" if args.ema else "the latest weights"
     print(
-        f"# CAS: {args.n:,} samples ({weights}), a small CNN trained {args.epochs} epochs, "
+        f"# CAS: {args.n:,} samples ({weights}; kept: {args.keep}), a small CNN trained {args.epochs} epochs, "
         f"classifier seeds {classifier_seeds}"
     )
     print("\n| run | minutes | steps | CAS | CAS, real | of real |")
@@ -68,8 +114,7 @@ def main() -> None:
         for minute in minutes:
             at, path = min(timed, key=lambda checkpoint: abs(checkpoint[0] - minute * 60))  # the nearest in time
             model = load(path, "auto", ema=args.ema, command="generate")  # as generate(path) would
-            images = generate(model, n=args.n, seed=seed)
-            labels = model.labels(args.n)  # the classes generate cycled through
+            images, labels = kept_samples(model, path, args.n, seed, args.keep, args.pool)
             scores = [bench.cas(images, labels, s, args.epochs) for s in classifier_seeds]
             cas = statistics.mean(s["cas"] for s in scores)
             real = statistics.mean(s["cas_real"] for s in scores)

@@ -56,8 +56,6 @@ from ganforge.config import DEFAULT_HOLDOUT
 from ganforge.data import conform_images, holdout_indices
 from ganforge.metrics import evaluate_images
 from ganforge.metrics.evaluation import cas_against, swd_against
-from ganforge.metrics.features import make_extractor
-from ganforge.metrics.scores import label_accuracy
 from ganforge.sampling import grid_columns, grid_size, save_grid
 from ganforge.tasks import load
 from ganforge.tasks.gan.handle import generate
@@ -167,22 +165,22 @@ class Benchmark:
     def features(self) -> str:
         return "cifar10" if self.is_folder else "mnist"
 
-    def score(self, images: torch.Tensor) -> dict:
-        """FID, KID, classes covered, class KL, precision and recall of uint8 samples in the benchmark's features."""
+    def score(self, images: torch.Tensor, labels: torch.Tensor | None = None, classes: list | None = None) -> dict:
+        """FID, KID, classes covered, class KL, precision and recall of uint8 samples in the benchmark's features;
+        for a conditional recipe's samples (``labels``: the class each was asked for, ``classes``: the run's class
+        names), how often the classifier reads a sample as its class: the mean over classes ('label_acc') and the
+        weakest class's ('label_acc_min'), where the classifier's classes are the run's."""
         channels, size, _ = self.shape
         images = conform_images(images, size, channels)  # the pytorch/examples DCGAN draws 64 px
-        results = evaluate_images(images, self.data, self.features, self.data_root, holdout=self.holdout)
-        scores = {k: results[k] for k in ("fid", "kid", "classes_covered", "class_kl", "precision", "recall")}
+        results = evaluate_images(
+            images, self.data, self.features, self.data_root, holdout=self.holdout, labels=labels, classes=classes
+        )
+        kept = ("fid", "kid", "classes_covered", "class_kl", "precision", "recall", "label_acc", "label_acc_min")
+        scores = {k: results[k] for k in kept if k in results}
         if self.is_folder:  # and the sliced Wasserstein distance per pyramid level (32 and 16 px): texture, no network
             swd = swd_against(images, self.data, self.data_root, self.holdout)
             scores |= {k: v for k, v in swd.items() if k.startswith("swd")}
         return scores
-
-    def obedience(self, images: torch.Tensor, labels: torch.Tensor) -> dict:
-        """How often the benchmark's classifier reads a sample as the class it was asked for: the mean over
-        classes ('label_acc') and the weakest class's ('label_acc_min')."""
-        _, probabilities = make_extractor(self.features, self.shape, torch.device("cpu"))(images)
-        return label_accuracy(probabilities.argmax(1), labels)
 
     def cas(self, images: torch.Tensor, labels: torch.Tensor, seed: int, epochs: int = 3) -> dict:
         """CAS of labelled samples: a small CNN trained ``epochs`` on them, and on as many real images, each
@@ -507,13 +505,12 @@ def run_recipe(recipe: str, bench: Benchmark, budgets: list[float], n: int, seed
     for budget, (path, steps) in train_ganforge(recipe, bench, budgets, work, seed, args.threads).items():
         model = load(path, "auto", command="generate")  # read once: the scored samples, the labels and the grid
         images = generate(model, n=n, seed=seed)
-        rows.append(dict(recipe=recipe, seed=seed, minutes=budget, steps=steps) | bench.score(images))
         classes = model.num_classes  # a conditional recipe's grid: one class per column
-        if classes:
-            labels = model.labels(n)  # the classes generate cycled through
-            rows[-1] |= bench.obedience(images, labels)
-            if args.cas:
-                rows[-1] |= bench.cas(images, labels, seed)
+        labels = model.labels(n) if classes else None  # the classes generate cycled through
+        scores = bench.score(images, labels, model.classes if classes else None)
+        rows.append(dict(recipe=recipe, seed=seed, minutes=budget, steps=steps) | scores)
+        if classes and args.cas:
+            rows[-1] |= bench.cas(images, labels, seed)
         grid = generate(model, n=grid_size(64, classes), seed=seed)
         write_row(rows[-1], work, args.grids, grid, grid_columns(len(grid), classes), prefix=bench)
     return rows

@@ -713,7 +713,7 @@ def test_ctrl_c_at_any_moment_is_one_line(run):
 def test_a_ctrl_c_swallowed_before_the_loop_still_stops_it():
     """Twice in CI a Ctrl-C sent a few seconds into ``ganforge resume`` was lost before the training loop took
     over its signals, and the run trained on: the command line remembers it, and the loop stops on entering; so
-    does a progress bar's next update (once in CI, ``translate`` ran to its end)."""
+    does a progress bar's next update (once, in the sweep below run by hand, ``translate`` ran to its end)."""
     import os
     import signal
     import time
@@ -743,7 +743,7 @@ def test_a_ctrl_c_swallowed_before_the_loop_still_stops_it():
 
 @pytest.mark.parametrize("how", ["wrapped", "swallowed"])
 def test_an_error_that_a_ctrl_c_caused_is_an_interrupt(capsys, monkeypatch, run, how):
-    """CI, twice in the sweep below: a Ctrl-C 2.5 s into ``translate`` landed while torch imported triton, inside a
+    """CI, in the sweep below: a Ctrl-C 2.5 s into ``translate`` landed while torch imported triton, inside a
     class body's ``__set_name__``, which Python 3.11 turns into RuntimeError: the command said "error:
     RuntimeError: Error calling __set_name__ ..." and exited 1. An error with Ctrl-C behind it (in its chain, or
     after a Ctrl-C that a library swallowed) ends as ``ganforge: interrupted``, exit 130."""

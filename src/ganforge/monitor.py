@@ -234,6 +234,13 @@ def interrupt_now(signum, frame):
     raise KeyboardInterrupt
 
 
+def stop_if_interrupted_early() -> None:
+    """Raise KeyboardInterrupt if ``interrupt_now`` saw a Ctrl-C during this command that something swallowed: a
+    training loop on entering and a progress bar at each update stop, instead of running to their end."""
+    if StopSignal.interrupted_early:
+        raise KeyboardInterrupt
+
+
 class StopSignal:
     """Turns the first SIGINT/SIGTERM into a request to stop after the current step.
 
@@ -263,8 +270,7 @@ class StopSignal:
         log.warning(f"{name} received: stopping after this step and saving a checkpoint (again to quit at once)")
 
     def __enter__(self):
-        if StopSignal.interrupted_early:
-            raise KeyboardInterrupt
+        stop_if_interrupted_early()
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)

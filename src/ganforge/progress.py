@@ -30,10 +30,9 @@ def progress_bar(total: int, desc: str, unit: str = "image"):
 
     class Bar(tqdm):
         def update(self, n=1):
-            from ganforge.monitor import StopSignal
+            from ganforge.monitor import stop_if_interrupted_early
 
-            if StopSignal.interrupted_early:
-                raise KeyboardInterrupt
+            stop_if_interrupted_early()
             return super().update(n)
 
     shown = SHOWN.get()

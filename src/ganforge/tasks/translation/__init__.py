@@ -49,9 +49,10 @@ def batch_for_size(model: str, image_size: int) -> int:
 
 def width_for_size(model: str, image_size: int) -> int:
     """The papers' width (64) below 256 px, half of it from there: at 256 px and batch 1, a step of pix2pix's
-    U-Net at width 64 took 1.0 s on one AVX2 core (float32) and at width 32 0.25 s, and in 10 and 30 minutes the
-    narrower one trained 3.9x the reference code's images/s and beat it on L1, PSNR, SSIM and SWD
-    (benchmarks/translation.py, docs/translation.md). ``--width 64`` trains the papers' networks."""
+    U-Net at width 64 took 1.0 s on one core of a Zen 5 capped at AVX2 (float32) and at width 32 0.25 s; on a
+    real AVX2 EPYC the narrower one trained 3.4x the reference code's images/s and beat it on L1, SSIM and SWD
+    at 10 and 30 minutes, three seeds (benchmarks/translation.py, docs/translation.md). ``--width 64`` trains
+    the papers' networks."""
     width = MODELS[model].width
     return width // 2 if image_size >= HALF_WIDTH_FROM else width
 

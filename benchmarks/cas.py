@@ -4,12 +4,14 @@
     python benchmarks/cas.py RUN [RUN ...] --minutes 8,9,10 --epochs 3 --classifier-seeds 0,1
     python benchmarks/cas.py RUN [RUN ...] --no-ema   # the generator's latest weights, not its moving average
     python benchmarks/cas.py RUN [RUN ...] --keep agreed  # only samples the discriminator's class head agrees with
+    python benchmarks/cas.py RUN [RUN ...] --noise-std 1  # the noise as training drew it, not as --dataset does
 
 One checkpoint's CAS is a noisy figure: between two checkpoints a minute apart the same run can
 score 95% and 90% of the real-data classifier (docs/quality.md), which is more than the gap between two
 recipes. This script scores a run (a folder quality.py trained, with its wall-clock checkpoints) at each
 of --minutes, by the checkpoint nearest that time in the run's metrics.jsonl, exactly as quality.py's
---cas does (10,000 samples drawn with the run's seed, classes cycled; the same small CNN trained
+--cas does (10,000 samples drawn with the run's seed, classes cycled, the noise as wide as
+``ganforge generate --dataset`` draws it; the same small CNN trained
 --epochs on them and on as many real images, both tested on the real test set), and prints a row per
 checkpoint, then each run's mean and the mean over runs: a recipe's CAS over its seeds and over time.
 """
@@ -23,6 +25,7 @@ import torch
 import yaml
 
 from ganforge.checkpoint import checkpoint_step, load_checkpoint, run_checkpoints
+from ganforge.config import GRAYSCALE_DATASET_NOISE_STD
 from ganforge.models import build_discriminator
 from ganforge.tasks import load
 from ganforge.tasks.gan.handle import generate
@@ -49,14 +52,17 @@ def discriminator_of(path: Path) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def kept_samples(model, path: Path, n: int, seed: int, keep: str, pool: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` labelled samples, classes cycled: with ``keep`` 'all' the first ``n`` generated; else drawn from
+def kept_samples(
+    model, path: Path, n: int, seed: int, keep: str, pool: int, noise_std: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` labelled samples, classes cycled, the noise at ``noise_std``: with ``keep`` 'all' the first ``n``
+    generated; else drawn from
     ``pool`` times as many, each class's first n/K where the run's discriminator agrees ('agreed': its class head
     reads the class asked for) or its n/K it finds most real ('realest': the highest logits), as discriminator
     rejection sampling does (Azadi et al. 2019). 'agreed' fills a class short of agreed samples with the rest."""
     if keep == "all":
-        return generate(model, n=n, seed=seed), model.labels(n)
-    images, labels = generate(model, n=n * pool, seed=seed), model.labels(n * pool)
+        return generate(model, n=n, seed=seed, noise_std=noise_std), model.labels(n)
+    images, labels = generate(model, n=n * pool, seed=seed, noise_std=noise_std), model.labels(n * pool)
     discriminator, (low, high) = discriminator_of(path), model.description["output_range"]
     logits, classes = [], []
     for start in range(0, len(images), 500):
@@ -93,6 +99,12 @@ def main() -> None:
         "--keep", default="all", choices=("all", "agreed", "realest"), help="which samples to keep (kept_samples)"
     )
     parser.add_argument("--pool", type=int, default=4, help="with --keep, draw this many times --n to choose from")
+    parser.add_argument(
+        "--noise-std",
+        type=float,
+        default=GRAYSCALE_DATASET_NOISE_STD,
+        help=f"the noise's spread (default: {GRAYSCALE_DATASET_NOISE_STD}, as generate --dataset draws MNIST)",
+    )
     parser.add_argument("--data-root", default="../shared/data", help="torchvision's data root holding MNIST")
     args = parser.parse_args()
     bench = Benchmark("mnist", args.data_root)
@@ -101,7 +113,8 @@ def main() -> None:
     print(f"# {describe_machine()}")
     weights = "the moving average" if args.ema else "the latest weights"
     print(
-        f"# CAS: {args.n:,} samples ({weights}; kept: {args.keep}), a small CNN trained {args.epochs} epochs, "
+        f"# CAS: {args.n:,} samples ({weights}; the noise at {args.noise_std:g}x; kept: {args.keep}), "
+        f"a small CNN trained {args.epochs} epochs, "
         f"classifier seeds {classifier_seeds}"
     )
     print("\n| run | minutes | steps | CAS | CAS, real | of real |")
@@ -114,7 +127,7 @@ def main() -> None:
         for minute in minutes:
             at, path = min(timed, key=lambda checkpoint: abs(checkpoint[0] - minute * 60))  # the nearest in time
             model = load(path, "auto", ema=args.ema, command="generate")  # as generate(path) would
-            images, labels = kept_samples(model, path, args.n, seed, args.keep, args.pool)
+            images, labels = kept_samples(model, path, args.n, seed, args.keep, args.pool, args.noise_std)
             scores = [bench.cas(images, labels, s, args.epochs) for s in classifier_seeds]
             cas = statistics.mean(s["cas"] for s in scores)
             real = statistics.mean(s["cas_real"] for s in scores)

@@ -17,9 +17,10 @@ features, not Inception's). Both: classes covered and the KL divergence of the
 class histogram from the reference's (CIFAR-10: also the sliced Wasserstein distance to the held-out images,
 per pyramid level, metrics/swd.py); for a conditional recipe also how often the classifier reads each
 sample as the class it was asked for (the mean over classes, and the weakest class), and with --cas the
-classification accuracy score of its labelled samples (a small CNN trained on them, tested on the real test
-set, beside the same CNN trained on as many real images). With --seeds each recipe trains once per seed and
-a last table gives every figure's mean and range over the seeds. Recipes:
+classification accuracy score of its labelled samples, drawn as ``ganforge generate --dataset`` draws them (a
+small CNN trained on them, tested on the real test set, beside the same CNN trained on as many real images).
+With --seeds each recipe trains once per seed and a last table gives every figure's mean and range over the
+seeds. Recipes:
 
   classic    (a) the seed's MLP GAN: ganforge `mlp` with its classic defaults (BCE, Adam 1e-3, batch 128)
   pytorchgan (a) the PyTorch-GAN DCGAN (implementations/dcgan/dcgan.py), written here: 32 px, batch 64, BCE,
@@ -52,7 +53,7 @@ from torch import nn
 
 import ganforge
 from ganforge.checkpoint import checkpoint_step, run_checkpoints
-from ganforge.config import DEFAULT_HOLDOUT
+from ganforge.config import DEFAULT_HOLDOUT, dataset_noise_std
 from ganforge.data import conform_images, holdout_indices
 from ganforge.metrics import evaluate_images
 from ganforge.metrics.evaluation import cas_against, swd_against
@@ -456,7 +457,11 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=0, help="threads for every recipe (default 0: ganforge's choice)"
     )
-    parser.add_argument("--cas", action="store_true", help="also the CAS of each conditional row (about a minute each)")
+    parser.add_argument(
+        "--cas",
+        action="store_true",
+        help="also the CAS of each conditional row, drawn as generate --dataset draws it (about a minute each)",
+    )
     parser.add_argument("--out", default="runs/quality", help="work folder: runs and results.jsonl")
     parser.add_argument("--grids", default=None, help="folder for a 64-sample grid of every row")
     args = parser.parse_args()
@@ -509,8 +514,9 @@ def run_recipe(recipe: str, bench: Benchmark, budgets: list[float], n: int, seed
         labels = model.labels(n) if classes else None  # the classes generate cycled through
         scores = bench.score(images, labels, model.classes if classes else None)
         rows.append(dict(recipe=recipe, seed=seed, minutes=budget, steps=steps) | scores)
-        if classes and args.cas:
-            rows[-1] |= bench.cas(images, labels, seed)
+        if classes and args.cas:  # the labelled set as generate --dataset draws it
+            wide = dataset_noise_std(model.image_shape[0])
+            rows[-1] |= bench.cas(generate(model, n=n, seed=seed, noise_std=wide), labels, seed)
         grid = generate(model, n=grid_size(64, classes), seed=seed)
         write_row(rows[-1], work, args.grids, grid, grid_columns(len(grid), classes), prefix=bench)
     return rows

@@ -453,6 +453,15 @@ def test_labels_for_an_unconditional_generator(capsys, run):
     assert_one_line_error(err, "holds an unconditional generator: a labelled dataset needs --conditional")
 
 
+def test_a_noise_spread_that_is_not_a_positive_number_or_has_no_noise_to_spread(capsys, run):
+    for value in ("0", "-1", "nan", "inf"):
+        code, err = run_cli(capsys, "generate", run, "--noise-std", value, "--out", run.parent / "x.png")
+        assert code == 2 and "argument --noise-std: must be a positive number" in err, err
+    code, err = run_cli(capsys, "evaluate", run.parent / "samples.npz", "--noise-std", "1.5")
+    assert code == 2
+    assert_one_line_error(err, "--noise-std spreads a generator's noise, and")
+
+
 def test_labels_outside_the_generators_classes(capsys, tmp_path):
     folder = gray_folder(tmp_path / "data")
     gray_folder(folder / "b")  # a second class

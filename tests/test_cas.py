@@ -51,3 +51,30 @@ def test_evaluate_cas_from_the_command_line(tmp_path, mnist_root, capsys):
     assert main(args) == 1
     error = capsys.readouterr().err.strip()
     assert error.endswith(f"--cas needs labelled samples: {tmp_path / 'unlabelled.npz'} has no 'labels' array")
+
+
+@pytest.mark.slow
+def test_evaluate_cas_of_a_run_trains_on_its_samples_as_a_dataset_draws_them(tiny_run, tmp_path, mnist_root):
+    """A run's CAS scores the labelled set ``ganforge generate --dataset`` would write (the noise at
+    GRAYSCALE_DATASET_NOISE_STD for MNIST) while its other scores stay on the standard noise; --noise-std sets both."""
+    from ganforge.commands import evaluate
+    from ganforge.config import GRAYSCALE_DATASET_NOISE_STD
+    from ganforge.metrics.evaluation import cas_against, evaluate_images
+    from ganforge.tasks import load
+
+    run = tiny_run("dcgan", "--conditional")
+    model, options = load(run), dict(n=200, cas=True, cas_epochs=1, data_root=str(mnist_root), cache=tmp_path)
+    labels = model.labels(200)
+
+    def cas_of(noise_std: float) -> float:
+        samples = model.sample(200, seed=0, noise_std=noise_std)
+        return cas_against(samples, labels, "mnist", str(mnist_root), 0.0, 1, 0, "cpu")["cas"]
+
+    default = evaluate(run, **options)
+    wide = GRAYSCALE_DATASET_NOISE_STD
+    assert default["cas_noise_std"] == wide != 1.0 and default["cas"] == cas_of(wide)
+    scored = evaluate_images(model.sample(200, seed=0), "mnist", data_root=str(mnist_root), cache=tmp_path)
+    assert default["fid"] == pytest.approx(scored["fid"], rel=1e-6)  # FID of the standard noise's samples
+    given = evaluate(run, noise_std=1.0, **options)
+    assert given["cas_noise_std"] == 1.0 and given["cas"] == cas_of(1.0)
+    assert given["fid"] == pytest.approx(default["fid"], rel=1e-6)

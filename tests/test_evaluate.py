@@ -153,6 +153,12 @@ def test_a_trained_run_is_scored_against_its_dataset(tmp_path, mnist_root, capsy
     samples = load(out).sample(500, seed=3)
     direct = evaluate_images(samples, "mnist", data_root=str(mnist_root), cache=tmp_path)
     assert results["fid"] == pytest.approx(direct["fid"], rel=1e-6)
+    # --noise-std: the same noise 1.5x as wide, scored as those samples are.
+    wide = evaluate(out, n=500, seed=3, noise_std=1.5, data_root=str(mnist_root), cache=tmp_path)
+    samples_wide = load(out).sample(500, seed=3, noise_std=1.5)
+    direct_wide = evaluate_images(samples_wide, "mnist", data_root=str(mnist_root), cache=tmp_path)
+    assert wide["fid"] == pytest.approx(direct_wide["fid"], rel=1e-6)
+    assert wide["fid"] != pytest.approx(results["fid"], rel=1e-3)
     # 50 steps of an MLP GAN lie between real digits (docs/metrics.md: 0.19) and uniform noise.
     noise = torch.randint(0, 256, samples.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     noise_fid = evaluate_images(noise, "mnist", data_root=str(mnist_root), cache=tmp_path)["fid"]

@@ -18,6 +18,7 @@ from ganforge.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
+from ganforge.config import GRAYSCALE_DATASET_NOISE_STD
 from ganforge.errors import GanforgeError
 from ganforge.export import export_generator
 from ganforge.sampling import generate_images, sample_noise, to_uint8
@@ -133,6 +134,7 @@ def start(moving_run) -> Path:
 def test_a_run_still_training_never_makes_a_command_mix_two_checkpoints(moving_run, tmp_path, monkeypatch):
     run, first, other, reads = moving_run
     expected = generate(first, n=10, seed=0)  # a checkpoint file: no pointer to follow
+    expected_wide = generate(first, n=10, seed=0, noise_std=GRAYSCALE_DATASET_NOISE_STD)  # what CAS trains on
     expected_set, _ = export_dataset(first, tmp_path / "expected.npz", per_class=2)
     reads.clear()
 
@@ -155,7 +157,7 @@ def test_a_run_still_training_never_makes_a_command_mix_two_checkpoints(moving_r
     monkeypatch.setattr(ganforge.metrics.evaluation, "cas_against", cas_against)
     ganforge.evaluate(start(moving_run), n=10, seed=0, device="cpu", cas=True)
     assert reads == [first.name] and scored["reference"] == "mnist"
-    assert torch.equal(scored["samples"], expected) and scored["labels"].tolist() == [*range(10)]
+    assert torch.equal(scored["samples"], expected_wide) and scored["labels"].tolist() == [*range(10)]
 
     export_generator(start(moving_run), "torchscript", tmp_path / "g.pt")
     extra = {"ganforge.json": ""}

@@ -27,6 +27,16 @@ def test_the_same_seed_gives_the_same_noise_and_another_seed_does_not():
     assert not torch.equal(sample_noise(4, 10, seed=3), sample_noise(4, 10, seed=4))
 
 
+def test_noise_std_scales_the_same_draws_and_refuses_what_is_not_a_positive_number():
+    standard = sample_noise(64, 100, seed=3)
+    wide = sample_noise(64, 100, seed=3, std=1.5)
+    assert torch.allclose(wide, 1.5 * standard)  # the same directions, 1.5x as far
+    assert abs(wide.std().item() / standard.std().item() - 1.5) < 1e-5
+    for bad in (0, -1.0, float("nan"), float("inf"), True):
+        with pytest.raises(GanforgeError, match="--noise-std must be a positive number"):
+            sample_noise(4, 10, seed=0, std=bad)
+
+
 def test_generated_images_do_not_depend_on_the_batch_size():
     torch.manual_seed(0)
     generator = DCGANGenerator(width=8)
@@ -86,12 +96,12 @@ def test_unknown_output_kind_and_unwritable_paths_are_errors(tmp_path, images):
         write_images(images, tmp_path / "missing-dir" / "grid.png")
 
 
-def conditional_checkpoint(tmp_path, classes):
+def conditional_checkpoint(tmp_path, classes, channels=1):
     """A small conditional dcgan saved as a checkpoint, with BatchNorm's class tables randomised."""
     from ganforge.checkpoint import FORMAT, FORMAT_VERSION, save_checkpoint
 
     torch.manual_seed(0)
-    args = dict(z_dim=16, width=8, channels=1, image_size=28, num_classes=len(classes))
+    args = dict(z_dim=16, width=8, channels=channels, image_size=28, num_classes=len(classes))
     generator = DCGANGenerator(**args)
     for module in generator.modules():
         if isinstance(module, torch.nn.Embedding):
@@ -181,6 +191,47 @@ def test_a_synthetic_dataset_round_trips_through_the_imagefolder_loader(tmp_path
     npz_images, npz_labels = export_dataset(path, tmp_path / "synthetic.npz", per_class=4, seed=3)
     stored = np.load(tmp_path / "synthetic.npz")
     assert np.array_equal(stored["images"], images.numpy()) and np.array_equal(stored["labels"], labels.numpy())
+
+
+def test_a_grayscale_dataset_draws_its_noise_wider_than_generate_unless_told(tmp_path, caplog):
+    from ganforge.config import GRAYSCALE_DATASET_NOISE_STD
+    from ganforge.tasks.gan.handle import export_dataset, generate
+
+    path, generator = conditional_checkpoint(tmp_path, ["cat", "dog"])
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])  # export_dataset's order: class by class
+    with caplog.at_level("INFO", logger="ganforge"):
+        images, _ = export_dataset(path, tmp_path / "wide.npz", per_class=3, seed=2)
+    wide = sample_noise(6, 16, 2, GRAYSCALE_DATASET_NOISE_STD)
+    assert torch.equal(images, generate_images(generator, wide, labels=labels))
+    assert "drawing the noise at 1.5x the spread the generator trained on" in caplog.text
+    typical, _ = export_dataset(path, tmp_path / "typical.npz", per_class=3, seed=2, noise_std=1.0)
+    assert torch.equal(typical, generate_images(generator, sample_noise(6, 16, 2), labels=labels))
+    assert not torch.equal(images, typical)
+    cycled = torch.tensor([0, 1, 0, 1])  # generate's order: classes in turn
+    assert torch.equal(generate(path, n=4, seed=2), generate_images(generator, sample_noise(4, 16, 2), labels=cycled))
+    assert torch.equal(
+        generate(path, n=4, seed=2, noise_std=0.5),
+        generate_images(generator, sample_noise(4, 16, 2, 0.5), labels=cycled),
+    )
+    (tmp_path / "colour").mkdir()
+    colour, colour_generator = conditional_checkpoint(tmp_path / "colour", ["cat", "dog"], channels=3)
+    colour_set, _ = export_dataset(colour, tmp_path / "colour.npz", per_class=3, seed=2)  # colour keeps 1x
+    assert torch.equal(colour_set, generate_images(colour_generator, sample_noise(6, 16, 2), labels=labels))
+    # The command line: --dataset takes the dataset's spread unless --noise-std says otherwise; images take 1.
+    from ganforge.cli import main
+
+    def via_cli(*flags) -> np.ndarray:
+        out = tmp_path / "cli.npz"
+        assert (
+            main(["generate", str(path), "--seed", "2", "--out", str(out), "--overwrite", "--no-progress", *flags]) == 0
+        )
+        return np.load(out)["images"]
+
+    assert np.array_equal(via_cli("--n", "4"), generate(path, n=4, seed=2).numpy())
+    assert np.array_equal(via_cli("--n", "4", "--noise-std", "0.5"), generate(path, n=4, seed=2, noise_std=0.5).numpy())
+    dataset = ("--per-class", "3", "--dataset", str(tmp_path / "cli.npz"))
+    assert np.array_equal(via_cli(*dataset), images.numpy())
+    assert np.array_equal(via_cli(*dataset, "--noise-std", "1"), typical.numpy())
 
 
 def test_class_folder_names_sort_in_label_order():

@@ -286,6 +286,10 @@ def test_an_option_only_another_tasks_runs_take_is_refused(runs, tmp_path, capsy
         (["evaluate", runs["pix2pix"], "--cas"], "--cas is not an option of ganforge evaluate for a pix2pix run"),
         (["evaluate", runs["cyclegan"], "--n", "10"], "--n is not an option of ganforge evaluate for a cyclegan run"),
         (
+            ["evaluate", runs["pix2pix"], "--noise-std", "1.5"],
+            "--noise-std is not an option of ganforge evaluate for a pix2pix run",
+        ),
+        (
             ["export", runs["gan"], "--format", "onnx", "--out", tmp_path / "g.onnx", "--direction", "BtoA"],
             "--direction is not an option of ganforge export for a gan run",
         ),

@@ -15,6 +15,7 @@ import dataclasses
 import importlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -27,6 +28,7 @@ from ganforge.config import (
     DEVICES,
     EXPORT_FORMATS,
     FEATURE_EXTRACTORS,
+    GRAYSCALE_DATASET_NOISE_STD,
     MAX_SEED,
     SERVE_MAX_N,
     SHARED,
@@ -181,6 +183,20 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+NOISE_STD_HELP = (
+    "the noise's spread, as a multiple of the standard normal the generator trained on: below 1 more typical "
+    "images, above 1 more varied ones"
+)
 
 
 def label_list(text: str) -> list[int]:
@@ -379,6 +395,13 @@ def add_generate(commands, common: argparse.ArgumentParser) -> None:
     generate.add_argument(
         "--per-class", type=positive_int, default=1000, help="images per class with --dataset (default: 1000)"
     )
+    generate.add_argument(
+        "--noise-std",
+        type=positive_float,
+        default=None,
+        help=f"{NOISE_STD_HELP} (default: 1; with --dataset of grayscale images {GRAYSCALE_DATASET_NOISE_STD:g}, "
+        "the spread a classifier trained on the set learns most from, docs/quality.md)",
+    )
     add_overwrite(generate)
     add_progress(generate)
     generate.add_argument(
@@ -400,17 +423,29 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.dataset is not None:
         if args.label is not None or args.labels is not None:
             raise UsageError("--dataset writes every class: leave out --label/--labels")
-        images, labels = export_dataset(args.source, args.dataset, per_class=args.per_class, **common)
+        spread = {} if args.noise_std is None else dict(noise_std=args.noise_std)  # else the dataset's own
+        images, labels = export_dataset(args.source, args.dataset, per_class=args.per_class, **common, **spread)
         classes = len(labels.unique())
         print(f"wrote {len(images)} images {tuple(images.shape[1:])}, {classes} classes, to {args.dataset}")
         return 0
     labels = args.label if args.label is not None else args.labels
-    images = generate(args.source, n=args.n, out=args.out, labels=labels, **common)
+    spread = 1.0 if args.noise_std is None else args.noise_std
+    images = generate(args.source, n=args.n, out=args.out, labels=labels, noise_std=spread, **common)
     print(f"wrote {len(images)} images {tuple(images.shape[1:])} to {args.out}")
     return 0
 
 
-EVALUATE_OPTIONS = ("n", "reference", "features", "inception_weights", "data_root", "seed", "cas", "cas_epochs")
+EVALUATE_OPTIONS = (
+    "n",
+    "reference",
+    "features",
+    "inception_weights",
+    "data_root",
+    "seed",
+    "noise_std",
+    "cas",
+    "cas_epochs",
+)
 
 
 def add_evaluate(commands, common: argparse.ArgumentParser) -> None:
@@ -455,6 +490,13 @@ def add_evaluate(commands, common: argparse.ArgumentParser) -> None:
         "--data-root", default=given, help="torchvision data root holding the reference (default: $GANFORGE_DATA_ROOT)"
     )
     add_seed(evaluate, "noise seed when sampling a generator", default=given)
+    evaluate.add_argument(
+        "--noise-std",
+        type=positive_float,
+        default=given,
+        help=f"a GAN run: {NOISE_STD_HELP} (default: 1; --cas draws the labelled set as ganforge generate "
+        f"--dataset does, grayscale at {GRAYSCALE_DATASET_NOISE_STD:g})",
+    )
     add_device(evaluate, help="device")
     evaluate.add_argument(
         "--cas",

@@ -11,6 +11,7 @@ refused in one line. ``export_generator`` (``export.py``) and ``serve``
 from pathlib import Path
 
 from ganforge.checkpoint import is_hub_folder
+from ganforge.errors import UsageError
 from ganforge.rundir import is_run
 from ganforge.tasks import Trained, load
 from ganforge.tasks.base import check_options
@@ -29,13 +30,16 @@ def evaluate(source: str | Path | Trained, device: str = "auto", **options) -> d
     folder), and return the scores.
 
     A GAN's samples: FID, KID, IS, precision/recall, class coverage, a conditional one's label accuracy and,
-    with ``cas``, the Classification Accuracy Score (options: n, reference, seed, cas, cas_epochs, features,
+    with ``cas``, the Classification Accuracy Score (options: n, reference, seed, noise_std, cas, cas_epochs, features,
     data_root, inception_weights, extractor, cache). A translator: L1, PSNR and SSIM against the test targets,
     the cycle error, SWD, and with ``features`` FID and KID (options: reference, features, inception_weights).
     Images: as a GAN's samples.
     """
     if is_image_set(source):
         from ganforge.metrics.evaluation import evaluate_image_set
+
+        if "noise_std" in options:
+            raise UsageError(f"--noise-std spreads a generator's noise, and {source} holds images")
 
         return evaluate_image_set(source, device=device, **options)
     model = load(source, device, command="evaluate")  # one read: a run still training may move its latest

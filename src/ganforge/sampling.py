@@ -20,9 +20,22 @@ from ganforge.files import atomic_write, refuse_to_replace
 from ganforge.progress import progress_bar
 
 
-def sample_noise(n: int, z_dim: int, seed: int) -> torch.Tensor:
-    """(n, z_dim) standard normal noise drawn on the CPU, so a seed means the same noise on every device."""
-    return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+def sample_noise(n: int, z_dim: int, seed: int, std: float = 1.0) -> torch.Tensor:
+    """(n, z_dim) normal noise drawn on the CPU, so a seed means the same noise on every device.
+
+    ``std`` scales the standard normal the generator was trained on: below 1 the samples are closer to the
+    average and less varied (the truncation trick's trade, Brock et al. 2019), above 1 more varied and less
+    typical. The same seed draws the same directions at every ``std``.
+    """
+    check_noise_std(std)
+    noise = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+    return noise if std == 1.0 else noise * std
+
+
+def check_noise_std(std: float) -> None:
+    """One line for a noise scale that is not a positive, finite number."""
+    if isinstance(std, bool) or not (isinstance(std, int | float) and math.isfinite(std) and std > 0):
+        raise GanforgeError(f"--noise-std must be a positive number, got {std!r}")
 
 
 def balanced_labels(n: int, num_classes: int, classes: Sequence[int] | None = None) -> torch.Tensor | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ganforge.config import dataset_noise_std
 from ganforge.data import (
     ImageDataset,
     cache_home,
@@ -122,18 +123,29 @@ def evaluate_generator(
     device: str = "auto",
     cas: bool = False,  # also the Classification Accuracy Score (a conditional run's labelled samples)
     cas_epochs: int = 3,  # epochs of each CAS classifier
+    noise_std: float | None = None,  # the noise's spread (``sampling.sample_noise``); None: 1, and for CAS the
+    # spread of ``ganforge generate --dataset`` (``config.dataset_noise_std``)
     **options,  # features, data_root, inception_weights, extractor, cache: as for evaluate_images
 ) -> dict:
     """Score ``n`` samples of a generator: FID, KID, IS, precision/recall, class coverage; a conditional one's
     label accuracy where the classifier's classes are the run's; with ``cas``, also the Classification Accuracy
-    Score (``metrics.cas``) against a classifier trained on as many real images."""
-    samples = model.sample(n, seed=seed)
+    Score (``metrics.cas``) against a classifier trained on as many real images, of samples drawn as a labelled
+    dataset is unless ``noise_std`` is given."""
     if cas and not model.num_classes:
         raise GanforgeError(f"--cas needs labelled samples, and {model.path} holds an unconditional generator")
+    samples = model.sample(n, seed=seed, noise_std=1.0 if noise_std is None else noise_std)
+    cas_std = dataset_noise_std(model.image_shape[0]) if noise_std is None else noise_std
+    cas_samples = samples
+    if cas and cas_std != noise_std:
+        log.info(f"CAS: samples drawn as ganforge generate --dataset draws them, the noise at {cas_std:g}x")
+        cas_samples = model.sample(n, seed=seed, noise_std=cas_std)
     labels = balanced_labels(n, model.num_classes)
     reference, holdout = (reference, 0.0) if reference else default_reference(model.config)
     shown, classes = model.path, model.classes
-    return score_samples(samples, labels, shown, reference, holdout, seed, device, cas, cas_epochs, classes, **options)
+    results = score_samples(
+        samples, labels, shown, reference, holdout, seed, device, cas, cas_epochs, classes, cas_samples, **options
+    )
+    return results | (dict(cas_noise_std=cas_std) if cas else {})
 
 
 def evaluate_image_set(
@@ -159,15 +171,18 @@ def evaluate_image_set(
 
 
 def score_samples(
-    samples, labels, shown, reference, holdout, seed, device, cas, cas_epochs, classes=None, **options
+    samples, labels, shown, reference, holdout, seed, device, cas, cas_epochs, classes=None, cas_samples=None, **options
 ) -> dict:
     """``evaluate_images`` of (N, C, H, W) uint8 ``samples`` (from ``shown``) against ``reference``, with their
-    ``labels`` and the ``classes`` those name, and with ``cas`` the CAS of the labels."""
+    ``labels`` and the ``classes`` those name, and with ``cas`` the CAS of ``cas_samples`` (default: ``samples``)
+    with the same labels."""
     log.info(f"scoring {len(samples):,} samples {tuple(samples.shape[1:])} from {shown}")
     options |= dict(labels=labels, classes=classes)
     results = evaluate_images(samples, reference, device=device, holdout=holdout, **options)
     if cas:
-        results |= cas_against(samples, labels, reference, options.get("data_root"), holdout, cas_epochs, seed, device)
+        trained_on = samples if cas_samples is None else cas_samples
+        root = options.get("data_root")
+        results |= cas_against(trained_on, labels, reference, root, holdout, cas_epochs, seed, device)
     return results
 
 

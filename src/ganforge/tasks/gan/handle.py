@@ -4,6 +4,7 @@ and ``interpolate`` (latent walks as a GIF). Each reads the run once, whatever i
 checkpoint, an exported folder or a handle.
 """
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from ganforge.checkpoint import generator_weights, rebuild_generators
-from ganforge.config import SERVE_MAX_N
+from ganforge.config import SERVE_MAX_N, dataset_noise_std
 from ganforge.data import check_fits_in_memory
 from ganforge.errors import GanforgeError, UsageError
 from ganforge.files import refuse_to_replace
@@ -23,6 +24,7 @@ from ganforge.sampling import (
     MAX_WALKS,
     MIN_FPS,
     balanced_labels,
+    check_noise_std,
     class_folder_names,
     generate_images,
     grid_columns,
@@ -36,6 +38,8 @@ from ganforge.sampling import (
 from ganforge.tasks import Trained, load
 from ganforge.tasks.gan import GAN_TASK
 from ganforge.tasks.gan.step import G
+
+log = logging.getLogger("ganforge")
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class TrainedGenerator(Trained):
         seed: int = 0,  # the same seed gives the same images as ``generate``
         dtype: torch.dtype | str = torch.uint8,  # "float" (or a float dtype): in the generator's output_range
         batch_size: int = 256,
+        noise_std: float = 1.0,  # the noise's spread: below 1 more typical images, above 1 more varied ones
     ) -> torch.Tensor:
         """(n, C, H, W) images on the CPU: uint8 in [0, 255], or floats as the generator gives them."""
         if n < 1:
@@ -102,7 +107,7 @@ class TrainedGenerator(Trained):
         dtype = torch.float32 if dtype == "float" else dtype
         if not isinstance(dtype, torch.dtype):
             raise GanforgeError(f"dtype must be torch.uint8, 'float' or a float torch dtype, not {dtype!r}")
-        noise = sample_noise(n, self.z_dim, seed)  # (n, z_dim)
+        noise = sample_noise(n, self.z_dim, seed, noise_std)  # (n, z_dim)
         return generate_images(self.generator, noise, batch_size, self.labels(n, labels), dtype)
 
     def evaluate(
@@ -117,6 +122,7 @@ class TrainedGenerator(Trained):
         inception_weights: str | None = None,  # the Inception FID weights file (offline machines)
         extractor=None,  # a feature extractor of your own (``metrics.evaluation.evaluate_images``)
         cache: str | Path | None = None,  # folder for cached reference features
+        noise_std: float | None = None,  # the noise's spread (``sample``); None: 1, and for CAS export_dataset's
     ) -> dict:
         """FID, KID, IS, precision/recall, class coverage, label accuracy and optionally CAS of ``n`` samples
         (``metrics.evaluation.evaluate_generator``), on the device the generator is on."""
@@ -125,7 +131,7 @@ class TrainedGenerator(Trained):
         device = str(next(self.generator.parameters()).device)
         extra = dict(features=features, data_root=data_root, inception_weights=inception_weights)
         extra |= dict(extractor=extractor, cache=cache)
-        return evaluate_generator(self, n, reference, seed, device, cas, cas_epochs, **extra)
+        return evaluate_generator(self, n, reference, seed, device, cas, cas_epochs, noise_std, **extra)
 
     def app(self, allowed_hosts: list[str] | None = None, max_n: int = SERVE_MAX_N):
         """The web page to explore it (``tasks/gan/web.py``): grids of up to ``max_n`` images a request."""
@@ -186,6 +192,7 @@ def generate(
     labels: int | Sequence[int] | None = None,  # conditional models: one class, or classes to cycle through
     ema: bool = True,  # sample the generator's moving average when the run kept one
     overwrite: bool = False,  # replace files already at ``out``
+    noise_std: float = 1.0,  # the noise's spread: below 1 more typical images, above 1 more varied ones
 ) -> torch.Tensor:
     """Sample ``n`` images from a run directory, checkpoint or ``load``-ed generator; write them to ``out`` if given.
 
@@ -199,7 +206,7 @@ def generate(
     if out is not None:
         refuse_to_replace(output_paths(out, n), overwrite)
     model = load(source, device, ema=ema, command="generate")
-    images = model.sample(n, labels, seed, batch_size=batch_size)
+    images = model.sample(n, labels, seed, batch_size=batch_size, noise_std=noise_std)
     if out is not None:
         chosen = [labels] if isinstance(labels, int) else labels
         columns = len(chosen) if chosen is not None and len(chosen) > 1 else grid_columns(n, model.num_classes)
@@ -217,6 +224,7 @@ def export_dataset(
     batch_size: int = 256,
     ema: bool = True,
     overwrite: bool = False,  # replace files already at ``out``
+    noise_std: float | None = None,  # the noise's spread; None: ``config.dataset_noise_std`` (grayscale 1.5)
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Write a labelled synthetic dataset from a conditional generator: ``per_class`` images of every class.
 
@@ -226,6 +234,8 @@ def export_dataset(
     """
     if per_class < 1:
         raise GanforgeError(f"--per-class must be at least 1, got {per_class}")
+    if noise_std is not None:
+        check_noise_std(noise_std)
     model = load(source, device, ema=ema, command="generate")
     if not model.num_classes:
         raise GanforgeError(f"{model.path} holds an unconditional generator: a labelled dataset needs --conditional")
@@ -234,7 +244,14 @@ def export_dataset(
     planned = [out] if not folders else [path for name in folders for path in png_paths(out / name, per_class)]
     refuse_to_replace(planned, overwrite)
     labels = torch.arange(model.num_classes).repeat_interleave(per_class)  # (K * per_class,): class by class
-    images = generate_images(model.generator, sample_noise(len(labels), model.z_dim, seed), batch_size, labels)
+    noise_std = dataset_noise_std(model.image_shape[0]) if noise_std is None else noise_std
+    if noise_std != 1.0:
+        log.info(
+            f"drawing the noise at {noise_std:g}x the spread the generator trained on: more varied images, which a "
+            "classifier trained on them learns more from (--noise-std 1: the typical ones)"
+        )
+    noise = sample_noise(len(labels), model.z_dim, seed, noise_std)  # (N, z_dim)
+    images = generate_images(model.generator, noise, batch_size, labels)
     if not folders:
         write_images(images, out, labels, overwrite=overwrite)
     for label, name in enumerate(folders):

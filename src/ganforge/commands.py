@@ -40,7 +40,6 @@ def evaluate(source: str | Path | Trained, device: str = "auto", **options) -> d
 
         if "noise_std" in options:
             raise UsageError(f"--noise-std spreads a generator's noise, and {source} holds images")
-
         return evaluate_image_set(source, device=device, **options)
     model = load(source, device, command="evaluate")  # one read: a run still training may move its latest
     check_options(model.evaluate, options, "evaluate", model.task)

@@ -133,10 +133,11 @@ def evaluate_generator(
     dataset is unless ``noise_std`` is given."""
     if cas and not model.num_classes:
         raise GanforgeError(f"--cas needs labelled samples, and {model.path} holds an unconditional generator")
-    samples = model.sample(n, seed=seed, noise_std=1.0 if noise_std is None else noise_std)
-    cas_std = dataset_noise_std(model.image_shape[0]) if noise_std is None else noise_std
+    spread = 1.0 if noise_std is None else noise_std
+    samples = model.sample(n, seed=seed, noise_std=spread)
+    cas_std = dataset_noise_std(model.image_shape[0]) if noise_std is None else spread
     cas_samples = samples
-    if cas and cas_std != noise_std:
+    if cas and cas_std != spread:
         log.info(f"CAS: samples drawn as ganforge generate --dataset draws them, the noise at {cas_std:g}x")
         cas_samples = model.sample(n, seed=seed, noise_std=cas_std)
     labels = balanced_labels(n, model.num_classes)

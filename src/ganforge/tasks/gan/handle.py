@@ -247,8 +247,8 @@ def export_dataset(
     noise_std = dataset_noise_std(model.image_shape[0]) if noise_std is None else noise_std
     if noise_std != 1.0:
         log.info(
-            f"drawing the noise at {noise_std:g}x the spread the generator trained on: more varied images, which a "
-            "classifier trained on them learns more from (--noise-std 1: the typical ones)"
+            f"drawing the noise at {noise_std:g}x the spread the generator trained on: more varied, less typical "
+            "images (--noise-std 1 for the typical ones)"
         )
     noise = sample_noise(len(labels), model.z_dim, seed, noise_std)  # (N, z_dim)
     images = generate_images(model.generator, noise, batch_size, labels)

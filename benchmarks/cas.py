@@ -56,10 +56,10 @@ def kept_samples(
     model, path: Path, n: int, seed: int, keep: str, pool: int, noise_std: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` labelled samples, classes cycled, the noise at ``noise_std``: with ``keep`` 'all' the first ``n``
-    generated; else drawn from
-    ``pool`` times as many, each class's first n/K where the run's discriminator agrees ('agreed': its class head
-    reads the class asked for) or its n/K it finds most real ('realest': the highest logits), as discriminator
-    rejection sampling does (Azadi et al. 2019). 'agreed' fills a class short of agreed samples with the rest."""
+    generated; else drawn from ``pool`` times as many, each class's first n/K where the run's discriminator agrees
+    ('agreed': its class head reads the class asked for) or its n/K it finds most real ('realest': the highest
+    logits), as discriminator rejection sampling does (Azadi et al. 2019). 'agreed' fills a class short of agreed
+    samples with the rest."""
     if keep == "all":
         return generate(model, n=n, seed=seed, noise_std=noise_std), model.labels(n)
     images, labels = generate(model, n=n * pool, seed=seed, noise_std=noise_std), model.labels(n * pool)

@@ -514,9 +514,10 @@ def run_recipe(recipe: str, bench: Benchmark, budgets: list[float], n: int, seed
         labels = model.labels(n) if classes else None  # the classes generate cycled through
         scores = bench.score(images, labels, model.classes if classes else None)
         rows.append(dict(recipe=recipe, seed=seed, minutes=budget, steps=steps) | scores)
-        if classes and args.cas:  # the labelled set as generate --dataset draws it
+        if classes and args.cas:  # the labelled set as generate --dataset draws it (colour: the images above)
             wide = dataset_noise_std(model.image_shape[0])
-            rows[-1] |= bench.cas(generate(model, n=n, seed=seed, noise_std=wide), labels, seed)
+            dataset = images if wide == 1.0 else generate(model, n=n, seed=seed, noise_std=wide)
+            rows[-1] |= bench.cas(dataset, labels, seed)
         grid = generate(model, n=grid_size(64, classes), seed=seed)
         write_row(rows[-1], work, args.grids, grid, grid_columns(len(grid), classes), prefix=bench)
     return rows
